@@ -1,0 +1,58 @@
+"""The image document: its system fields and how it is printed by the API."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+
+from bson import Decimal128, ObjectId
+from bson.regex import Regex
+
+# Top-level fields the service owns; everything a user sends lives under `data`.
+FACT_FIELDS = ("size", "sha256", "width", "height", "format", "mode", "contentType")
+SYSTEM_FIELDS = ("_id", "file", "time", "data", "userId", *FACT_FIELDS)
+
+
+def format_time(value: dt.datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and `Z`, as the original prints dates."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def json_default(value: Any) -> Any:
+    """Values BSON may hold that JSON has no type for."""
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return format_time(value)
+    if isinstance(value, Decimal128):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, Regex):
+        return value.pattern
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_PRINT_ORDER = ("_id", "file", "userId", "data", "time")
+
+
+def to_api(document: dict[str, Any]) -> dict[str, Any]:
+    """A stored document as the API prints it: `_id` as hex, `time` as ISO 8601.
+
+    Keys come in the original's order (`_id`, `file`, `userId`, `data`, `time`), then facts.
+    """
+    printed: dict[str, Any] = {}
+    ordered = [k for k in _PRINT_ORDER if k in document]
+    ordered += [k for k in document if k not in _PRINT_ORDER]
+    for key in ordered:
+        value = document[key]
+        if key == "_id":
+            printed["_id"] = str(value)
+        elif key == "time" and isinstance(value, dt.datetime):
+            printed["time"] = format_time(value)
+        else:
+            printed[key] = value
+    return printed

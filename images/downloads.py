@@ -1,0 +1,100 @@
+"""File responses: conditional requests (ETag/304), `Range` (206/416) and `HEAD`.
+
+Django's `FileResponse` serves whole local files through `wsgi.file_wrapper` (sendfile) but
+answers no `Range`; this module adds that, and streams S3 objects from the boto3 body.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import posixpath
+import re
+
+from django.conf import settings
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils.cache import get_conditional_response
+from django.utils.http import content_disposition_header, http_date
+
+from images.exceptions import RangeNotSatisfiable
+from images.storage import FileStore, LocalFileStore, S3FileStore, StoredFile
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range asked for, or None for the whole file.
+
+    Multiple ranges and malformed headers are ignored (the whole file is sent, as RFC 9110
+    allows); a range that starts past the end raises 416.
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":
+        length = int(last)
+        if length == 0:
+            raise RangeNotSatisfiable(f"Range {header!r} is empty")
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if start >= size or start > end:
+        raise RangeNotSatisfiable(f"Range {header!r} is outside the file of {size} bytes")
+    return start, end
+
+
+def file_response(
+    request: HttpRequest, files: FileStore, key: str, stored: StoredFile
+) -> HttpResponse:
+    headers = {
+        "Content-Type": mimetypes.guess_type(key)[0] or "application/octet-stream",
+        "Content-Disposition": content_disposition_header(True, posixpath.basename(key)),
+        "Accept-Ranges": "bytes",
+        "ETag": stored.etag,
+        "Last-Modified": http_date(stored.modified.timestamp()),
+        "Cache-Control": "private, max-age=0, must-revalidate",
+    }
+    not_modified = get_conditional_response(
+        request, etag=stored.etag, last_modified=int(stored.modified.timestamp())
+    )
+    if not_modified is not None:
+        for name in ("ETag", "Last-Modified", "Cache-Control"):
+            not_modified[name] = headers[name]
+        return not_modified
+    byte_range = None
+    if request.headers.get("If-Range") in (None, stored.etag):
+        try:
+            byte_range = parse_range(request.headers.get("Range"), stored.size)
+        except RangeNotSatisfiable:
+            response = HttpResponse(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
+            response["Content-Type"] = "application/json"
+            response.content = b'{"detail":"Requested range not satisfiable"}'
+            return response
+    if request.method == "HEAD":
+        response = HttpResponse(headers=headers)
+        response["Content-Length"] = str(stored.size)
+        return response
+    if byte_range is None:
+        return _whole_file(request, files, key, stored, headers)
+    start, end = byte_range
+    response = StreamingHttpResponse(
+        files.read_chunks(key, start, end), status=206, headers=headers
+    )
+    response["Content-Range"] = f"bytes {start}-{end}/{stored.size}"
+    response["Content-Length"] = str(end - start + 1)
+    return response
+
+
+def _whole_file(request, files, key, stored, headers) -> HttpResponse:
+    if isinstance(files, LocalFileStore):
+        name = posixpath.basename(key)
+        response = FileResponse(files.open(key), as_attachment=True, filename=name, headers=headers)
+    elif isinstance(files, S3FileStore) and settings.S3_PRESIGNED_DOWNLOADS:
+        url = files.presigned_url(key, headers["Content-Disposition"])
+        return HttpResponse(status=307, headers={"Location": url, "Cache-Control": "no-store"})
+    else:
+        response = StreamingHttpResponse(files.read_chunks(key), headers=headers)
+    response["Content-Length"] = str(stored.size)
+    return response

@@ -1,0 +1,280 @@
+"""All MongoDB access: the `images` collection behind one class.
+
+`ImageRepository(owner)` is the single place where the per-user scope is applied: with an
+owner, every read and write is restricted to that owner's documents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from bson import ObjectId
+from django.conf import settings
+from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.uri_parser import parse_uri
+
+from images.query import ImageQuery
+
+logger = logging.getLogger(__name__)
+
+_client_lock = threading.Lock()
+_client: MongoClient | None = None
+_client_uri: str | None = None
+_indexes_ready = False
+
+
+def get_client() -> MongoClient:
+    """One MongoClient per process (it is thread-safe and pools its connections)."""
+    global _client, _client_uri
+    uri = settings.MONGODB_CONNECTION_STRING
+    if not uri:
+        raise RuntimeError("MONGODB_CONNECTION_STRING is not set")
+    with _client_lock:
+        if _client is None or _client_uri != uri:
+            if _client is not None:
+                _client.close()
+            timeout = settings.MONGODB_TIMEOUT_MS
+            _client = MongoClient(
+                uri,
+                tz_aware=True,
+                serverSelectionTimeoutMS=timeout,
+                connectTimeoutMS=timeout,
+                maxPoolSize=50,
+                appname="imagestore",
+            )
+            _client_uri = uri
+        return _client
+
+
+def close_client() -> None:
+    """Close the process's client (before forking workers: a client must not cross a fork)."""
+    global _client, _client_uri, _indexes_ready
+    with _client_lock:
+        if _client is not None:
+            _client.close()
+        _client, _client_uri = None, None
+    _indexes_ready = _indexes_ready and False
+
+
+def database_name(uri: str) -> str:
+    return parse_uri(uri).get("database") or settings.MONGODB_DEFAULT_DATABASE
+
+
+def get_collection() -> Collection:
+    collection = get_client()[database_name(settings.MONGODB_CONNECTION_STRING)]["images"]
+    if not _indexes_ready:
+        ensure_indexes(collection)
+    return collection
+
+
+def ensure_indexes(collection: Collection | None = None, data_fields: list[str] = ()) -> list[str]:
+    """Indexes the API relies on, plus any requested `data.<field>` ones. Idempotent."""
+    global _indexes_ready
+    collection = collection if collection is not None else get_collection()
+    names = [
+        collection.create_index([("userId", ASCENDING), ("file", ASCENDING)], unique=True),
+        collection.create_index([("time", ASCENDING)]),
+        collection.create_index([("userId", ASCENDING)]),
+        collection.create_index([("sha256", ASCENDING)]),
+    ]
+    names += [collection.create_index([(f"data.{name}", ASCENDING)]) for name in data_fields]
+    _indexes_ready = True
+    return names
+
+
+def ping() -> bool:
+    try:
+        get_client().admin.command("ping")
+        return True
+    except (PyMongoError, RuntimeError):
+        return False
+
+
+class ImageRepository:
+    """The images of one owner (`owner=None`: unscoped, every image)."""
+
+    def __init__(self, owner: str | None = None) -> None:
+        self.owner = owner
+        self.collection = get_collection()
+        self.max_time_ms = settings.MONGODB_QUERY_TIMEOUT_MS
+
+    # --- scope ------------------------------------------------------------------------------
+    def scoped(self, query_filter: dict[str, Any]) -> dict[str, Any]:
+        if self.owner is None:
+            return query_filter
+        if not query_filter:
+            return {"userId": self.owner}
+        return {"$and": [{"userId": self.owner}, query_filter]}
+
+    # --- reads ------------------------------------------------------------------------------
+    def count(self, query_filter: dict[str, Any]) -> int:
+        return self.collection.count_documents(
+            self.scoped(query_filter), maxTimeMS=self.max_time_ms
+        )
+
+    def find(self, query: ImageQuery, batch_size: int = 500) -> Iterator[dict[str, Any]]:
+        cursor = self.collection.find(
+            self.scoped(query.filter),
+            projection=query.projection,
+            sort=query.sort,
+            skip=query.skip,
+            limit=query.limit,
+            batch_size=batch_size,
+            max_time_ms=self.max_time_ms,
+        )
+        with cursor:
+            yield from cursor
+
+    def find_in_pages(self, query: ImageQuery, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        """Like `find`, but each page is its own short query, so no cursor can time out.
+
+        Pages are taken by `_id` when the order is by `_id`; otherwise by skip within the
+        requested window (the sort then needs an index to stay cheap).
+        """
+        remaining = query.limit or None
+        if query.sort in ([("_id", 1)], [("_id", -1)]):
+            yield from self._pages_by_id(query, page_size, remaining)
+            return
+        skip = query.skip
+        while remaining is None or remaining > 0:
+            size = page_size if remaining is None else min(page_size, remaining)
+            page = list(
+                self.collection.find(
+                    self.scoped(query.filter),
+                    query.projection,
+                    sort=query.sort,
+                    skip=skip,
+                    limit=size,
+                    max_time_ms=self.max_time_ms,
+                )
+            )
+            yield from page
+            if len(page) < size:
+                return
+            skip += size
+            if remaining is not None:
+                remaining -= size
+
+    def _pages_by_id(self, query: ImageQuery, page_size: int, remaining: int | None):
+        direction = query.sort[0][1]
+        last_id: ObjectId | None = None
+        skip = query.skip
+        while remaining is None or remaining > 0:
+            size = page_size if remaining is None else min(page_size, remaining)
+            page_filter = query.filter
+            if last_id is not None:
+                bound = {"_id": {"$gt" if direction == 1 else "$lt": last_id}}
+                page_filter = {"$and": [query.filter, bound]} if query.filter else bound
+            page = list(
+                self.collection.find(
+                    self.scoped(page_filter),
+                    query.projection,
+                    sort=[("_id", direction)],
+                    skip=skip,
+                    limit=size,
+                    max_time_ms=self.max_time_ms,
+                )
+            )
+            skip = 0
+            yield from page
+            if len(page) < size:
+                return
+            last_id = page[-1]["_id"]
+            if remaining is not None:
+                remaining -= size
+
+    def get(self, image_id: ObjectId) -> dict[str, Any] | None:
+        return self.collection.find_one(self.scoped({"_id": image_id}))
+
+    def get_by_file(self, file: str) -> dict[str, Any] | None:
+        return self.collection.find_one({"userId": self.owner, "file": file})
+
+    def field_names(self, query_filter: dict[str, Any]) -> list[str]:
+        pipeline = [
+            {"$match": self.scoped(query_filter)},
+            {"$project": {"keys": {"$objectToArray": {"$ifNull": ["$data", {}]}}}},
+            {"$unwind": "$keys"},
+            {"$group": {"_id": "$keys.k"}},
+            {"$sort": {"_id": 1}},
+        ]
+        rows = self.collection.aggregate(pipeline, maxTimeMS=self.max_time_ms)
+        return [row["_id"] for row in rows]
+
+    def distinct_values(self, path: str, query_filter: dict[str, Any]) -> list[Any]:
+        return self.collection.distinct(
+            f"data.{path}", self.scoped(query_filter), maxTimeMS=self.max_time_ms
+        )
+
+    # --- writes -----------------------------------------------------------------------------
+    def upsert(
+        self,
+        file: str,
+        data: dict[str, Any],
+        time: dt.datetime,
+        facts: dict[str, Any],
+        image_id: ObjectId | None = None,
+    ) -> dict[str, Any]:
+        """Insert or replace the document at `(owner, file)`; its `_id` is kept on replace."""
+        update = {
+            "$set": {"data": data, "time": time, **facts},
+            "$setOnInsert": {"_id": image_id or ObjectId(), "file": file, "userId": self.owner},
+        }
+        selector = {"userId": self.owner, "file": file}
+        try:
+            return self._upsert_once(selector, update)
+        except DuplicateKeyError:
+            # Two concurrent upserts of a new path: the loser retries as an update.
+            return self._upsert_once(selector, update)
+
+    def _upsert_once(self, selector: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+        return self.collection.find_one_and_update(
+            selector, update, upsert=True, return_document=ReturnDocument.AFTER
+        )
+
+    def upsert_many(self, documents: list[dict[str, Any]]) -> int:
+        """Bulk upsert by `(owner, file)` keeping each document's `_id`, `time` and `data`."""
+        operations = []
+        for doc in documents:
+            set_fields = {k: v for k, v in doc.items() if k not in ("_id", "file", "userId")}
+            on_insert = {"_id": doc.get("_id") or ObjectId(), "file": doc["file"]}
+            on_insert["userId"] = self.owner
+            operations.append(
+                UpdateOne(
+                    {"userId": self.owner, "file": doc["file"]},
+                    {"$set": set_fields, "$setOnInsert": on_insert},
+                    upsert=True,
+                )
+            )
+        if not operations:
+            return 0
+        result = self.collection.bulk_write(operations, ordered=False)
+        return result.upserted_count + result.matched_count
+
+    def update_many(self, query_filter: dict[str, Any], update: dict[str, Any]):
+        return self.collection.update_many(self.scoped(query_filter), update)
+
+    def update_one(self, image_id: ObjectId, update: dict[str, Any]) -> dict[str, Any] | None:
+        return self.collection.find_one_and_update(
+            self.scoped({"_id": image_id}), update, return_document=ReturnDocument.AFTER
+        )
+
+    def delete_one(self, image_id: ObjectId) -> dict[str, Any] | None:
+        return self.collection.find_one_and_delete(self.scoped({"_id": image_id}))
+
+    def delete_ids(self, image_ids: list[ObjectId]) -> int:
+        result = self.collection.delete_many(self.scoped({"_id": {"$in": image_ids}}))
+        return result.deleted_count
+
+    def delete_by_file(self, file: str) -> int:
+        return self.collection.delete_one({"userId": self.owner, "file": file}).deleted_count
+
+    def iter_files(self, query_filter: dict[str, Any]) -> Iterator[tuple[ObjectId, str]]:
+        projection = {"_id": 1, "file": 1}
+        for doc in self.collection.find(self.scoped(query_filter), projection, batch_size=1000):
+            yield doc["_id"], doc.get("file")

@@ -1,0 +1,38 @@
+"""`GET /fields` and `GET /fields/<field>`: what keys and values the data holds."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from images.exceptions import BadRequest
+from images.query import QUERY_PARAMETERS, parse_query
+from images.scope import repository_for
+
+
+class FieldListView(APIView):
+    @extend_schema(
+        summary="Distinct top-level keys of `data`",
+        parameters=QUERY_PARAMETERS,
+        responses={200: serializers.ListField(child=serializers.CharField())},
+    )
+    def get(self, request: Request) -> Response:
+        query = parse_query(request.query_params)
+        return Response(repository_for(request).field_names(query.filter))
+
+
+class FieldValuesView(APIView):
+    @extend_schema(
+        summary="Distinct values of `data.<field>` (dotted paths allowed)",
+        parameters=QUERY_PARAMETERS,
+        responses={200: serializers.ListField(child=serializers.JSONField())},
+    )
+    def get(self, request: Request, field: str) -> Response:
+        parts = field.split(".")
+        if any(not part or part.startswith("$") or "\x00" in part for part in parts):
+            raise BadRequest(f"Invalid field {field!r}")
+        query = parse_query(request.query_params)
+        return Response(repository_for(request).distinct_values(field, query.filter))

@@ -1,0 +1,297 @@
+"""The `/images` routes: the collection (list, upload, bulk update, bulk delete) and one image."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, viewsets
+from rest_framework.exceptions import UnsupportedMediaType
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from images.documents import to_api
+from images.downloads import file_response
+from images.exceptions import BadRequest, ImageNotFound
+from images.query import QUERY_PARAMETERS, ImageQuery, parse_object_id, parse_query
+from images.renderers import dumps
+from images.repository import ImageRepository
+from images.scope import repository_for
+from images.storage import FileStore, get_file_store
+from images.updates import build_patch, build_replace
+from images.uploads import UploadStore, parse_metadata
+
+logger = logging.getLogger(__name__)
+
+# Above this many items a list is streamed instead of rendered at once.
+STREAM_LIST_ABOVE = 1000
+DELETE_BATCH = 1000
+
+IMAGE_SCHEMA = inline_serializer(
+    "Image",
+    {
+        "_id": serializers.CharField(),
+        "file": serializers.CharField(),
+        "time": serializers.DateTimeField(),
+        "data": serializers.JSONField(),
+        "userId": serializers.CharField(allow_null=True),
+        "size": serializers.IntegerField(required=False),
+        "sha256": serializers.CharField(required=False),
+        "width": serializers.IntegerField(required=False),
+        "height": serializers.IntegerField(required=False),
+        "format": serializers.CharField(required=False),
+        "mode": serializers.CharField(required=False),
+        "contentType": serializers.CharField(required=False),
+    },
+)
+LIST_SCHEMA = inline_serializer(
+    "ImageList",
+    {
+        "total": serializers.IntegerField(),
+        "skip": serializers.IntegerField(),
+        "limit": serializers.IntegerField(),
+        "items": IMAGE_SCHEMA.__class__(many=True),
+        "select": serializers.CharField(required=False),
+    },
+)
+UPDATE_RESULT_SCHEMA = inline_serializer(
+    "UpdateResult",
+    {
+        "acknowledged": serializers.BooleanField(),
+        "matchedCount": serializers.IntegerField(),
+        "modifiedCount": serializers.IntegerField(),
+        "upsertedId": serializers.CharField(allow_null=True),
+        "upsertedCount": serializers.IntegerField(),
+    },
+)
+DELETE_RESULT_SCHEMA = inline_serializer(
+    "DeleteResult",
+    {"acknowledged": serializers.BooleanField(), "deletedCount": serializers.IntegerField()},
+)
+UPLOAD_SCHEMA = inline_serializer(
+    "ImageUpload",
+    {
+        "image": serializers.FileField(help_text="The image file."),
+        "file": serializers.CharField(required=False, help_text="Relative storage path."),
+        "time": serializers.DateTimeField(required=False),
+        "_id": serializers.CharField(required=False),
+        "json": serializers.CharField(required=False, help_text="Metadata as a JSON object."),
+        "data": serializers.CharField(required=False, help_text="Same as `json`."),
+    },
+)
+ERROR_SCHEMA = inline_serializer("Error", {"detail": serializers.CharField()})
+ERRORS = {
+    400: OpenApiResponse(ERROR_SCHEMA),
+    404: OpenApiResponse(ERROR_SCHEMA),
+    503: OpenApiResponse(ERROR_SCHEMA),
+}
+ID_PARAMETER = {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"}
+
+
+class ImageViewSet(viewsets.ViewSet):
+    parser_classes = [JSONParser, MultiPartParser]
+
+    # --- collection -------------------------------------------------------------------------
+    @extend_schema(
+        summary="List images", parameters=QUERY_PARAMETERS, responses={200: LIST_SCHEMA, **ERRORS}
+    )
+    def list(self, request: Request) -> HttpResponse:
+        query = parse_query(request.query_params)
+        repository = repository_for(request)
+        total = repository.count(query.filter)
+        head = {"total": total, "skip": query.skip, "limit": query.limit}
+        tail = {"select": query.select} if query.select else {}
+        if 0 < query.limit <= STREAM_LIST_ABOVE:
+            items = [to_api(doc) for doc in repository.find(query)]
+            return Response({**head, "items": items, **tail})
+        body = _stream_list(head, repository.find_in_pages(query), tail)
+        return StreamingHttpResponse(body, content_type="application/json")
+
+    @extend_schema(
+        summary="Upload an image",
+        request={"multipart/form-data": UPLOAD_SCHEMA},
+        responses={200: IMAGE_SCHEMA, 409: OpenApiResponse(ERROR_SCHEMA), 413: None, **ERRORS},
+    )
+    def create(self, request: Request) -> Response:
+        _require_media_type(request, "multipart/form-data", required=False)
+        upload = _single_file(request, "image")
+        meta = parse_metadata(request.POST)
+        digests = request._request.__dict__.get("upload_digests", {}).get("image")
+        store = UploadStore(repository_for(request), get_file_store())
+        document = store.store(upload, meta, digests[0] if digests else None)
+        return Response(to_api(document))
+
+    @extend_schema(
+        summary="Update the data of every matching image",
+        parameters=QUERY_PARAMETERS,
+        request=OpenApiTypes.OBJECT,
+        responses={200: UPDATE_RESULT_SCHEMA, **ERRORS},
+    )
+    def bulk_update(self, request: Request) -> Response:
+        query = parse_query(request.query_params)
+        update = build_patch(_json_body(request))
+        if not update:
+            return Response(_update_result(False, 0, 0))
+        result = repository_for(request).update_many(query.filter, update)
+        return Response(_update_result(True, result.matched_count, result.modified_count))
+
+    @extend_schema(
+        summary="Delete every matching image and its file",
+        parameters=QUERY_PARAMETERS,
+        responses={200: DELETE_RESULT_SCHEMA, **ERRORS},
+    )
+    def bulk_destroy(self, request: Request) -> Response:
+        query = parse_query(request.query_params)
+        repository = repository_for(request)
+        deleted = delete_matching(repository, get_file_store(), query)
+        logger.info(
+            "Bulk delete by %s: filter=%s deleted=%d",
+            repository.owner or "-",
+            dumps(query.filter).decode(),
+            deleted,
+        )
+        return Response({"acknowledged": True, "deletedCount": deleted})
+
+    # --- one image --------------------------------------------------------------------------
+    @extend_schema(summary="Get one image's document", responses={200: IMAGE_SCHEMA, **ERRORS})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(to_api(_get_or_404(repository_for(request), pk)))
+
+    @extend_schema(
+        summary="Update one image's data ($set by key, `$unset` to remove)",
+        request=OpenApiTypes.OBJECT,
+        responses={200: IMAGE_SCHEMA, **ERRORS},
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        image_id = parse_object_id(pk)
+        update = build_patch(_json_body(request))
+        repository = repository_for(request)
+        if not update:
+            return Response(to_api(_get_or_404(repository, pk)))
+        document = repository.update_one(image_id, update)
+        if document is None:
+            raise ImageNotFound(pk)
+        return Response(to_api(document))
+
+    @extend_schema(
+        summary="Replace one image's data",
+        request=OpenApiTypes.OBJECT,
+        responses={200: IMAGE_SCHEMA, **ERRORS},
+    )
+    def update(self, request: Request, pk: str) -> Response:
+        image_id = parse_object_id(pk)
+        if not request.content_type:
+            raise BadRequest("Request body must be a JSON object")
+        update = build_replace(_json_body(request))
+        document = repository_for(request).update_one(image_id, update)
+        if document is None:
+            raise ImageNotFound(pk)
+        return Response(to_api(document))
+
+    @extend_schema(
+        summary="Delete one image and its file",
+        responses={200: inline_serializer("Deleted", {"_id": serializers.CharField()}), **ERRORS},
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        image_id = parse_object_id(pk)
+        document = repository_for(request).delete_one(image_id)
+        if document is None:
+            raise ImageNotFound(pk)
+        get_file_store().delete(document["file"])
+        return Response({"_id": pk})
+
+    @extend_schema(
+        summary="Download the image file (Range, HEAD, ETag supported)",
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 206: None, **ERRORS},
+    )
+    def download(self, request: Request, pk: str) -> HttpResponse:
+        document = _get_or_404(repository_for(request), pk)
+        files = get_file_store()
+        stored = files.stat(document["file"])
+        if stored is None:
+            raise ImageNotFound(f"{pk} file")
+        return file_response(request, files, document["file"], stored)
+
+
+def _get_or_404(repository: ImageRepository, pk: str) -> dict[str, Any]:
+    document = repository.get(parse_object_id(pk))
+    if document is None:
+        raise ImageNotFound(pk)
+    return document
+
+
+def _require_media_type(request: Request, media_type: str, required: bool = True) -> None:
+    content_type = request.content_type or ""
+    if (content_type or required) and not content_type.startswith(media_type):
+        raise UnsupportedMediaType(content_type, f"Send the request body as {media_type}")
+
+
+def _json_body(request: Request) -> Any:
+    """The parsed JSON body; an empty body is an empty object."""
+    if not request.content_type:
+        return {}
+    _require_media_type(request, "application/json")
+    return request.data
+
+
+def _single_file(request: Request, field: str):
+    files = request.FILES
+    unexpected = [name for name in files if name != field]
+    if unexpected:
+        raise BadRequest(f"Unexpected file field {unexpected[0]!r}: send the file as '{field}'")
+    uploads = files.getlist(field)
+    if not uploads:
+        raise BadRequest(f"File not provided: send it in the multipart field '{field}'")
+    if len(uploads) > 1:
+        raise BadRequest(f"Only one file may be sent in '{field}'")
+    return uploads[0]
+
+
+def _update_result(acknowledged: bool, matched: int, modified: int) -> dict[str, Any]:
+    return {
+        "acknowledged": acknowledged,
+        "matchedCount": matched,
+        "modifiedCount": modified,
+        "upsertedId": None,
+        "upsertedCount": 0,
+    }
+
+
+def delete_matching(repository: ImageRepository, files: FileStore, query: ImageQuery) -> int:
+    """Delete documents first, then their files, in batches (never all ids in memory)."""
+    deleted = 0
+    batch: list[tuple[Any, str]] = []
+    for image_id, file in repository.iter_files(query.filter):
+        batch.append((image_id, file))
+        if len(batch) >= DELETE_BATCH:
+            deleted += _delete_batch(repository, files, batch)
+            batch = []
+    if batch:
+        deleted += _delete_batch(repository, files, batch)
+    return deleted
+
+
+def _delete_batch(repository: ImageRepository, files: FileStore, batch) -> int:
+    deleted = repository.delete_ids([image_id for image_id, _ in batch])
+    for _, file in batch:
+        if file:
+            files.delete(file)
+    return deleted
+
+
+def _stream_list(head: dict, documents: Iterator[dict], tail: dict) -> Iterator[bytes]:
+    yield dumps(head)[:-1] + b',"items":['
+    separator = b""
+    chunk: list[bytes] = []
+    for document in documents:
+        chunk.append(separator + dumps(to_api(document)))
+        separator = b","
+        if len(chunk) >= 200:
+            yield b"".join(chunk)
+            chunk = []
+    yield b"".join(chunk) + b"]" + (b"," + dumps(tail)[1:] if tail else b"}")

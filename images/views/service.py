@@ -1,0 +1,116 @@
+"""Service routes: `GET /` (info), health checks, and JSON answers for unknown routes."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import extend_schema
+from pymongo.uri_parser import parse_uri
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from images.repository import ping
+from images.storage import get_file_store
+
+logger = logging.getLogger(__name__)
+
+
+def redacted_connection_string(uri: str) -> str:
+    """The MongoDB URI without its password (user names are kept: they help debugging)."""
+    if not uri:
+        return ""
+    try:
+        parsed = parse_uri(uri, warn=True)
+    except Exception:
+        return "<invalid>"
+    if not parsed.get("password"):
+        return uri
+    scheme, rest = uri.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def storage_info() -> dict:
+    if settings.S3_BUCKET:
+        return {
+            "s3": {
+                "bucket": settings.S3_BUCKET,
+                "endpoint": settings.S3_ENDPOINT or None,
+                "region": settings.S3_REGION or None,
+            }
+        }
+    return {"directories": {"uploadsDirectoryPath": str(settings.UPLOADS_DIRECTORY)}}
+
+
+class InfoView(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(summary="Service information", responses={200: dict})
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "application_name": settings.APPLICATION_NAME,
+                "version": settings.VERSION,
+                "timeZone": settings.DATES_TIME_ZONE,
+                "mongodb": {
+                    "connection_string": redacted_connection_string(
+                        settings.MONGODB_CONNECTION_STRING
+                    ),
+                    "connected": ping(),
+                },
+                "auth": {
+                    "enabled": bool(settings.OIDC_JWKS_URI),
+                    "oidc_jwks_uri": settings.OIDC_JWKS_URI or None,
+                },
+                "storage": storage_info(),
+                "image_scope": settings.IMAGE_SCOPE or None,
+            }
+        )
+
+
+class LiveView(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(summary="Liveness: the process answers", responses={200: dict})
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})
+
+
+class ReadyView(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(summary="Readiness: MongoDB and storage reachable", responses={200: dict})
+    def get(self, request: Request) -> Response:
+        checks = {"mongodb": ping(), "storage": _storage_ok()}
+        ready = all(checks.values())
+        return Response(
+            {"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503
+        )
+
+
+def _storage_ok() -> bool:
+    try:
+        get_file_store().check()
+        return True
+    except Exception as error:
+        logger.warning("Storage check failed: %s", error)
+        return False
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse({"detail": f"Route {request.method} {request.path} not found"}, status=404)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse({"detail": "Bad request"}, status=400)
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"detail": "Internal server error"}, status=500)

@@ -1,0 +1,238 @@
+"""Settings, read from the environment variables of the contract (see README)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+
+
+def env_choice(name: str, choices: set[str], default: str = "") -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def _secret_key(data_directory: Path) -> str:
+    """SECRET_KEY from the environment, else one kept in the data directory.
+
+    Replicas must share it (signed download URLs are checked with it): set SECRET_KEY in
+    production. A persisted key keeps URLs valid across restarts of a single instance.
+    """
+    configured = env_str("SECRET_KEY")
+    if configured:
+        return configured
+    key_file = data_directory / "secret_key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        pass
+    try:
+        data_directory.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key
+    except FileExistsError:
+        return key_file.read_text().strip()
+    except OSError:
+        return secrets.token_urlsafe(48)
+
+
+# --- Service ---------------------------------------------------------------------------------
+APPLICATION_NAME = "imagestore"
+VERSION = "1.0.0"
+APP_PORT = env_int("APP_PORT", 3000, minimum=1)
+DATA_DIRECTORY = Path(env_str("DATA_DIRECTORY", "data")).resolve()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = _secret_key(DATA_DIRECTORY)
+ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+# --- MongoDB ---------------------------------------------------------------------------------
+# Empty means: `manage.py serve` starts the embedded MongoDB-wire server and sets it.
+MONGODB_CONNECTION_STRING = env_str("MONGODB_CONNECTION_STRING")
+MONGODB_DEFAULT_DATABASE = "image_storage"
+MONGODB_TIMEOUT_MS = env_int("MONGODB_TIMEOUT_MS", 3000, minimum=100)
+MONGODB_QUERY_TIMEOUT_MS = env_int("MONGODB_QUERY_TIMEOUT_MS", 30000, minimum=100)
+
+# --- Storage ---------------------------------------------------------------------------------
+UPLOADS_DIRECTORY = Path(env_str("UPLOADS_DIRECTORY", "uploads")).resolve()
+S3_BUCKET = env_str("S3_BUCKET")
+S3_REGION = env_str("S3_REGION")
+S3_PRESIGNED_DOWNLOADS = env_bool("S3_PRESIGNED_DOWNLOADS", False)
+
+
+def s3_endpoint_url() -> str:
+    """S3_ENDPOINT as a URL, or as the original takes it: a bare host with S3_PORT/S3_USE_SSL."""
+    endpoint = env_str("S3_ENDPOINT")
+    if not endpoint:
+        return ""
+    if "://" in endpoint:
+        if not urlsplit(endpoint).hostname:
+            raise ImproperlyConfigured(f"S3_ENDPOINT is not a valid URL: {endpoint!r}")
+        return endpoint
+    scheme = "https" if env_bool("S3_USE_SSL", True) else "http"
+    port = env_str("S3_PORT")
+    return f"{scheme}://{endpoint}:{port}" if port else f"{scheme}://{endpoint}"
+
+
+S3_ENDPOINT = s3_endpoint_url()
+
+if S3_BUCKET:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": S3_ENDPOINT or None,
+            "region_name": S3_REGION or None,
+            "access_key": env_str("S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY") or None,
+            "file_overwrite": True,
+            "default_acl": None,
+            "querystring_expire": 300,
+            "addressing_style": "path" if S3_ENDPOINT else None,
+        },
+    }
+else:
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(UPLOADS_DIRECTORY), "allow_overwrite": True},
+    }
+
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# Uploads: bytes above 1 MiB spill to a temporary file; nothing is read whole into memory.
+MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 100 * 1024 * 1024, minimum=1)
+ALLOW_NON_IMAGES = env_bool("ALLOW_NON_IMAGES", False)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "images.uploads.DigestUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
+
+# --- Auth and scope --------------------------------------------------------------------------
+OIDC_JWKS_URI = env_str("OIDC_JWKS_URI")
+OIDC_AUDIENCE = env_str("OIDC_AUDIENCE")
+OIDC_ISSUER = env_str("OIDC_ISSUER")
+IMAGE_SCOPE = env_choice("IMAGE_SCOPE", {"", "user"})
+USER_IDENTIFIER = env_str("USER_IDENTIFIER", "preferred_username")
+SIGNED_URL_LIFETIME = env_int("SIGNED_URL_LIFETIME", 300, minimum=1)
+
+# --- Dates -----------------------------------------------------------------------------------
+# Zone for date strings without an offset (`from`, `to`, `time`). Django itself runs in UTC.
+DATES_TIME_ZONE = env_str("TZ", "UTC") or "UTC"
+TIME_ZONE = "UTC"
+USE_TZ = True
+USE_I18N = False
+
+# --- Django ----------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "django_prometheus",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "images",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "imagestore.urls"
+WSGI_APPLICATION = "imagestore.wsgi.application"
+DATABASES: dict = {}
+APPEND_SLASH = False
+STATIC_URL = "/static/"
+# Static files (Swagger UI, the gallery) are served from the apps by WhiteNoise, no build step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+CORS_ALLOW_ALL_ORIGINS = True
+CORS_EXPOSE_HEADERS = ["Content-Disposition"]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["images.renderers.OrjsonRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "images.exceptions.handle_exception",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "imagestore",
+    "DESCRIPTION": "Images plus free-form metadata, queried, bulk-edited, exported and imported.",
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "text"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

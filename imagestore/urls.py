@@ -1,0 +1,36 @@
+"""Routes of the contract (no trailing slashes, as the original), plus docs, health and metrics."""
+
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from images.views.fields import FieldListView, FieldValuesView
+from images.views.images import ImageViewSet
+from images.views.service import InfoView, LiveView, ReadyView
+
+images = ImageViewSet.as_view(
+    {"get": "list", "post": "create", "patch": "bulk_update", "delete": "bulk_destroy"}
+)
+image = ImageViewSet.as_view(
+    {"get": "retrieve", "patch": "partial_update", "put": "update", "delete": "destroy"}
+)
+image_file = ImageViewSet.as_view({"get": "download", "head": "download"})
+
+urlpatterns = [
+    path("", InfoView.as_view(), name="info"),
+    re_path(r"^images/?$", images, name="images"),
+    re_path(r"^images/(?P<pk>[^/]+)/?$", image, name="image"),
+    re_path(r"^images/(?P<pk>[^/]+)/(?:image|file)/?$", image_file, name="image-file"),
+    re_path(r"^fields/?$", FieldListView.as_view(), name="fields"),
+    re_path(r"^fields/(?P<field>[^/]+)/?$", FieldValuesView.as_view(), name="field-values"),
+    path("health/live", LiveView.as_view(), name="health-live"),
+    path("health/ready", ReadyView.as_view(), name="health-ready"),
+    path("docs/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("docs", RedirectView.as_view(url="/docs/", permanent=True)),
+    path("", include("django_prometheus.urls")),
+]
+
+handler400 = "images.views.service.bad_request"
+handler404 = "images.views.service.not_found"
+handler500 = "images.views.service.server_error"

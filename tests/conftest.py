@@ -1,0 +1,136 @@
+"""Fixtures: real servers for the whole session (SecantusDB, moto's S3), and clients."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto.server import ThreadedMotoServer
+from rest_framework.test import APIClient
+
+from images import embedded_db, repository
+from tests.helpers import S3_CREDENTIALS, image_bytes, s3_client
+
+
+class DatabaseServer:
+    """A SecantusDB process on a free loopback port; it can be stopped and started again."""
+
+    def __init__(self, storage: Path) -> None:
+        self.storage = storage
+        self.port = embedded_db.free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/imagestore_test"
+
+    def start(self) -> None:
+        self.process = embedded_db.start_process(self.storage, self.port, self.storage / "log")
+        embedded_db.wait_until_listening(self.port, self.process, 60)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            embedded_db.stop_pid(self.process.pid)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def database_server(tmp_path_factory) -> Iterator[DatabaseServer | None]:
+    if os.environ.get("MONGODB_CONNECTION_STRING"):
+        yield None
+        return
+    server = DatabaseServer(tmp_path_factory.mktemp("secantus"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri(database_server) -> str:
+    return database_server.uri if database_server else os.environ["MONGODB_CONNECTION_STRING"]
+
+
+@pytest.fixture(autouse=True)
+def service(settings, tmp_path, mongodb_uri) -> Path:
+    """Every test: the session's database emptied, a fresh uploads directory, no scope."""
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    settings.MONGODB_CONNECTION_STRING = mongodb_uri
+    settings.UPLOADS_DIRECTORY = uploads
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(uploads), "allow_overwrite": True},
+        },
+    }
+    settings.S3_BUCKET = ""
+    settings.IMAGE_SCOPE = ""
+    settings.OIDC_JWKS_URI = ""
+    repository.get_collection().delete_many({})
+    return uploads
+
+
+@pytest.fixture
+def uploads(service) -> Path:
+    return service
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def collection():
+    return repository.get_collection()
+
+
+# --- S3 (moto in server mode, reached over HTTP like a real endpoint) --------------------------
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    port = embedded_db.free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(settings, s3_endpoint, request) -> str:
+    """Switch the service's storage to a new, empty bucket on the moto server."""
+    bucket = f"images-{abs(hash(request.node.nodeid)) % 10**10}-{time.monotonic_ns() % 10**6}"
+    s3_client(s3_endpoint).create_bucket(Bucket=bucket)
+    settings.S3_BUCKET = bucket
+    settings.S3_ENDPOINT = s3_endpoint
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "endpoint_url": s3_endpoint,
+                "file_overwrite": True,
+                "addressing_style": "path",
+                **S3_CREDENTIALS,
+            },
+        },
+    }
+    return bucket
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request) -> str:
+    """Run a test against both storage backends."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_bucket")
+    return request.param
+
+
+@pytest.fixture
+def jpeg() -> bytes:
+    return image_bytes()

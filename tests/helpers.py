@@ -1,0 +1,66 @@
+"""Helpers shared by the tests: test images, uploads, S3 clients, a running service."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+from PIL import Image
+from rest_framework.test import APIClient
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+S3_CREDENTIALS = {"access_key": "testing", "secret_key": "testing", "region_name": "us-east-1"}
+
+
+def s3_client(endpoint: str):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+
+def image_bytes(fmt: str = "JPEG", size=(32, 24), color="red", mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def upload(api: APIClient, name: str = "photo.jpg", content: bytes | None = None, **fields):
+    """POST /images with one image and the given form fields."""
+    file = io.BytesIO(image_bytes() if content is None else content)
+    file.name = name
+    return api.post("/images", {"image": file, **fields}, format="multipart")
+
+
+def wait_for_http(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listened on port {port}")
+
+
+def start_service(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen:
+    environment = {k: v for k, v in os.environ.items() if k != "MONGODB_CONNECTION_STRING"}
+    environment.update({"APP_PORT": str(port), "WEB_CONCURRENCY": "1", **env})
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--host", "127.0.0.1"],
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for_http(port)
+    return process
