@@ -60,6 +60,9 @@ def _translate(exc: Exception) -> APIException | None:
         return BadRequest("Too many form fields")
     if isinstance(exc, SuspiciousOperation):
         return BadRequest("Malformed request")
+    if isinstance(exc, OperationFailure) and exc.code == 11000:
+        key = ", ".join((exc.details or {}).get("keyValue", {}) or ["key"])
+        return Conflict(f"Another image already has this {key}")
     if isinstance(exc, ExecutionTimeout):
         return ServiceUnavailable("The query took too long and was stopped")
     if isinstance(exc, ConnectionFailure):

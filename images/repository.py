@@ -16,12 +16,14 @@ from bson import ObjectId
 from django.conf import settings
 from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
 
 from images.query import ImageQuery
 
 logger = logging.getLogger(__name__)
+
+DUPLICATE_KEY = 11000
 
 _client_lock = threading.Lock()
 _client: MongoClient | None = None
@@ -228,7 +230,9 @@ class ImageRepository:
         selector = {"userId": self.owner, "file": file}
         try:
             return self._upsert_once(selector, update)
-        except DuplicateKeyError:
+        except OperationFailure as error:
+            if error.code != DUPLICATE_KEY or "_id" in (error.details or {}).get("keyPattern", {}):
+                raise
             # Two concurrent upserts of a new path: the loser retries as an update.
             return self._upsert_once(selector, update)
 

@@ -1,6 +1,6 @@
 """Routes of the contract (no trailing slashes, as the original), plus docs, health and metrics."""
 
-from django.urls import include, path, re_path
+from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -18,11 +18,12 @@ image_file = ImageViewSet.as_view({"get": "download", "head": "download"})
 
 urlpatterns = [
     path("", InfoView.as_view(), name="info"),
-    re_path(r"^images/?$", images, name="images"),
-    re_path(r"^images/(?P<pk>[^/]+)/?$", image, name="image"),
-    re_path(r"^images/(?P<pk>[^/]+)/(?:image|file)/?$", image_file, name="image-file"),
-    re_path(r"^fields/?$", FieldListView.as_view(), name="fields"),
-    re_path(r"^fields/(?P<field>[^/]+)/?$", FieldValuesView.as_view(), name="field-values"),
+    path("images", images, name="images"),
+    path("images/<str:pk>", image, name="image"),
+    path("images/<str:pk>/image", image_file, name="image-file"),
+    path("images/<str:pk>/file", image_file, name="image-file-alias"),
+    path("fields", FieldListView.as_view(), name="fields"),
+    path("fields/<str:field>", FieldValuesView.as_view(), name="field-values"),
     path("health/live", LiveView.as_view(), name="health-live"),
     path("health/ready", ReadyView.as_view(), name="health-ready"),
     path("docs/schema", SpectacularAPIView.as_view(), name="schema"),

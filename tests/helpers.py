@@ -34,6 +34,13 @@ def image_bytes(fmt: str = "JPEG", size=(32, 24), color="red", mode: str = "RGB"
     return buffer.getvalue()
 
 
+def noise_image(width: int, height: int, fmt: str = "PNG") -> bytes:
+    """An image that does not compress: its file is about width*height*3 bytes."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
 def upload(api: APIClient, name: str = "photo.jpg", content: bytes | None = None, **fields):
     """POST /images with one image and the given form fields."""
     file = io.BytesIO(image_bytes() if content is None else content)

@@ -128,6 +128,7 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Update the data of every matching image",
+        operation_id="images_bulk_update",
         parameters=QUERY_PARAMETERS,
         request=OpenApiTypes.OBJECT,
         responses={200: UPDATE_RESULT_SCHEMA, **ERRORS},
@@ -142,6 +143,7 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Delete every matching image and its file",
+        operation_id="images_bulk_destroy",
         parameters=QUERY_PARAMETERS,
         responses={200: DELETE_RESULT_SCHEMA, **ERRORS},
     )

@@ -1,0 +1,79 @@
+"""`manage.py serve` with no MongoDB configured: the embedded server, reused and persistent."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+import requests
+
+from images import embedded_db
+from tests.helpers import image_bytes, start_service
+
+
+def stop_service(process) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    return output.decode()
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    return tmp_path
+
+
+def test_embedded_default_keeps_data_across_restarts(workdir):
+    port = embedded_db.free_port()
+    process = start_service({}, workdir, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        state = json.loads((workdir / "data" / "db.json").read_text())
+        created = requests.post(
+            f"{base}/images",
+            files={"image": ("x.jpg", image_bytes())},
+            data={"label": "cat"},
+            timeout=10,
+        ).json()
+        listed = requests.get(f"{base}/images", params={"label": "cat"}, timeout=10).json()
+        assert [i["_id"] for i in listed["items"]] == [created["_id"]]
+        assert requests.get(f"{base}/", timeout=10).json()["mongodb"]["connected"] is True
+    finally:
+        output = stop_service(process)
+    assert "Embedded MongoDB-wire server (started)" in output
+    assert not embedded_db.is_alive(state["pid"])
+    assert not (workdir / "data" / "db.json").exists()
+    assert (workdir / "uploads" / "x.jpg").read_bytes() == image_bytes()
+
+    process = start_service({}, workdir, port)
+    try:
+        listed = requests.get(f"{base}/images", params={"label": "cat"}, timeout=10).json()
+        assert [i["_id"] for i in listed["items"]] == [created["_id"]]
+        file = requests.get(f"{base}/images/{created['_id']}/image", timeout=10)
+        assert file.content == image_bytes()
+    finally:
+        stop_service(process)
+
+
+def test_second_service_reuses_the_running_embedded_server(workdir):
+    first_port, second_port = embedded_db.free_port(), embedded_db.free_port()
+    first = start_service({}, workdir, first_port)
+    try:
+        second = start_service({}, workdir, second_port)
+        try:
+            created = requests.post(
+                f"http://127.0.0.1:{first_port}/images",
+                files={"image": ("y.jpg", image_bytes())},
+                timeout=10,
+            ).json()
+            seen = requests.get(
+                f"http://127.0.0.1:{second_port}/images/{created['_id']}", timeout=10
+            )
+            assert seen.json()["file"] == "y.jpg"
+        finally:
+            assert "(reusing)" in stop_service(second)
+        assert (
+            requests.get(f"http://127.0.0.1:{first_port}/images", timeout=10).json()["total"] == 1
+        )
+    finally:
+        stop_service(first)
