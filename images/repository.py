@@ -84,6 +84,7 @@ def ensure_indexes(collection: Collection | None = None, data_fields: list[str] 
         collection.create_index([("time", ASCENDING)]),
         collection.create_index([("userId", ASCENDING)]),
         collection.create_index([("sha256", ASCENDING)]),
+        collection.create_index([("file", ASCENDING)]),
     ]
     names += [collection.create_index([(f"data.{name}", ASCENDING)]) for name in data_fields]
     _indexes_ready = True
@@ -268,6 +269,11 @@ class ImageRepository:
             self.scoped({"_id": image_id}), update, return_document=ReturnDocument.AFTER
         )
 
+    def set_facts(self, image_id: ObjectId, facts: dict[str, Any]) -> bool:
+        """Store the facts of one image (top-level system fields); False when it is gone."""
+        result = self.collection.update_one(self.scoped({"_id": image_id}), {"$set": facts})
+        return result.matched_count > 0
+
     def delete_one(self, image_id: ObjectId) -> dict[str, Any] | None:
         return self.collection.find_one_and_delete(self.scoped({"_id": image_id}))
 
@@ -277,6 +283,18 @@ class ImageRepository:
 
     def delete_by_file(self, file: str) -> int:
         return self.collection.delete_one({"userId": self.owner, "file": file}).deleted_count
+
+    def iter_all_files(self) -> Iterator[str]:
+        """Every document's `file` in scope, in pages (no cursor is held for long)."""
+        query = ImageQuery(filter={}, limit=0, projection={"file": 1})
+        for doc in self.find_in_pages(query, page_size=1000):
+            if doc.get("file"):
+                yield doc["file"]
+
+    def known_files(self, files: list[str]) -> set[str]:
+        """Which of these storage paths a document points to."""
+        cursor = self.collection.find(self.scoped({"file": {"$in": files}}), {"file": 1, "_id": 0})
+        return {doc["file"] for doc in cursor}
 
     def iter_files(self, query_filter: dict[str, Any]) -> Iterator[tuple[ObjectId, str]]:
         projection = {"_id": 1, "file": 1}

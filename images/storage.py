@@ -67,7 +67,7 @@ class FileStore:
         return self.stat(key) is not None
 
     def iter_keys(self) -> Iterator[str]:
-        """Every stored user file (the reserved prefix excluded)."""
+        """Every stored file outside the reserved prefix (temporary files of uploads included)."""
         raise NotImplementedError
 
     def check(self) -> None:
@@ -169,8 +169,6 @@ class LocalFileStore(FileStore):
             if relative == ".":
                 subfolders[:] = [d for d in subfolders if d != RESERVED_PREFIX]
             for name in files:
-                if name.startswith(".") and name.endswith(".tmp"):
-                    continue
                 yield name if relative == "." else f"{relative}/{name}"
 
     def check(self) -> None:

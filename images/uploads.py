@@ -97,6 +97,8 @@ def validate_data(value: Any, depth: int = 0, path: str = "data") -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             validate_data(item, depth + 1, f"{path}[{index}]")
+    elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise BadRequest(f"Number in {path} does not fit in 64 bits")
 
 
 def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetadata:

@@ -68,6 +68,7 @@ def start_service(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # a test can kill the whole group (master and workers)
     )
     wait_for_http(port)
     return process

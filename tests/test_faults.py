@@ -1,0 +1,137 @@
+"""Faults: MongoDB down at start or mid-run, S3 unreachable, a process killed mid-work."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+from django.core.management import CommandError, call_command
+
+from images import embedded_db, repository
+from tests.conftest import DatabaseServer
+from tests.helpers import image_bytes, start_service, upload
+
+
+@pytest.fixture
+def own_database(tmp_path, settings):
+    """A database server of this test's own, so that stopping it disturbs nothing else."""
+    server = DatabaseServer(tmp_path / "db")
+    server.start()
+    settings.MONGODB_CONNECTION_STRING = server.uri
+    settings.MONGODB_TIMEOUT_MS = 500
+    repository.close_client()
+    yield server
+    server.stop()
+    repository.close_client()
+
+
+def test_database_going_away_gives_503_and_recovers(api, own_database):
+    assert upload(api, "a.jpg").status_code == 200
+    own_database.stop()
+    response = api.get("/images")
+    assert response.status_code == 503
+    assert "database" in response.json()["detail"].lower()
+    assert upload(api, "b.jpg").status_code == 503
+    assert api.get("/").json()["mongodb"]["connected"] is False
+    assert api.get("/health/ready").status_code == 503
+    assert api.get("/health/live").status_code == 200
+    own_database.start()
+    deadline = time.monotonic() + 30
+    while api.get("/images").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert api.get("/images").json()["total"] == 1
+    assert api.get("/health/ready").status_code == 200
+
+
+def test_service_starts_with_the_database_down(tmp_path):
+    closed = embedded_db.free_port()
+    port = embedded_db.free_port()
+    env = {
+        "MONGODB_CONNECTION_STRING": f"mongodb://127.0.0.1:{closed}/x",
+        "MONGODB_TIMEOUT_MS": "300",
+        "UPLOADS_DIRECTORY": str(tmp_path / "uploads"),
+    }
+    process = start_service(env, tmp_path, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert requests.get(f"{base}/", timeout=10).json()["mongodb"]["connected"] is False
+        response = requests.get(f"{base}/images", timeout=10)
+        assert response.status_code == 503 and response.json()["detail"]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate(timeout=60)
+
+
+def test_s3_unreachable_gives_503_and_no_document(api, s3_bucket, settings, collection):
+    options = settings.STORAGES["default"]["OPTIONS"]
+    closed = f"http://127.0.0.1:{embedded_db.free_port()}"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {**settings.STORAGES["default"], "OPTIONS": {**options, "endpoint_url": closed}},
+    }
+    response = upload(api, "a.jpg")
+    assert response.status_code == 503
+    assert "storage" in response.json()["detail"].lower()
+    assert collection.count_documents({}) == 0
+
+
+def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
+    tmp_path, mongodb_uri, settings
+):
+    uri = mongodb_uri.rsplit("/", 1)[0] + f"/killed_{uuid.uuid4().hex[:8]}"
+    uploads = tmp_path / "uploads"
+    settings.MONGODB_CONNECTION_STRING = uri
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(uploads), "allow_overwrite": True},
+        },
+    }
+    collection = repository.get_collection()
+    content = image_bytes()
+    documents = []
+    for i in range(3000):
+        path = uploads / f"d{i % 10}" / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        documents.append({"file": f"d{i % 10}/{i}.jpg", "userId": None, "data": {"n": i}})
+    collection.insert_many(documents)
+
+    port = embedded_db.free_port()
+    process = start_service(
+        {"MONGODB_CONNECTION_STRING": uri, "UPLOADS_DIRECTORY": str(uploads)}, tmp_path, port
+    )
+
+    def delete_all() -> None:
+        with contextlib.suppress(requests.ConnectionError):  # the server dies mid-request
+            requests.delete(f"http://127.0.0.1:{port}/images", timeout=60)
+
+    worker = threading.Thread(target=delete_all, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while collection.count_documents({}) == 3000 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+
+    out = io.StringIO()
+    remaining = collection.count_documents({})
+    files = sum(1 for p in uploads.rglob("*.jpg"))
+    with contextlib.suppress(CommandError):
+        call_command("check_integrity", "--grace-seconds=0", stdout=out)
+    report = out.getvalue()
+    assert "0 documents with a missing file" in report  # documents go first: never a dangling one
+    assert f"{files - remaining} orphan files" in report
+    call_command("check_integrity", "--grace-seconds=0", "--fix", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("check_integrity", "--grace-seconds=0", stdout=out)
+    assert "0 documents with a missing file, 0 orphan files" in out.getvalue()
+    assert sum(1 for p in uploads.rglob("*.jpg")) == remaining
