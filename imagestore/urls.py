@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from images.thumbnails import AnyAcceptNegotiation
 from images.views.fields import FieldListView, FieldValuesView
 from images.views.images import ImageViewSet
 from images.views.service import InfoView, LiveView, ReadyView
@@ -15,6 +16,9 @@ image = ImageViewSet.as_view(
     {"get": "retrieve", "patch": "partial_update", "put": "update", "delete": "destroy"}
 )
 image_file = ImageViewSet.as_view({"get": "download", "head": "download"})
+image_thumbnail = ImageViewSet.as_view(
+    {"get": "thumbnail", "head": "thumbnail"}, content_negotiation_class=AnyAcceptNegotiation
+)
 
 urlpatterns = [
     path("", InfoView.as_view(), name="info"),
@@ -22,6 +26,7 @@ urlpatterns = [
     path("images/<str:pk>", image, name="image"),
     path("images/<str:pk>/image", image_file, name="image-file"),
     path("images/<str:pk>/file", image_file, name="image-file-alias"),
+    path("images/<str:pk>/thumbnail", image_thumbnail, name="image-thumbnail"),
     path("fields", FieldListView.as_view(), name="fields"),
     path("fields/<str:field>", FieldValuesView.as_view(), name="field-values"),
     path("health/live", LiveView.as_view(), name="health-live"),

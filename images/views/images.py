@@ -23,6 +23,13 @@ from images.renderers import dumps
 from images.repository import ImageRepository
 from images.scope import repository_for
 from images.storage import FileStore, get_file_store
+from images.thumbnails import (
+    SIZE_PARAMETER,
+    delete_keys,
+    delete_thumbnails,
+    thumbnail_keys_of_ids,
+    thumbnail_response,
+)
 from images.updates import build_patch, build_replace
 from images.uploads import UploadStore, parse_metadata
 
@@ -204,7 +211,9 @@ class ImageViewSet(viewsets.ViewSet):
         document = repository_for(request).delete_one(image_id)
         if document is None:
             raise ImageNotFound(pk)
-        get_file_store().delete(document["file"])
+        files = get_file_store()
+        files.delete(document["file"])
+        delete_thumbnails(files, document)
         return Response({"_id": pk})
 
     @extend_schema(
@@ -218,6 +227,15 @@ class ImageViewSet(viewsets.ViewSet):
         if stored is None:
             raise ImageNotFound(f"{pk} file")
         return file_response(request, files, document["file"], stored)
+
+    @extend_schema(
+        summary="A thumbnail (max edge `size`: 64, 128, 256 or 512; WebP or JPEG by Accept)",
+        parameters=[SIZE_PARAMETER],
+        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 422: ERROR_SCHEMA, **ERRORS},
+    )
+    def thumbnail(self, request: Request, pk: str) -> HttpResponse:
+        image_id = parse_object_id(pk)
+        return thumbnail_response(request, repository_for(request), get_file_store(), pk, image_id)
 
 
 def _get_or_404(repository: ImageRepository, pk: str) -> dict[str, Any]:
@@ -279,10 +297,12 @@ def delete_matching(repository: ImageRepository, files: FileStore, query: ImageQ
 
 
 def _delete_batch(repository: ImageRepository, files: FileStore, batch) -> int:
+    thumbnails = thumbnail_keys_of_ids(repository, [image_id for image_id, _ in batch])
     deleted = repository.delete_ids([image_id for image_id, _ in batch])
     for _, file in batch:
         if file:
             files.delete(file)
+    delete_keys(files, thumbnails)
     return deleted
 
 
