@@ -10,7 +10,7 @@ from images.views.images import ImageViewSet
 from images.views.service import InfoView, LiveView, ReadyView
 
 images = ImageViewSet.as_view(
-    {"get": "list", "post": "create", "patch": "bulk_update", "delete": "bulk_destroy"}
+    {"get": "list_images", "post": "create", "patch": "bulk_update", "delete": "bulk_destroy"}
 )
 image = ImageViewSet.as_view(
     {"get": "retrieve", "patch": "partial_update", "put": "update", "delete": "destroy"}

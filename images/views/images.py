@@ -105,9 +105,13 @@ class ImageViewSet(viewsets.ViewSet):
 
     # --- collection -------------------------------------------------------------------------
     @extend_schema(
-        summary="List images", parameters=QUERY_PARAMETERS, responses={200: LIST_SCHEMA, **ERRORS}
+        summary="List images",
+        operation_id="images_list",
+        parameters=QUERY_PARAMETERS,
+        responses={200: LIST_SCHEMA, **ERRORS},
     )
-    def list(self, request: Request) -> HttpResponse:
+    def list_images(self, request: Request) -> HttpResponse:
+        # Not named `list`: the response is one object, not the array DRF's `list` implies.
         query = parse_query(request.query_params)
         repository = repository_for(request)
         total = repository.count(query.filter)
