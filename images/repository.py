@@ -61,7 +61,7 @@ def close_client() -> None:
         if _client is not None:
             _client.close()
         _client, _client_uri = None, None
-    _indexes_ready = _indexes_ready and False
+    _indexes_ready = False
 
 
 def database_name(uri: str) -> str:
