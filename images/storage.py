@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -85,30 +85,27 @@ class LocalFileStore(FileStore):
             raise ValueError(f"unsafe storage key {key!r}")
         return Path(self.storage.path(key))
 
-    def _temporary(self, target: Path) -> Path:
+    def _write_atomically(self, key: str, write: Callable[[Path], object]) -> None:
+        """`write` fills a temporary file beside the target, which is then renamed into place."""
+        target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        return target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            write(temporary)
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
 
     def save(self, key: str, source: IO[bytes]) -> None:
-        target = self.path(key)
-        temporary = self._temporary(target)
-        try:
+        def copy(temporary: Path) -> None:
             with open(temporary, "wb") as out:
                 shutil.copyfileobj(source, out, CHUNK_SIZE)
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+
+        self._write_atomically(key, copy)
 
     def save_path(self, key: str, source_path: str) -> None:
-        target = self.path(key)
-        temporary = self._temporary(target)
-        try:
-            shutil.copyfile(source_path, temporary)
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        self._write_atomically(key, lambda temporary: shutil.copyfile(source_path, temporary))
 
     def move_into_place(self, key: str, source_path: str) -> None:
         """Rename a temporary file into place when it is on the same filesystem, else copy."""
