@@ -142,6 +142,8 @@ STORAGES = {
 # Uploads: bytes above 1 MiB spill to a temporary file; nothing is read whole into memory.
 MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 100 * 1024 * 1024, minimum=1)
 ALLOW_NON_IMAGES = env_bool("ALLOW_NON_IMAGES", False)
+# Largest archive accepted by POST /import (0: no limit; it is spooled to a temporary file).
+MAX_IMPORT_SIZE = env_int("MAX_IMPORT_SIZE", 0)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_HANDLERS = [
     "images.uploads.DigestUploadHandler",

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from images.thumbnails import AnyAcceptNegotiation
+from images.views.archives import ExportView, ImportView
 from images.views.fields import FieldListView, FieldValuesView
 from images.views.images import ImageViewSet
 from images.views.service import InfoView, LiveView, ReadyView
@@ -29,6 +30,8 @@ urlpatterns = [
     path("images/<str:pk>/thumbnail", image_thumbnail, name="image-thumbnail"),
     path("fields", FieldListView.as_view(), name="fields"),
     path("fields/<str:field>", FieldValuesView.as_view(), name="field-values"),
+    path("export", ExportView.as_view(), name="export"),
+    path("import", ImportView.as_view(), name="import"),
     path("health/live", LiveView.as_view(), name="health-live"),
     path("health/ready", ReadyView.as_view(), name="health-ready"),
     path("docs/schema", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,65 @@
+"""`mongodb_data.xlsx` of an export: one row per document, one column per `data` key.
+
+Written with openpyxl in write-only mode (rows go to disk as they are appended, strings inline),
+from the documents an export has already printed to a JSON-lines file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+from images.renderers import dumps
+
+FIXED_COLUMNS = ("_id", "file", "time")
+# Excel's limits: 16,384 columns, 32,767 characters in a cell.
+MAX_COLUMNS = 16384
+MAX_CELL_TEXT = 32767
+
+
+def write_documents_xlsx(documents_jsonl: Path, data_keys: Iterable[str], target: Path) -> None:
+    """One sheet: `_id`, `file`, `time`, then the `data` keys; values as text, nested as JSON."""
+    columns = list(data_keys)[: MAX_COLUMNS - len(FIXED_COLUMNS)]
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Sheet1")
+    sheet.append([*FIXED_COLUMNS, *(_text(key) for key in columns)])
+    with open(documents_jsonl, "rb") as lines:
+        for line in lines:
+            document = orjson.loads(line)
+            data = document.get("data")
+            data = data if isinstance(data, dict) else {}
+            sheet.append(
+                [
+                    _text(document.get("_id")),
+                    _text(document.get("file")),
+                    _time(document.get("time")),
+                    *(_text(data.get(key)) for key in columns),
+                ]
+            )
+    workbook.save(target)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else dumps(value).decode()
+    return ILLEGAL_CHARACTERS_RE.sub("", text)[:MAX_CELL_TEXT]
+
+
+def _time(value: Any) -> dt.datetime | str | None:
+    """A date cell (UTC, as Excel has no zones) when `time` is ISO 8601, else its text."""
+    if not isinstance(value, str):
+        return _text(value)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return _text(value)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed

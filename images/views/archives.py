@@ -1,0 +1,154 @@
+"""`GET /export` (a zip streamed as it is made) and `POST /import` (a zip in field `archive`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from images.archives import ArchiveExporter, ArchiveImporter, archive_file_name
+from images.exceptions import BadRequest, PayloadTooLarge
+from images.query import QUERY_PARAMETERS, parse_query
+from images.scope import repository_for
+from images.storage import get_file_store
+from images.uploads import MULTIPART_OVERHEAD, parse_metadata
+
+ARCHIVE_FIELD = "archive"
+
+ERROR_SCHEMA = inline_serializer("ArchiveError", {"detail": serializers.CharField()})
+IMPORT_REQUEST_SCHEMA = inline_serializer(
+    "ArchiveImport",
+    {
+        ARCHIVE_FIELD: serializers.FileField(help_text="The zip archive."),
+        "json": serializers.CharField(
+            required=False, help_text="JSON object merged over every document's data."
+        ),
+        "data": serializers.CharField(required=False, help_text="Same as `json`."),
+        "time": serializers.DateTimeField(
+            required=False, help_text="Time of the images that `mongodb_data.json` lacks."
+        ),
+    },
+)
+IMPORT_RESULT_SCHEMA = inline_serializer(
+    "ArchiveImportResult",
+    {
+        "file": serializers.CharField(help_text="The archive's name."),
+        "imported": serializers.IntegerField(help_text="Documents written."),
+        "skipped": serializers.ListField(
+            child=serializers.DictField(child=serializers.CharField()),
+            help_text="Entries not imported: `{entry, reason}`.",
+        ),
+        "skippedCount": serializers.IntegerField(
+            required=False, help_text="Present when more were skipped than listed."
+        ),
+    },
+)
+
+
+class ArchiveUploadHandler(TemporaryFileUploadHandler):
+    """Spools the archive to a temporary file in large chunks, within MAX_IMPORT_SIZE."""
+
+    chunk_size = 1024 * 1024
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        limit = settings.MAX_IMPORT_SIZE
+        if limit and content_length and content_length > limit + MULTIPART_OVERHEAD:
+            raise PayloadTooLarge(f"Archive exceeds the limit of {limit} bytes")
+
+    def new_file(self, *args, **kwargs) -> None:
+        super().new_file(*args, **kwargs)
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        self.received += len(raw_data)
+        limit = settings.MAX_IMPORT_SIZE
+        if limit and self.received > limit:
+            raise PayloadTooLarge(f"Archive exceeds the limit of {limit} bytes")
+        return super().receive_data_chunk(raw_data, start)
+
+
+class ExportView(APIView):
+    @extend_schema(
+        summary="Export the matching images and their documents as a zip (streamed)",
+        parameters=QUERY_PARAMETERS,
+        responses={
+            (200, "application/zip"): OpenApiTypes.BINARY,
+            400: OpenApiResponse(ERROR_SCHEMA),
+            503: OpenApiResponse(ERROR_SCHEMA),
+        },
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        query = parse_query(request.query_params, default_limit=0)
+        exporter = ArchiveExporter(repository_for(request), get_file_store(), query)
+        response = StreamingHttpResponse(
+            _started(exporter.stream()), content_type="application/zip"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{archive_file_name()}"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class ImportView(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        summary="Import a zip archive: images at their paths, documents from mongodb_data.json",
+        request={"multipart/form-data": IMPORT_REQUEST_SCHEMA},
+        responses={
+            200: IMPORT_RESULT_SCHEMA,
+            400: OpenApiResponse(ERROR_SCHEMA),
+            413: OpenApiResponse(ERROR_SCHEMA),
+            503: OpenApiResponse(ERROR_SCHEMA),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        request._request.upload_handlers = [ArchiveUploadHandler(request._request)]
+        archive = _archive_upload(request)
+        try:
+            meta = parse_metadata(request.POST)
+            if meta.file is not None or meta.image_id is not None:
+                raise BadRequest("'file' and '_id' cannot be given for a whole archive")
+            importer = ArchiveImporter(
+                repository_for(request), get_file_store(), extra_data=meta.data, time=meta.time
+            )
+            result = importer.run(archive.temporary_file_path(), archive.name or "")
+        finally:
+            archive.close()
+        return Response(result.as_json())
+
+
+def _archive_upload(request: Request) -> UploadedFile:
+    files = request.FILES
+    unexpected = [name for name in files if name != ARCHIVE_FIELD]
+    if unexpected:
+        raise BadRequest(f"Unexpected file field {unexpected[0]!r}: send the zip as 'archive'")
+    uploads = files.getlist(ARCHIVE_FIELD)
+    if not uploads:
+        raise BadRequest("File not provided: send the zip in the multipart field 'archive'")
+    if len(uploads) > 1:
+        raise BadRequest("Only one archive may be sent")
+    return uploads[0]
+
+
+def _started(stream: Iterator[bytes]) -> Iterator[bytes]:
+    """Run the stream up to its first bytes now, while an error can still be a 4xx answer."""
+    first = next(stream, b"")
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield first
+            yield from stream
+        finally:
+            stream.close()
+
+    return body()
