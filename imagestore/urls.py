@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from images.thumbnails import AnyAcceptNegotiation
 from images.views.archives import ExportView, ImportView
 from images.views.fields import FieldListView, FieldValuesView
+from images.views.gallery import GalleryView
 from images.views.images import ImageViewSet
 from images.views.service import InfoView, LiveView, ReadyView
 
@@ -29,6 +30,8 @@ urlpatterns = [
     path("images/<str:pk>/file", image_file, name="image-file-alias"),
     path("images/<str:pk>/thumbnail", image_thumbnail, name="image-thumbnail"),
     path("fields", FieldListView.as_view(), name="fields"),
+    path("gallery/", GalleryView.as_view(), name="gallery"),
+    path("gallery", RedirectView.as_view(url="/gallery/", query_string=True)),
     path("fields/<str:field>", FieldValuesView.as_view(), name="field-values"),
     path("export", ExportView.as_view(), name="export"),
     path("import", ImportView.as_view(), name="import"),
