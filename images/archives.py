@@ -19,7 +19,9 @@ import hashlib
 import itertools
 import logging
 import lzma
+import queue
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -31,17 +33,17 @@ import ijson
 import orjson
 from botocore.exceptions import ClientError
 from django.conf import settings
-from pymongo.errors import BulkWriteError
 from zipstream import ZIP_DEFLATED, ZIP_STORED, ZipStream
 
 from images.dates import now, parse_date
+from images.document_writer import DocumentWriter
 from images.documents import to_api
 from images.exceptions import BadRequest
 from images.import_index import ImportIndex
 from images.paths import RESERVED_PREFIX, is_safe_file_path, scoped_path, validate_file_path
 from images.query import ImageQuery, parse_object_id
 from images.renderers import dumps
-from images.repository import DUPLICATE_KEY, ImageRepository
+from images.repository import ImageRepository
 from images.spreadsheet import write_documents_xlsx
 from images.storage import FileStore, is_storable_key
 from images.uploads import inspect_image, validate_data
@@ -107,7 +109,8 @@ class ArchiveExporter:
             documents_path = Path(scratch) / "documents.jsonl"
             missing_path = Path(scratch) / "missing.jsonl"
             with open(documents_path, "wb") as documents, open(missing_path, "wb") as missing:
-                for document in self.repository.find_in_pages(self.query, self.page_size):
+                pages = self.repository.find_in_pages(self.query, self.page_size)
+                for document in prefetched(pages, self.page_size):
                     printed = to_api(document)
                     documents.write(dumps(printed) + b"\n")
                     if isinstance(printed.get("data"), dict):
@@ -152,6 +155,51 @@ class ArchiveExporter:
             return "file not found in storage"
         archive.add(itertools.chain([first], chunks), file, size=stored.size)
         return None
+
+
+def prefetched(items: Iterator[Any], ahead: int) -> Iterator[Any]:
+    """`items`, produced by a background thread up to `ahead` in advance: the database answers
+    the next page while the files of this one stream. Its errors are raised here."""
+    buffer: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as error:
+            put((_END, error))
+        finally:
+            with contextlib.suppress(Exception):
+                items.close()
+
+    thread = threading.Thread(target=produce, name="export-documents", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+_END = object()
 
 
 def _json_array(jsonl_path: Path) -> Iterator[bytes]:
@@ -229,14 +277,14 @@ class ArchiveImporter:
         files: FileStore,
         extra_data: dict[str, Any] | None = None,
         time: dt.datetime | None = None,
-        batch_size: int = DOCUMENT_BATCH,
+        batch_size: int | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.repository = repository
         self.files = files
         self.extra_data = extra_data or {}
         self.time = time
-        self.batch_size = batch_size
+        self.batch_size = batch_size or DOCUMENT_BATCH
         self.progress = progress
 
     def run(self, archive_path: str | Path, name: str) -> ImportResult:
@@ -265,12 +313,17 @@ class ArchiveImporter:
     ) -> None:
         if plan.manifest is not None:
             self._load_manifest(archive, plan.manifest, index)
+        writer = DocumentWriter(self.repository, self.batch_size, self._conflict(result))
         try:
-            self._store_images(archive, plan.images, index, scratch, result)
-            self._write_documents(index, result)
+            self._store_images(archive, plan.images, index, scratch, result, writer)
+            self._queue_documents_without_entry(index, result, writer)
+            writer.finish()
         except BaseException:
+            writer.abandon()
             self._discard_unreferenced(index.stored_keys())
             raise
+        finally:
+            result.imported = writer.written
 
     # --- names ------------------------------------------------------------------------------
     def storage_key(self, name: str) -> str:
@@ -326,39 +379,46 @@ class ArchiveImporter:
         index: ImportIndex,
         scratch: str,
         result: ImportResult,
+        writer: DocumentWriter,
     ) -> None:
+        """Store the images one by one; after each batch of files, queue their documents."""
+        stored: dict[str, dict[str, Any]] = {}
         for info in images:
             key = self.storage_key(info.filename)
-            with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=scratch) as spool:
-                sha256, size = _copy_entry(archive, info, spool)
-                try:
-                    facts = inspect_image(spool, key)
-                except BadRequest as error:
-                    result.skip(info.filename, str(error.detail))
-                    index.add_entry(key, None)
-                else:
-                    facts.update(size=size, sha256=sha256)
-                    self._save(info.filename, key, spool, facts, index, result)
+            facts = self._store_entry(archive, info, key, scratch, result)
+            index.add_entry(key, facts is not None)
+            if facts is not None:
+                stored[key] = facts
+            if len(stored) >= self.batch_size:
+                self._queue_documents(stored, index, writer)
+                stored = {}
             if self.progress is not None:
                 self.progress.update(1)
+        self._queue_documents(stored, index, writer)
 
-    def _save(
+    def _store_entry(
         self,
-        name: str,
+        archive: zipfile.ZipFile,
+        info: zipfile.ZipInfo,
         key: str,
-        spool: IO[bytes],
-        facts: dict[str, Any],
-        index: ImportIndex,
+        scratch: str,
         result: ImportResult,
-    ) -> None:
-        spool.seek(0)
-        try:
-            self.files.save(key, spool)
-        except (NotADirectoryError, IsADirectoryError, FileExistsError):
-            result.skip(name, "its path conflicts with a stored file or folder")
-            index.add_entry(key, None)
-            return
-        index.add_entry(key, facts)
+    ) -> dict[str, Any] | None:
+        """Store one entry at `key` and return its facts; None when it is skipped."""
+        with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=scratch) as spool:
+            sha256, size = _copy_entry(archive, info, spool)
+            try:
+                facts = inspect_image(spool, key)
+            except BadRequest as error:
+                result.skip(info.filename, str(error.detail))
+                return None
+            spool.seek(0)
+            try:
+                self.files.save(key, spool)
+            except (NotADirectoryError, IsADirectoryError, FileExistsError):
+                result.skip(info.filename, "its path conflicts with a stored file or folder")
+                return None
+        return {**facts, "size": size, "sha256": sha256}
 
     def _discard_unreferenced(self, keys: Iterable[str]) -> None:
         """After a failure, remove the files this import wrote that no document uses."""
@@ -370,19 +430,37 @@ class ArchiveImporter:
             logger.warning("Import failed; files without documents may remain", exc_info=True)
 
     # --- documents --------------------------------------------------------------------------
-    def _write_documents(self, index: ImportIndex, result: ImportResult) -> None:
-        batch = DocumentBatch(self, result)
-        for key, document, state in index.documents_with_facts():
-            if state == "skipped":
+    def _queue_documents(
+        self, stored: dict[str, dict[str, Any]], index: ImportIndex, writer: DocumentWriter
+    ) -> None:
+        """Documents of stored files: from the manifest when it has them, else new ones."""
+        described = set()
+        for key, record in index.documents_for(list(stored)):
+            described.add(key)
+            writer.add(self._document(key, {**record, **stored[key]}))
+        for key, facts in stored.items():
+            if key not in described:
+                writer.add(self._document(key, {"_id": None, "time": None, "data": {}, **facts}))
+        writer.send()
+
+    def _queue_documents_without_entry(
+        self, index: ImportIndex, result: ImportResult, writer: DocumentWriter
+    ) -> None:
+        """Manifest documents whose file the archive did not bring: kept if already stored."""
+        for key, record, in_archive in index.documents_without_stored_file():
+            if in_archive:
                 result.skip(key, "its file was skipped")
-                continue
-            if state is None and not self.files.exists(key):
+            elif not self.files.exists(key):
                 result.skip(key, "its file is neither in the archive nor in storage")
-                continue
-            batch.add(self._document(key, document))
-        for key, facts in index.entries_without_document():
-            batch.add(self._document(key, {"_id": None, "time": None, "data": {}, **facts}))
-        batch.flush()
+            else:
+                writer.add(self._document(key, record))
+
+    def _conflict(self, result: ImportResult):
+        def report(document: dict[str, Any], reason: str) -> None:
+            result.skip(document["file"], reason)
+            self._discard_unreferenced([document["file"]])
+
+        return report
 
     def _document(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
         document = {k: v for k, v in record.items() if v is not None}
@@ -393,44 +471,6 @@ class ArchiveImporter:
         time = record.get("time")
         document["time"] = parse_date(time, "time") if time else (self.time or now())
         return document
-
-
-class DocumentBatch:
-    """Documents upserted `batch_size` at a time; an `_id` already used elsewhere is reported."""
-
-    def __init__(self, importer: ArchiveImporter, result: ImportResult) -> None:
-        self.importer = importer
-        self.result = result
-        self.pending: list[dict[str, Any]] = []
-
-    def add(self, document: dict[str, Any]) -> None:
-        self.pending.append(document)
-        if len(self.pending) >= self.importer.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        documents, self.pending = self.pending, []
-        try:
-            self.result.imported += self.importer.repository.upsert_many(documents)
-        except BulkWriteError as error:
-            details = error.details or {}
-            errors = details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            self.result.imported += details.get("nUpserted", 0) + details.get("nMatched", 0)
-            self._report_conflicts(documents, errors)
-
-    def _report_conflicts(self, documents: list[dict[str, Any]], errors: list[dict]) -> None:
-        for error in errors:
-            document = documents[error["index"]]
-            if "_id" in (error.get("keyPattern") or {}):
-                reason = f"_id {document.get('_id')} is already used by another file"
-            else:
-                reason = "another image was written at this path at the same time"
-            self.result.skip(document["file"], reason)
-        self.importer._discard_unreferenced(documents[e["index"]]["file"] for e in errors)
 
 
 def _open_zip(path: str | Path) -> zipfile.ZipFile:

@@ -1,7 +1,7 @@
 """Scratch index of one import, on disk (SQLite), so memory does not grow with the archive.
 
-It holds the documents read from `mongodb_data.json` and the facts of every image entry
-stored, and joins them by storage key when the documents are written.
+It holds the documents read from `mongodb_data.json` and the storage keys of the entries
+stored or skipped, so that each document is matched with its file by key.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import orjson
 _SCHEMA = """
 CREATE TABLE documents (position INTEGER PRIMARY KEY, key TEXT NOT NULL, record BLOB NOT NULL);
 CREATE INDEX documents_key ON documents (key);
--- facts IS NULL: the entry was in the archive but not stored (skipped).
-CREATE TABLE entries (key TEXT PRIMARY KEY, facts BLOB);
+-- stored = 0: the entry was in the archive but skipped.
+CREATE TABLE entries (key TEXT PRIMARY KEY, stored INTEGER NOT NULL);
 """
 
 
@@ -36,36 +36,32 @@ class ImportIndex:
             "INSERT INTO documents VALUES (?, ?, ?)", (position, key, orjson.dumps(record))
         )
 
-    def has_documents(self) -> bool:
-        return self.connection.execute("SELECT 1 FROM documents LIMIT 1").fetchone() is not None
-
-    def add_entry(self, key: str, facts: dict[str, Any] | None) -> None:
-        stored = None if facts is None else orjson.dumps(facts)
-        self.connection.execute("INSERT OR REPLACE INTO entries VALUES (?, ?)", (key, stored))
+    def add_entry(self, key: str, stored: bool) -> None:
+        """An entry stored, or skipped (which never hides a stored entry of the same key)."""
+        verb = "REPLACE" if stored else "IGNORE"
+        self.connection.execute(f"INSERT OR {verb} INTO entries VALUES (?, ?)", (key, int(stored)))
 
     def stored_keys(self) -> Iterator[str]:
-        rows = self.connection.execute("SELECT key FROM entries WHERE facts IS NOT NULL")
-        for (key,) in rows:
+        rows = self.connection.execute("SELECT key FROM entries WHERE stored = 1")
+        for (key,) in rows.fetchall():
             yield key
 
-    def documents_with_facts(self) -> Iterator[tuple[str, dict[str, Any], str | None]]:
-        """(key, record, state) in manifest order; state: 'stored', 'skipped' or None (absent)."""
+    def documents_for(self, keys: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The manifest documents of these keys, in manifest order."""
+        marks = ",".join("?" * len(keys))
         rows = self.connection.execute(
-            "SELECT d.key, d.record, e.key IS NOT NULL, e.facts FROM documents d "
-            "LEFT JOIN entries e ON e.key = d.key ORDER BY d.position"
+            f"SELECT key, record FROM documents WHERE key IN ({marks}) ORDER BY position", keys
         )
-        for key, record, in_archive, facts in rows:
-            document = orjson.loads(record)
-            if facts is not None:
-                document.update(orjson.loads(facts))
-            state = ("stored" if facts is not None else "skipped") if in_archive else None
-            yield key, document, state
+        for key, record in rows.fetchall():
+            yield key, orjson.loads(record)
 
-    def entries_without_document(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Stored entries that no manifest document describes, with their facts."""
+    def documents_without_stored_file(self) -> Iterator[tuple[str, dict[str, Any], bool]]:
+        """(key, record, in_archive) of manifest documents whose entry was not stored:
+        skipped (in_archive) or absent from the archive."""
         rows = self.connection.execute(
-            "SELECT key, facts FROM entries WHERE facts IS NOT NULL "
-            "AND key NOT IN (SELECT key FROM documents) ORDER BY rowid"
+            "SELECT d.key, d.record, e.key IS NOT NULL FROM documents d "
+            "LEFT JOIN entries e ON e.key = d.key WHERE NOT IFNULL(e.stored, 0) "
+            "ORDER BY d.position"
         )
-        for key, facts in rows:
-            yield key, orjson.loads(facts)
+        for key, record, in_archive in rows:
+            yield key, orjson.loads(record), bool(in_archive)

@@ -20,7 +20,7 @@ from images import archives
 from images.archives import ArchiveExporter, manifest_items
 from images.query import parse_query
 from images.repository import ImageRepository
-from images.storage import get_file_store
+from images.storage import LocalFileStore, get_file_store
 from tests.helpers import image_bytes, upload
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -484,6 +484,33 @@ def test_an_id_used_by_another_file_is_reported_and_its_file_removed(api):
         {"entry": "intruder.jpg", "reason": f"_id {taken} is already used by another file"}
     ]
     assert stored_keys() == ["owner.jpg"]
+
+
+@pytest.mark.parametrize("batch", [2, 500])
+def test_storage_failure_midway_leaves_no_document_without_its_file(
+    api, collection, monkeypatch, tmp_path, batch
+):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(archives, "DOCUMENT_BATCH", batch)
+    saves = []
+    original_save = LocalFileStore.save
+
+    def failing_save(self, key, source):
+        saves.append(key)
+        if len(saves) == 4:
+            raise OSError(28, "No space left on device")
+        return original_save(self, key, source)
+
+    monkeypatch.setattr(LocalFileStore, "save", failing_save)
+    content = make_zip({f"{i}.png": PNG for i in range(6)})
+    response = post_archive(api, content)
+    assert response.status_code == 500
+    files = {d["file"] for d in collection.find()}
+    assert set(stored_keys()) == files
+    assert files == ({"0.png", "1.png"} if batch == 2 else set())
+    assert list(scratch.iterdir()) == []
 
 
 def test_empty_archive_imports_nothing(api):
