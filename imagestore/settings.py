@@ -161,6 +161,10 @@ OIDC_ISSUER = env_str("OIDC_ISSUER")
 IMAGE_SCOPE = env_choice("IMAGE_SCOPE", {"", "user"})
 USER_IDENTIFIER = env_str("USER_IDENTIFIER", "preferred_username")
 SIGNED_URL_LIFETIME = env_int("SIGNED_URL_LIFETIME", 300, minimum=1)
+# The JWKS is cached this many seconds (a removed key stops working after it); an unknown `kid`
+# refetches it at most once per cooldown.
+OIDC_JWKS_LIFESPAN = env_int("OIDC_JWKS_LIFESPAN", 300, minimum=1)
+OIDC_JWKS_COOLDOWN = env_int("OIDC_JWKS_COOLDOWN", 10, minimum=0)
 
 # --- Dates -----------------------------------------------------------------------------------
 # Zone for date strings without an offset (`from`, `to`, `time`). Django itself runs in UTC.
@@ -212,8 +216,9 @@ CORS_ALLOW_ALL_ORIGINS = True
 CORS_EXPOSE_HEADERS = ["Content-Disposition"]
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    # Both do nothing while OIDC_JWKS_URI is unset (read per request).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["images.auth.OIDCAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["images.auth.AuthenticatedWhenEnabled"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["images.renderers.OrjsonRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -226,6 +231,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Images plus free-form metadata, queried, bulk-edited, exported and imported.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs and the schema are public: a token, even a bad one, is not looked at.
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": [],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,

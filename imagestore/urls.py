@@ -10,6 +10,7 @@ from images.views.fields import FieldListView, FieldValuesView
 from images.views.gallery import GalleryView
 from images.views.images import ImageViewSet
 from images.views.service import InfoView, LiveView, ReadyView
+from images.views.signed_urls import SignedExportUrlView, SignedImageUrlView
 
 images = ImageViewSet.as_view(
     {"get": "list_images", "post": "create", "patch": "bulk_update", "delete": "bulk_destroy"}
@@ -29,6 +30,8 @@ urlpatterns = [
     path("images/<str:pk>/image", image_file, name="image-file"),
     path("images/<str:pk>/file", image_file, name="image-file-alias"),
     path("images/<str:pk>/thumbnail", image_thumbnail, name="image-thumbnail"),
+    path("images/<str:pk>/url", SignedImageUrlView.as_view(), name="image-url"),
+    path("export/url", SignedExportUrlView.as_view(), name="export-url"),
     path("fields", FieldListView.as_view(), name="fields"),
     path("gallery/", GalleryView.as_view(), name="gallery"),
     path("gallery", RedirectView.as_view(url="/gallery/", query_string=True)),

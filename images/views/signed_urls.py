@@ -1,0 +1,96 @@
+"""`POST /images/<id>/url` and `POST /export/url`: signed links for browsers (see images.signing).
+
+An `<img src>` or a download link cannot send an Authorization header; these routes, called with
+one, answer links that carry a short-lived signature bound to the path, its query and the user.
+"""
+
+from __future__ import annotations
+
+from django.http import QueryDict
+from django.urls import Resolver404, get_script_prefix, resolve
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from images import signing
+from images.exceptions import ImageNotFound
+from images.query import QUERY_PARAMETERS, parse_object_id, parse_query
+from images.scope import repository_for
+
+# Per-image GET routes a link is made for, when the service has them (`thumbnail` may not).
+IMAGE_LINKS = ("image", "file", "thumbnail")
+
+ERROR_SCHEMA = inline_serializer("SignedUrlError", {"detail": serializers.CharField()})
+IMAGE_LINKS_SCHEMA = inline_serializer(
+    "SignedImageUrls",
+    {
+        "image": serializers.URLField(help_text="GET/HEAD the image bytes without a header."),
+        "file": serializers.URLField(),
+        "thumbnail": serializers.URLField(required=False),
+        "expires": serializers.IntegerField(help_text="Expiry, seconds since the epoch."),
+    },
+)
+EXPORT_LINK_SCHEMA = inline_serializer(
+    "SignedExportUrl",
+    {"export": serializers.URLField(), "expires": serializers.IntegerField()},
+)
+
+
+def signer_id(request: Request) -> str:
+    return getattr(request.user, "user_id", None) or ""
+
+
+def absolute_link(request: Request, signed: signing.SignedUrl) -> str:
+    """The link as a client follows it: with the script prefix, on this request's host."""
+    return request.build_absolute_uri(get_script_prefix() + signed.relative().lstrip("/"))
+
+
+def route_exists(path: str) -> bool:
+    try:
+        resolve(path)
+    except Resolver404:
+        return False
+    return True
+
+
+class SignedImageUrlView(APIView):
+    @extend_schema(
+        summary="Signed links to one image's file routes (for <img src> and downloads)",
+        description=(
+            "Links for GET/HEAD without an Authorization header, valid SIGNED_URL_LIFETIME "
+            "seconds. This request's query parameters (e.g. `size=256` for the thumbnail) are "
+            "carried into every link and covered by its signature."
+        ),
+        request=None,
+        responses={200: IMAGE_LINKS_SCHEMA, 404: OpenApiResponse(ERROR_SCHEMA)},
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        image_id = parse_object_id(pk)
+        if repository_for(request).get(image_id) is None:
+            raise ImageNotFound(pk)
+        user = signer_id(request)
+        body: dict[str, object] = {}
+        expires = 0
+        for name in IMAGE_LINKS:
+            path = f"/images/{image_id}/{name}"
+            if route_exists(path):
+                signed = signing.sign(path, request.query_params, user)
+                body[name] = absolute_link(request, signed)
+                expires = signed.expires
+        return Response({**body, "expires": expires})
+
+
+class SignedExportUrlView(APIView):
+    @extend_schema(
+        summary="A signed link to GET /export with this request's query parameters",
+        parameters=QUERY_PARAMETERS,
+        request=None,
+        responses={200: EXPORT_LINK_SCHEMA, 400: OpenApiResponse(ERROR_SCHEMA)},
+    )
+    def post(self, request: Request) -> Response:
+        params: QueryDict = request.query_params
+        parse_query(params)  # a bad filter is reported now, not when the link is followed
+        signed = signing.sign("/export", params, signer_id(request))
+        return Response({"export": absolute_link(request, signed), "expires": signed.expires})
