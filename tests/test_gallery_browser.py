@@ -21,6 +21,7 @@ from pymongo import MongoClient
 
 from images import embedded_db
 from tests.helpers import REPO_ROOT, start_service
+from tests.oidc import IdentityProvider, rsa_key
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -209,3 +210,42 @@ def test_filter_paginate_detail_download(start_server, page):
     thumbnails_loaded(page)
     expect(page.locator("select[name=sort]")).to_have_value("file")
     page.screenshot(path=str(ARTIFACTS / "gallery.png"), full_page=True)
+
+
+def test_with_auth_the_token_shows_only_the_callers_images(start_server, page):
+    provider = IdentityProvider()
+    provider.add_key("rsa", rsa_key("main"), "RS256")
+    try:
+        server = start_server(OIDC_JWKS_URI=provider.jwks_uri, IMAGE_SCOPE="user")
+        alice = provider.token(preferred_username="alice")
+        bob = provider.token(preferred_username="bob")
+        seed(server, {"Authorization": f"Bearer {alice}"}, owner="alice_")
+        bob_files = seed(server, {"Authorization": f"Bearer {bob}"}, owner="bob_")
+
+        page.goto(f"{server.url}/gallery/?limit=12")
+        expect(page.locator("#status")).to_contain_text("enter a bearer token")
+        expect(page.locator("#grid .tile")).to_have_count(0)
+
+        page.fill("#token", bob)
+        page.click("#token-form button[type=submit]")
+        expect(page.locator("#status")).to_have_text(shown(1, 12, 17))
+        thumbnails_loaded(page)
+        assert all(name.startswith("bob_") for name in captions(page))
+        assert page.evaluate("sessionStorage.getItem('imagestore.token')") == bob
+        sources = page.eval_on_selector_all("#grid img", "images => images.map(i => i.src)")
+        assert all(source.startswith("blob:") for source in sources)
+
+        page.locator("#grid .tile").first.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#detail-title")).to_have_text("bob/cam1/bob_frame_0000.png")
+        with page.expect_download() as download_info:
+            page.click("#download")
+        assert Path(download_info.value.path()).read_bytes() == bob_files["cam1/bob_frame_0000.png"]
+        page.keyboard.press("Escape")
+
+        page.reload()
+        expect(page.locator("#status")).to_have_text(shown(1, 12, 17))
+        page.click("#token-clear")
+        expect(page.locator("#status")).to_contain_text("enter a bearer token")
+    finally:
+        provider.stop()

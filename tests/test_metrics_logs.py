@@ -89,6 +89,11 @@ def test_request_metrics_by_route_and_status(api):
     assert latency and latency >= 2
 
 
+def test_metrics_stay_public_with_auth_on(api, oidc):
+    assert api.get("/images").status_code == 401
+    assert api.get("/metrics").status_code == 200
+
+
 def test_cors_allows_any_origin_and_exposes_content_disposition(api):
     body = upload(api).json()
     response = api.get(f"/images/{body['_id']}/file", HTTP_ORIGIN="http://gui.example")
@@ -119,6 +124,14 @@ def test_one_record_per_request_with_route_status_and_duration(api, caplog):
     assert records[1].path == f"/images/{body['_id']}"
     assert all(isinstance(r.duration_ms, float) and r.duration_ms >= 0 for r in records)
     assert all(r.user is None for r in records)
+
+
+def test_the_user_is_logged_when_authenticated(api, oidc, settings, caplog):
+    settings.IMAGE_SCOPE = "user"
+    caplog.set_level(logging.INFO, logger="imagestore.requests")
+    api.get("/images", **oidc.auth("alice"))
+    api.get("/images")
+    assert [(r.user, r.status) for r in request_records(caplog)] == [("alice", 200), (None, 401)]
 
 
 def test_the_middleware_times_the_whole_request(rf, caplog):

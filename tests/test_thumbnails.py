@@ -214,3 +214,15 @@ def test_on_s3_made_stored_served_and_deleted(api, s3_bucket, settings):
 def test_no_path_reaches_the_thumbnails(api):
     response = upload(api, "x.jpg", file=f"{THUMBNAILS}/abc-256.jpg")
     assert response.status_code == 400
+
+
+def test_same_scope_as_the_file_route(api, oidc, settings):
+    settings.IMAGE_SCOPE = "user"
+    api.credentials(**oidc.auth("alice"))
+    body = upload(api, "mine.jpg").json()
+    route = f"/images/{body['_id']}/thumbnail"
+    assert api.get(route).status_code == 200
+    api.credentials(**oidc.auth("bob"))
+    assert api.get(route).status_code == 404
+    api.credentials()
+    assert api.get(route).status_code == 401
