@@ -7,15 +7,18 @@ from the documents an export has already printed to a JSON-lines file.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from images.renderers import dumps
+
+# openpyxl's ILLEGAL_CHARACTERS_RE. openpyxl itself is imported on first export: importing it at
+# start cost about 30 MiB of memory in every worker.
+ILLEGAL_CHARACTERS_RE = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
 
 FIXED_COLUMNS = ("_id", "file", "time")
 # Excel's limits: 16,384 columns, 32,767 characters in a cell.
@@ -25,6 +28,8 @@ MAX_CELL_TEXT = 32767
 
 def write_documents_xlsx(documents_jsonl: Path, data_keys: Iterable[str], target: Path) -> None:
     """One sheet: `_id`, `file`, `time`, then the `data` keys; values as text, nested as JSON."""
+    from openpyxl import Workbook
+
     columns = list(data_keys)[: MAX_COLUMNS - len(FIXED_COLUMNS)]
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Sheet1")

@@ -6,6 +6,7 @@ server for DATA_DIRECTORY, and stops it on exit if it started it.
 
 from __future__ import annotations
 
+import gc
 import os
 
 from django.conf import settings
@@ -26,8 +27,18 @@ class GunicornServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        """The WSGI app, loaded once in the master (preload_app) and shared by the workers.
+
+        The URLconf (views, serializers, schema) is imported here too, then the heap is frozen:
+        workers fork with those pages shared copy-on-write instead of importing them each.
+        """
+        from django.urls import get_resolver
+
         from imagestore.wsgi import application
 
+        get_resolver().url_patterns  # noqa: B018 (imports every view module now)
+        gc.collect()
+        gc.freeze()
         return application
 
 
@@ -44,6 +55,11 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.APP_PORT)
         parser.add_argument("--workers", type=int, default=_env_int("WEB_CONCURRENCY", 2))
         parser.add_argument("--threads", type=int, default=_env_int("GUNICORN_THREADS", 4))
+        parser.add_argument(
+            "--worker-class",
+            choices=["gthread", "sync"],
+            default=os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread",
+        )
 
     def handle(self, *args, **options) -> None:
         server = None
@@ -65,10 +81,11 @@ class Command(BaseCommand):
                     "bind": f"{options['host']}:{options['port']}",
                     "workers": options["workers"],
                     "threads": options["threads"],
-                    "worker_class": "gthread",
+                    "worker_class": options["worker_class"],
                     "timeout": 120,
                     "graceful_timeout": 20,
                     "keepalive": 5,
+                    "preload_app": True,
                     "accesslog": None,
                     "errorlog": "-",
                     "loglevel": "warning",

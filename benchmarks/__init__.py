@@ -1,0 +1,1 @@
+"""Load benchmarks of imagestore: `python -m benchmarks.run` (or `make bench`)."""
