@@ -164,7 +164,9 @@ def seed(client: httpx.Client, count: int, size_kb: int) -> None:
 
 
 def settle(memory: Memory) -> int:
-    time.sleep(1.0)
+    """Let the disk finish the previous step's writes and deletes, then reset the peaks."""
+    os.sync()
+    time.sleep(2.0)
     memory.reset_peaks()
     return memory.rss()
 

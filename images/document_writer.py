@@ -1,4 +1,4 @@
-"""Documents of an import, upserted a batch at a time by a background thread.
+"""Documents of an import, written a batch at a time by a background thread.
 
 The database works on one batch while the importer writes the files of the next; at most one
 batch is in flight and one is being filled, so memory stays bounded. A batch is only handed
@@ -66,15 +66,20 @@ class DocumentWriter:
             self.on_conflict(document, reason)
 
     def _write(self, documents: list[dict[str, Any]]) -> tuple[int, list[tuple[dict, str]]]:
+        """New images are inserted; those whose path (or `_id`) is taken are then upserted."""
+        taken = [documents[i] for i in self.repository.insert_new(documents)]
+        written = len(documents) - len(taken)
+        if not taken:
+            return written, []
         try:
-            return self.repository.upsert_many(documents), []
+            return written + self.repository.upsert_many(taken), []
         except BulkWriteError as error:
             details = error.details or {}
             errors = details.get("writeErrors", [])
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
-            written = details.get("nUpserted", 0) + details.get("nMatched", 0)
-            failed = [(documents[e["index"]], e) for e in errors]
+            written += details.get("nUpserted", 0) + details.get("nMatched", 0)
+            failed = [(taken[e["index"]], e) for e in errors]
             return written, [(document, _conflict_reason(e, document)) for document, e in failed]
 
 
