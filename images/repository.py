@@ -7,6 +7,7 @@ owner, every read and write is restricted to that owner's documents.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from collections.abc import Iterator
@@ -64,7 +65,9 @@ def close_client() -> None:
     _indexes_ready = False
 
 
+@functools.lru_cache(maxsize=8)
 def database_name(uri: str) -> str:
+    # Cached: parsing the URI on every request cost about 4% of a download's CPU.
     return parse_uri(uri).get("database") or settings.MONGODB_DEFAULT_DATABASE
 
 
