@@ -14,7 +14,13 @@ import jwt
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from jwt import PyJWK, PyJWKClient
-from jwt.exceptions import InvalidTokenError, PyJWKClientError, PyJWKError, PyJWKSetError
+from jwt.exceptions import (
+    InvalidTokenError,
+    PyJWKClientError,
+    PyJWKError,
+    PyJWKSetError,
+    PyJWTError,
+)
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
@@ -58,7 +64,7 @@ class JWKSClient(PyJWKClient):
     def get_jwk_set(self, refresh: bool = False):
         try:
             return super().get_jwk_set(refresh)
-        except PyJWKSetError as error:
+        except (PyJWKSetError, TypeError, ValueError) as error:  # e.g. a key with `"alg": []`
             raise JWKSUnavailable(str(error)) from error
 
     @staticmethod
@@ -96,7 +102,7 @@ def allowed_algorithms(key: PyJWK) -> list[str]:
     jwk = key._jwk_data  # PyJWK keeps no public copy of the raw fields (`alg`, `crv`)
     announced = jwk.get("alg")
     if announced:
-        return [announced] if announced in ASYMMETRIC_ALGORITHMS else []
+        return [announced] if str(announced) in ASYMMETRIC_ALGORITHMS else []
     if key.key_type == "RSA":
         return list(RSA_ALGORITHMS)
     if key.key_type == "EC":
@@ -113,18 +119,19 @@ def decode_token(token: str) -> dict[str, Any]:
         header = jwt.get_unverified_header(token)
     except InvalidTokenError:
         raise AuthenticationFailed("The bearer token is not a well-formed JWT") from None
-    if header.get("alg") not in ASYMMETRIC_ALGORITHMS:
-        raise AuthenticationFailed("The token's algorithm is not accepted") from None
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGORITHMS:
+        raise AuthenticationFailed("The token's algorithm is not accepted")
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise AuthenticationFailed("The token names no signing key (kid)")
     key = _signing_key(kid)
     algorithms = allowed_algorithms(key)
-    if header["alg"] not in algorithms:
+    if alg not in algorithms:
         raise AuthenticationFailed("The token's algorithm does not match its signing key")
     try:
         return jwt.decode(token, key.key, **_decode_options(algorithms))
-    except InvalidTokenError as error:
+    except PyJWTError as error:
         raise AuthenticationFailed(f"Invalid token: {error}") from None
 
 

@@ -10,8 +10,8 @@ import time
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from images.auth import get_jwks_client
 from tests.helpers import upload
@@ -196,6 +196,33 @@ def test_hmac_key_in_the_jwks_is_never_used(api, oidc):
     oidc.published["oct"] = {"kty": "oct", "kid": "oct", "k": b64(secret), "alg": "HS256"}
     token = jwt.encode(valid_claims(), secret, algorithm="HS256", headers={"kid": "oct"})
     assert_unauthorized(api.get("/images", HTTP_AUTHORIZATION=f"Bearer {token}"))
+
+
+@pytest.mark.parametrize(
+    ("header", "claims"),
+    [
+        ({"alg": ["RS256"], "kid": "rsa"}, {}),
+        ({"alg": "RS256", "kid": ["rsa"]}, {}),
+        ({"alg": "RS256", "kid": "rsa"}, {"exp": "soon"}),
+        ({"alg": "RS256", "kid": "rsa"}, {"iat": [1]}),
+        ({"alg": "RS256", "kid": "rsa"}, {"nbf": 10**40}),
+    ],
+)
+def test_odd_headers_and_claims_are_401_not_500(api, oidc, header, claims):
+    private_key = rsa_key("main")
+    token = handmade_token(
+        {"typ": "JWT", **header},
+        {**valid_claims(), **claims},
+        lambda message: private_key.sign(message, padding.PKCS1v15(), hashes.SHA256()),
+    )
+    assert_unauthorized(api.get("/images", HTTP_AUTHORIZATION=f"Bearer {token}"))
+
+
+def test_jwks_with_odd_keys_is_503_not_500(api, oidc):
+    oidc.raw_body = json.dumps(
+        {"keys": [{"kty": "RSA", "kid": "rsa", "alg": ["RS256"], "n": "AQAB", "e": "AQAB"}]}
+    ).encode()
+    assert api.get("/images", **oidc.auth()).status_code == 503
 
 
 def test_algorithm_comes_from_the_jwk_not_the_token(api, oidc):
