@@ -6,8 +6,9 @@ document's file cannot be read from storage, the document stays in `mongodb_data
 listed, with the reason, in `missing_files.json`; an import skips (and reports) documents whose
 file is neither in the archive nor already in storage, so no document ever lacks its file.
 
-Neither direction holds the dataset in memory: the export pages through the documents and
-streams each file from storage into the zip; the import reads the spooled upload entry by entry,
+Neither direction holds the dataset in memory: the export reads the documents a batch at a
+time from one cursor (reopened where it stopped if the server drops it) and streams each file
+from storage into the zip; the import reads the spooled upload entry by entry,
 parses `mongodb_data.json` as a stream and writes documents in batches, after their files.
 """
 
@@ -87,14 +88,14 @@ class ArchiveExporter:
         repository: ImageRepository,
         files: FileStore,
         query: ImageQuery,
-        page_size: int = 500,
+        batch_size: int = 500,
         progress: Progress | None = None,
     ) -> None:
         self.repository = repository
         self.files = files
         # An archive always carries whole documents, whatever `select` asked for.
         self.query = replace(query, projection=None, select=None)
-        self.page_size = page_size
+        self.batch_size = batch_size
         self.progress = progress
         self.exported = 0
         self.missing = 0
@@ -109,8 +110,8 @@ class ArchiveExporter:
             documents_path = Path(scratch) / "documents.jsonl"
             missing_path = Path(scratch) / "missing.jsonl"
             with open(documents_path, "wb") as documents, open(missing_path, "wb") as missing:
-                pages = self.repository.find_in_pages(self.query, self.page_size)
-                for document in prefetched(pages, self.page_size):
+                found = self.repository.find_resumable(self.query, self.batch_size)
+                for document in prefetched(found, self.batch_size):
                     printed = to_api(document)
                     documents.write(dumps(printed) + b"\n")
                     if isinstance(printed.get("data"), dict):
@@ -159,7 +160,7 @@ class ArchiveExporter:
 
 def prefetched(items: Iterator[Any], ahead: int) -> Iterator[Any]:
     """`items`, produced by a background thread up to `ahead` in advance: the database answers
-    the next page while the files of this one stream. Its errors are raised here."""
+    for the next batch while the files of this one stream. Its errors are raised here."""
     buffer: queue.Queue = queue.Queue(maxsize=ahead)
     stop = threading.Event()
 

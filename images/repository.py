@@ -11,13 +11,20 @@ import functools
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from bson import ObjectId
 from django.conf import settings
 from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    CursorNotFound,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+)
 from pymongo.uri_parser import parse_uri
 
 from images.query import ImageQuery
@@ -136,6 +143,43 @@ class ImageRepository:
         )
         with cursor:
             yield from cursor
+
+    def find_resumable(self, query: ImageQuery, batch_size: int = 500) -> Iterator[dict[str, Any]]:
+        """Like `find` (one query, so one scan and sort, where pages each scan again on a server
+        without index range scans), but a cursor the server drops (timed out while a slow
+        client read an export) is reopened where it stopped: after the last `_id` when the
+        order is by `_id`, else by skipping what was already delivered."""
+        delivered = 0
+        last_id: ObjectId | None = None
+        while True:
+            resumed = self._resume(query, delivered, last_id)
+            if resumed is None:
+                return
+            fresh = True
+            try:
+                for document in self.find(resumed, batch_size):
+                    fresh = False
+                    delivered += 1
+                    last_id = document.get("_id")
+                    yield document
+                return
+            except (CursorNotFound, ExecutionTimeout):
+                if fresh:
+                    raise
+                logger.info("Cursor lost after %d documents; resuming", delivered)
+
+    def _resume(
+        self, query: ImageQuery, delivered: int, last_id: ObjectId | None
+    ) -> ImageQuery | None:
+        if query.limit and delivered >= query.limit:
+            return None
+        limit = query.limit - delivered if query.limit else 0
+        by_id = query.sort in ([("_id", 1)], [("_id", -1)])
+        if not delivered or not by_id:
+            return replace(query, skip=query.skip + delivered, limit=limit)
+        bound = {"_id": {"$gt" if query.sort[0][1] == 1 else "$lt": last_id}}
+        resumed_filter = {"$and": [query.filter, bound]} if query.filter else bound
+        return replace(query, filter=resumed_filter, skip=0, limit=limit)
 
     def find_in_pages(self, query: ImageQuery, page_size: int = 500) -> Iterator[dict[str, Any]]:
         """Like `find`, but each page is its own short query, so no cursor can time out.

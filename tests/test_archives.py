@@ -15,6 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.http import QueryDict
+from pymongo.errors import CursorNotFound
 
 from images import archives
 from images.archives import ArchiveExporter, manifest_items
@@ -187,25 +188,45 @@ def test_export_reports_missing_files_and_reimport_skips_them(backend, api, data
     assert collection.find_one({"file": "plain.png"}) is None
 
 
-def test_exporter_pages_through_documents_lazily(api, dataset, monkeypatch):
-    pages = []
-    original = ImageRepository.find_in_pages
+def test_exporter_reads_documents_in_batches_lazily(api, dataset, monkeypatch):
+    batches = []
+    original = ImageRepository.find
 
-    def spy(self, query, page_size=500):
-        pages.append(page_size)
-        yield from original(self, query, page_size)
+    def spy(self, query, batch_size=500):
+        batches.append(batch_size)
+        yield from original(self, query, batch_size)
 
-    monkeypatch.setattr(ImageRepository, "find_in_pages", spy)
-    monkeypatch.setattr(ImageRepository, "find", None)
+    monkeypatch.setattr(ImageRepository, "find", spy)
     query = parse_query(QueryDict(""), default_limit=0)
-    exporter = ArchiveExporter(ImageRepository(), get_file_store(), query, page_size=2)
+    exporter = ArchiveExporter(ImageRepository(), get_file_store(), query, batch_size=2)
     stream = exporter.stream()
     assert hasattr(stream, "__next__") and hasattr(stream, "close")
-    assert pages == [] and exporter.exported == 0
+    assert batches == [] and exporter.exported == 0
     content = b"".join(stream)
-    assert pages == [2]
+    assert batches == [2]
     assert exporter.exported == 4
     assert len(zipfile.ZipFile(io.BytesIO(content)).namelist()) == 6
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"), [("", [0, 1, 2, 3]), ("?sort=data.n&order=-1&limit=3", [3, 2, 1])]
+)
+def test_export_survives_a_cursor_the_server_drops(api, dataset, monkeypatch, query, expected):
+    original = ImageRepository.find
+    calls = []
+
+    def dropped_once(self, query, batch_size=500):
+        calls.append(query)
+        for position, document in enumerate(original(self, query, batch_size)):
+            if len(calls) == 1 and position == 2:
+                raise CursorNotFound("cursor id 42 not found", 43)
+            yield document
+
+    monkeypatch.setattr(ImageRepository, "find", dropped_once)
+    archive = export(api, query)
+    assert image_names(archive) == [dataset[i] for i in expected]
+    assert [d["file"] for d in manifest(archive)] == [dataset[i] for i in expected]
+    assert len(calls) == 2
 
 
 def test_export_stream_closed_early_leaves_no_temporary_files(api, dataset, tmp_path, monkeypatch):
