@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from botocore.config import Config
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -126,6 +127,10 @@ if S3_BUCKET:
             "default_acl": None,
             "querystring_expire": 300,
             "addressing_style": "path" if S3_ENDPOINT else None,
+            # Fail fast when S3 is unreachable (the service answers 503) instead of minutes.
+            "client_config": Config(
+                connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}
+            ),
         },
     }
 else:
