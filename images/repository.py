@@ -27,6 +27,7 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_uri
 
+from images.exceptions import ServiceUnavailable
 from images.query import ImageQuery
 
 logger = logging.getLogger(__name__)
@@ -285,9 +286,16 @@ class ImageRepository:
             return self._upsert_once(selector, update)
 
     def _upsert_once(self, selector: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-        return self.collection.find_one_and_update(
+        document = self.collection.find_one_and_update(
             selector, update, upsert=True, return_document=ReturnDocument.AFTER
         )
+        if document is None:
+            # MongoDB always returns the document here; the test server (SecantusDB) has been
+            # seen to return none under concurrent upserts of one path. The write did happen.
+            document = self.collection.find_one(selector)
+        if document is None:
+            raise ServiceUnavailable("The database did not confirm the write")
+        return document
 
     def upsert_many(self, documents: list[dict[str, Any]]) -> int:
         """Bulk upsert by `(owner, file)` keeping each document's `_id`, `time` and `data`."""
