@@ -146,9 +146,16 @@ def test_two_files_in_image_is_a_400(api, uploads):
     assert list(uploads.iterdir()) == []
 
 
-def test_json_body_instead_of_multipart_is_refused(api):
-    response = api.post("/images", {"file": "x.jpg"}, format="json")
-    assert response.status_code == 415
+@pytest.mark.parametrize("kind", ["json", "form"])
+def test_a_body_that_is_not_multipart_is_an_upload_without_file(api, kind):
+    if kind == "json":
+        response = api.post("/images", {"file": "x.jpg"}, format="json")
+    else:
+        response = api.post(
+            "/images", "file=x.jpg", content_type="application/x-www-form-urlencoded"
+        )
+    assert response.status_code == 400
+    assert "File not provided" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,9 @@ class ImageViewSet(viewsets.ViewSet):
         responses={200: IMAGE_SCHEMA, 409: OpenApiResponse(ERROR_SCHEMA), 413: None, **ERRORS},
     )
     def create(self, request: Request) -> Response:
-        _require_media_type(request, "multipart/form-data", required=False)
+        if not (request.content_type or "").startswith("multipart/form-data"):
+            # As the original: any other body is an upload without a file.
+            raise BadRequest("File not provided: send multipart/form-data with the file in 'image'")
         upload = _single_file(request, "image")
         meta = parse_metadata(request.POST)
         digests = request._request.__dict__.get("upload_digests", {}).get("image")
@@ -262,9 +264,9 @@ def _get_or_404(repository: ImageRepository, pk: str) -> dict[str, Any]:
     return document
 
 
-def _require_media_type(request: Request, media_type: str, required: bool = True) -> None:
+def _require_media_type(request: Request, media_type: str) -> None:
     content_type = request.content_type or ""
-    if (content_type or required) and not content_type.startswith(media_type):
+    if not content_type.startswith(media_type):
         raise UnsupportedMediaType(content_type, f"Send the request body as {media_type}")
 
 
