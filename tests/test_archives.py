@@ -658,3 +658,14 @@ def image_names(archive: zipfile.ZipFile) -> list[str]:
 def zip_bytes(archive: zipfile.ZipFile) -> bytes:
     archive.fp.seek(0)
     return archive.fp.read()
+
+
+def test_head_export_answers_headers_without_making_the_archive(api, monkeypatch):
+    from images.archives import ArchiveExporter
+
+    monkeypatch.setattr(ArchiveExporter, "stream", lambda self: pytest.fail("export was made"))
+    response = api.head("/export?label=cat")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    assert response["Content-Disposition"].startswith('attachment; filename="')
+    assert api.head("/export?limit=-1").status_code == 400

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -93,9 +93,19 @@ class ExportView(APIView):
         response = StreamingHttpResponse(
             _started(exporter.stream()), content_type="application/zip"
         )
-        response["Content-Disposition"] = f'attachment; filename="{archive_file_name()}"'
-        response["Cache-Control"] = "no-store"
-        return response
+        return _export_headers(response)
+
+    @extend_schema(exclude=True)
+    def head(self, request: Request) -> HttpResponse:
+        """The export's headers without making it (the query is still checked)."""
+        parse_query(request.query_params, default_limit=0)
+        return _export_headers(HttpResponse(content_type="application/zip"))
+
+
+def _export_headers(response: HttpResponse) -> HttpResponse:
+    response["Content-Disposition"] = f'attachment; filename="{archive_file_name()}"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class ImportView(APIView):
