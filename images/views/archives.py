@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -22,6 +21,7 @@ from images.query import QUERY_PARAMETERS, parse_query
 from images.scope import repository_for
 from images.storage import get_file_store
 from images.uploads import MULTIPART_OVERHEAD, parse_metadata
+from images.views.images import single_file
 
 ARCHIVE_FIELD = "archive"
 
@@ -123,7 +123,7 @@ class ImportView(APIView):
     )
     def post(self, request: Request) -> Response:
         request._request.upload_handlers = [ArchiveUploadHandler(request._request)]
-        archive = _archive_upload(request)
+        archive = single_file(request, ARCHIVE_FIELD)
         try:
             meta = parse_metadata(request.POST)
             if meta.file is not None or meta.image_id is not None:
@@ -135,19 +135,6 @@ class ImportView(APIView):
         finally:
             archive.close()
         return Response(result.as_json())
-
-
-def _archive_upload(request: Request) -> UploadedFile:
-    files = request.FILES
-    unexpected = [name for name in files if name != ARCHIVE_FIELD]
-    if unexpected:
-        raise BadRequest(f"Unexpected file field {unexpected[0]!r}: send the zip as 'archive'")
-    uploads = files.getlist(ARCHIVE_FIELD)
-    if not uploads:
-        raise BadRequest("File not provided: send the zip in the multipart field 'archive'")
-    if len(uploads) > 1:
-        raise BadRequest("Only one archive may be sent")
-    return uploads[0]
 
 
 def _started(stream: Iterator[bytes]) -> Iterator[bytes]:

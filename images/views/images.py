@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -134,7 +135,7 @@ class ImageViewSet(viewsets.ViewSet):
         if not (request.content_type or "").startswith("multipart/form-data"):
             # As the original: any other body is an upload without a file.
             raise BadRequest("File not provided: send multipart/form-data with the file in 'image'")
-        upload = _single_file(request, "image")
+        upload = single_file(request, "image")
         meta = parse_metadata(request.POST)
         digests = request._request.__dict__.get("upload_digests", {}).get("image")
         store = UploadStore(repository_for(request), get_file_store())
@@ -278,7 +279,8 @@ def _json_body(request: Request) -> Any:
     return request.data
 
 
-def _single_file(request: Request, field: str):
+def single_file(request: Request, field: str) -> UploadedFile:
+    """The one file of a multipart request, sent in `field`; 400 for anything else."""
     files = request.FILES
     unexpected = [name for name in files if name != field]
     if unexpected:
