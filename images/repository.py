@@ -27,7 +27,7 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_uri
 
-from images.exceptions import ServiceUnavailable
+from images.documents import FACT_FIELDS
 from images.query import ImageQuery
 
 logger = logging.getLogger(__name__)
@@ -270,32 +270,36 @@ class ImageRepository:
         time: dt.datetime,
         facts: dict[str, Any],
         image_id: ObjectId | None = None,
-    ) -> dict[str, Any]:
-        """Insert or replace the document at `(owner, file)`; its `_id` is kept on replace."""
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Insert or replace the document at `(owner, file)`; its `_id` is kept on replace.
+
+        Returns the document before the write (None when it is new) and after it.
+        """
+        new_id = image_id or ObjectId()
+        changes = {"data": data, "time": time, **facts}
         update = {
-            "$set": {"data": data, "time": time, **facts},
-            "$setOnInsert": {"_id": image_id or ObjectId(), "file": file, "userId": self.owner},
+            "$set": changes,
+            "$setOnInsert": {"_id": new_id, "file": file, "userId": self.owner},
         }
+        stale = [name for name in FACT_FIELDS if name not in facts]
+        if stale:  # a non-image replacing an image keeps no width, height...
+            update["$unset"] = dict.fromkeys(stale, "")
         selector = {"userId": self.owner, "file": file}
         try:
-            return self._upsert_once(selector, update)
+            before = self._upsert_once(selector, update)
         except OperationFailure as error:
             if error.code != DUPLICATE_KEY or "_id" in (error.details or {}).get("keyPattern", {}):
                 raise
             # Two concurrent upserts of a new path: the loser retries as an update.
-            return self._upsert_once(selector, update)
+            before = self._upsert_once(selector, update)
+        original = before or {"_id": new_id, "file": file, "userId": self.owner}
+        after = {k: v for k, v in original.items() if k not in stale}
+        return before, {**after, **changes}
 
-    def _upsert_once(self, selector: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-        document = self.collection.find_one_and_update(
-            selector, update, upsert=True, return_document=ReturnDocument.AFTER
+    def _upsert_once(self, selector: dict[str, Any], update: dict[str, Any]) -> dict | None:
+        return self.collection.find_one_and_update(
+            selector, update, upsert=True, return_document=ReturnDocument.BEFORE
         )
-        if document is None:
-            # MongoDB always returns the document here; the test server (SecantusDB) has been
-            # seen to return none under concurrent upserts of one path. The write did happen.
-            document = self.collection.find_one(selector)
-        if document is None:
-            raise ServiceUnavailable("The database did not confirm the write")
-        return document
 
     def upsert_many(self, documents: list[dict[str, Any]]) -> int:
         """Bulk upsert by `(owner, file)` keeping each document's `_id`, `time` and `data`."""

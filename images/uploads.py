@@ -23,6 +23,7 @@ from images.paths import scoped_path, upload_file_name, validate_file_path
 from images.query import parse_object_id
 from images.repository import ImageRepository
 from images.storage import FileStore, LocalFileStore
+from images.thumbnails import delete_thumbnails
 
 logger = logging.getLogger(__name__)
 
@@ -194,10 +195,15 @@ class UploadStore:
                 raise Conflict(f"'{file}' is already stored with _id {existing['_id']}")
         self._write_file(file, upload)
         try:
-            return self.repository.upsert(file, meta.data, meta.time or now(), facts, meta.image_id)
+            before, document = self.repository.upsert(
+                file, meta.data, meta.time or now(), facts, meta.image_id
+            )
         except BaseException:
             self._discard_unreferenced(file)
             raise
+        if before is not None and before.get("sha256") != sha256:
+            delete_thumbnails(self.files, before)  # made from bytes that are gone
+        return document
 
     def _write_file(self, key: str, upload: UploadedFile) -> None:
         upload.seek(0)

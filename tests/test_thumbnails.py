@@ -226,3 +226,17 @@ def test_same_scope_as_the_file_route(api, oidc, settings):
     assert api.get(route).status_code == 404
     api.credentials()
     assert api.get(route).status_code == 401
+
+
+def test_reupload_with_new_bytes_removes_the_old_thumbnails(api, uploads):
+    first = upload(api, "a.png", image_bytes("PNG", color="red")).json()
+    assert api.get(f"/images/{first['_id']}/thumbnail?size=64").status_code == 200
+    old = [p for p in (uploads / ".imagestore" / "thumbnails").iterdir()]
+    assert [p.name.split("-")[0] for p in old] == [first["sha256"]]
+    second = upload(api, "a.png", image_bytes("PNG", color="blue")).json()
+    assert second["_id"] == first["_id"] and second["sha256"] != first["sha256"]
+    assert not any(p.exists() for p in old)
+    unchanged = upload(api, "a.png", image_bytes("PNG", color="blue")).json()
+    api.get(f"/images/{unchanged['_id']}/thumbnail?size=64")
+    upload(api, "a.png", image_bytes("PNG", color="blue"))
+    assert len(list((uploads / ".imagestore" / "thumbnails").iterdir())) == 1

@@ -222,3 +222,12 @@ def test_large_upload_goes_through_a_temporary_file(api, uploads, settings):
     assert body["size"] == len(content)
     assert (uploads / "deep" / "big.png").read_bytes() == content
     assert oct((uploads / "deep" / "big.png").stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_non_image_replacing_an_image_keeps_no_stale_facts(api, settings):
+    upload(api, "x.bin", file="same.bin")
+    settings.ALLOW_NON_IMAGES = True
+    body = upload(api, "x.bin", b"plain bytes", file="same.bin").json()
+    assert "width" not in body and "format" not in body
+    stored = api.get(f"/images/{body['_id']}").json()
+    assert stored == body
