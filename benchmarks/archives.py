@@ -1,6 +1,6 @@
 """`python -m benchmarks.archives [--images N] [--size-kb K]`: export and import over HTTP.
 
-Starts `manage.py serve` on a fresh data directory (embedded database, local disk), seeds N
+Starts a fresh database and `manage.py serve` (benchmarks.service, local disk), seeds N
 images of about K KB through `POST /images`, then times `GET /export` (streamed to a file) and,
 after deleting everything, `POST /import` of that archive. Prints wall time, MB/s and the
 growth of the service's peak RSS over idle (VmHWM of the gunicorn master and workers, each reset
@@ -14,11 +14,7 @@ import io
 import json
 import math
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,85 +23,10 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MIB = 1024 * 1024
+from benchmarks.processes import MIB, ProcessGroup
+from benchmarks.service import BenchService, ServerOptions
+
 POOL = 32
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_service(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen:
-    """`manage.py serve` with the embedded database, as tests/helpers.start_service does."""
-    environment = {k: v for k, v in os.environ.items() if k != "MONGODB_CONNECTION_STRING"}
-    environment.update({"APP_PORT": str(port), **env})
-    process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--host", "127.0.0.1"],
-        cwd=cwd,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError("the service did not start")
-
-
-def status_kib(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
-
-
-def service_pids(master: int) -> list[int]:
-    """The gunicorn master and its workers."""
-    workers = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == master and not is_database(entry):
-            workers.append(int(entry))
-    return [master, *sorted(workers)]
-
-
-def is_database(pid: str) -> bool:
-    """The embedded database `serve` started is its child too, but not part of gunicorn."""
-    try:
-        return b"secantusd" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-@dataclass
-class Memory:
-    pids: list[int]
-
-    def reset_peaks(self) -> None:
-        for pid in self.pids:
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-    def rss(self) -> int:
-        return sum(status_kib(pid, "VmRSS") for pid in self.pids) * 1024
-
-    def peak(self) -> int:
-        return sum(status_kib(pid, "VmHWM") for pid in self.pids) * 1024
 
 
 @dataclass
@@ -163,15 +84,15 @@ def seed(client: httpx.Client, count: int, size_kb: int) -> None:
         list(pool_executor.map(one, range(count)))
 
 
-def settle(memory: Memory) -> int:
+def settle(memory: ProcessGroup) -> int:
     """Let the disk finish the previous step's writes and deletes, then reset the peaks."""
     os.sync()
     time.sleep(2.0)
-    memory.reset_peaks()
-    return memory.rss()
+    memory.reset_peak_rss()
+    return memory.rss_bytes()
 
 
-def measure_export(client: httpx.Client, memory: Memory, target: Path) -> Figures:
+def measure_export(client: httpx.Client, memory: ProcessGroup, target: Path) -> Figures:
     idle = settle(memory)
     started = time.perf_counter()
     first_byte = None
@@ -182,10 +103,14 @@ def measure_export(client: httpx.Client, memory: Memory, target: Path) -> Figure
                 first_byte = time.perf_counter() - started
             out.write(chunk)
     seconds = time.perf_counter() - started
-    return Figures("export", seconds, target.stat().st_size, idle, memory.peak(), first_byte)
+    return Figures(
+        "export", seconds, target.stat().st_size, idle, memory.peak_rss_bytes(), first_byte
+    )
 
 
-def measure_import(client: httpx.Client, memory: Memory, archive: Path, expected: int) -> Figures:
+def measure_import(
+    client: httpx.Client, memory: ProcessGroup, archive: Path, expected: int
+) -> Figures:
     idle = settle(memory)
     started = time.perf_counter()
     with open(archive, "rb") as source:
@@ -197,36 +122,22 @@ def measure_import(client: httpx.Client, memory: Memory, archive: Path, expected
     body = response.json()
     if body["imported"] != expected or body["skipped"]:
         raise RuntimeError(f"import went wrong: {str(body)[:500]}")
-    return Figures("import", seconds, archive.stat().st_size, idle, memory.peak())
-
-
-def drain(stream) -> None:
-    """Keep reading the service's output so that a full pipe never blocks it."""
-    threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
+    return Figures("import", seconds, archive.stat().st_size, idle, memory.peak_rss_bytes())
 
 
 def run(images: int, size_kb: int, workers: int) -> None:
     with tempfile.TemporaryDirectory(prefix="imagestore-bench-") as workdir:
-        root = Path(workdir)
-        port = free_port()
-        environment = {
-            "DATA_DIRECTORY": str(root / "data"),
-            "UPLOADS_DIRECTORY": str(root / "uploads"),
-            "WEB_CONCURRENCY": str(workers),
-            "LOG_LEVEL": "WARNING",
-            "IMAGE_SCOPE": "",
-        }
-        process = start_service(environment, root, port)
-        drain(process.stdout)
+        service = BenchService(Path(workdir), ServerOptions(workers=workers))
+        service.start()
         try:
-            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+            client = httpx.Client(base_url=service.base_url, timeout=600)
             started = time.perf_counter()
             seed(client, images, size_kb)
             print(
                 f"seeded {images} images of ~{size_kb} KB in {time.perf_counter() - started:.1f} s"
             )
-            memory = Memory(service_pids(process.pid))
-            archive = root / "export.zip"
+            memory = service.service_group()
+            archive = Path(workdir) / "export.zip"
             exported = measure_export(client, memory, archive)
             client.delete("/images").raise_for_status()
             imported = measure_import(client, memory, archive, images)
@@ -235,8 +146,7 @@ def run(images: int, size_kb: int, workers: int) -> None:
             print(exported.row())
             print(imported.row())
         finally:
-            process.terminate()
-            process.wait(timeout=60)
+            service.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
