@@ -17,8 +17,10 @@ from django.core.management.base import CommandError
 from django.http import QueryDict
 from pymongo.errors import CursorNotFound
 
-from images import archives
 from images.archives import ArchiveExporter, manifest_items
+from images.archives import export as archive_export
+from images.archives import importer as archive_importer
+from images.archives import layout as archive_layout
 from images.query import parse_query
 from images.repository import ImageRepository
 from images.storage import LocalFileStore, get_file_store
@@ -233,7 +235,7 @@ def test_export_stream_closed_early_leaves_no_temporary_files(api, dataset, tmp_
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    monkeypatch.setattr(archives, "OUTPUT_CHUNK", 1)
+    monkeypatch.setattr(archive_export, "OUTPUT_CHUNK", 1)
     query = parse_query(QueryDict(""), default_limit=0)
     stream = ArchiveExporter(ImageRepository(), get_file_store(), query).stream()
     next(stream)
@@ -514,7 +516,7 @@ def test_storage_failure_midway_leaves_no_document_without_its_file(
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    monkeypatch.setattr(archives, "DOCUMENT_BATCH", batch)
+    monkeypatch.setattr(archive_importer, "DOCUMENT_BATCH", batch)
     saves = []
     original_save = LocalFileStore.save
 
@@ -652,7 +654,7 @@ def test_commands_report_bad_input_as_command_errors(tmp_path, collection):
 
 # --- small helpers used above ------------------------------------------------------------------
 def image_names(archive: zipfile.ZipFile) -> list[str]:
-    return [name for name in archive.namelist() if name not in archives.MANIFESTS]
+    return [name for name in archive.namelist() if name not in archive_layout.MANIFESTS]
 
 
 def zip_bytes(archive: zipfile.ZipFile) -> bytes:

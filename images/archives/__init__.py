@@ -1,0 +1,28 @@
+"""Whole datasets as zip archives: a streamed export and a safe import, in the original's format.
+
+An archive holds every image at its `file` path, then `mongodb_data.json` (a JSON array of the
+documents as the API prints them) and `mongodb_data.xlsx` (one row per document). When a
+document's file cannot be read from storage, the document stays in `mongodb_data.json` and is
+listed, with the reason, in `missing_files.json`; an import skips (and reports) documents whose
+file is neither in the archive nor already in storage, so no document ever lacks its file.
+
+Neither direction holds the dataset in memory. `export` reads the documents a batch at a time
+from one cursor (reopened where it stopped if the server drops it) and streams each file from
+storage into the zip. `entries` checks and sorts an uploaded zip's entries before anything is
+written and parses `mongodb_data.json` as a stream; `importer` stores the files entry by entry
+and hands their documents, in batches and after their files, to `document_writer`.
+`import_index` keeps the manifest on disk while an import runs; `spreadsheet` writes the xlsx.
+"""
+
+from images.archives.entries import manifest_items
+from images.archives.export import ArchiveExporter
+from images.archives.importer import ArchiveImporter, ImportResult
+from images.archives.layout import archive_file_name
+
+__all__ = [
+    "ArchiveExporter",
+    "ArchiveImporter",
+    "ImportResult",
+    "archive_file_name",
+    "manifest_items",
+]
