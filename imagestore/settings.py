@@ -217,6 +217,11 @@ TEMPLATES = [
 ]
 
 
+# --- Data keys (GET /fields) -------------------------------------------------------------------
+# GET /fields reads the keys of at most this many images, the newest (the original samples 100,000).
+FIELDS_SAMPLE_SIZE = env_int("FIELDS_SAMPLE_SIZE", 20000, minimum=1)
+
+
 # --- CORS (images.cors) ----------------------------------------------------------------------
 def cors_allowed_origins() -> tuple[str, ...]:
     """CORS_ALLOWED_ORIGINS: `*` (every origin, as the original) or comma-separated origins."""
