@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -16,8 +15,13 @@ from rest_framework.views import APIView
 
 from images.archives import ArchiveExporter, ArchiveImporter, archive_file_name
 from images.exceptions import BadRequest, PayloadTooLarge
-from images.query import QUERY_PARAMETERS, parse_query
-from images.schemas import ERROR, IMPORT_REQUEST_SCHEMA, IMPORT_RESULT_SCHEMA
+from images.query import parse_query
+from images.schemas import (
+    EXPORT_RESPONSES,
+    IMPORT_REQUEST_SCHEMA,
+    IMPORT_RESPONSES,
+    QUERY_PARAMETERS,
+)
 from images.scope import repository_for
 from images.storage import get_file_store
 from images.uploads import MULTIPART_OVERHEAD, parse_metadata
@@ -52,11 +56,7 @@ class ExportView(APIView):
     @extend_schema(
         summary="Export the matching images and their documents as a zip (streamed)",
         parameters=QUERY_PARAMETERS,
-        responses={
-            (200, "application/zip"): OpenApiTypes.BINARY,
-            400: ERROR,
-            503: ERROR,
-        },
+        responses=EXPORT_RESPONSES,
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         query = parse_query(request.query_params, default_limit=0)
@@ -85,12 +85,7 @@ class ImportView(APIView):
     @extend_schema(
         summary="Import a zip archive: images at their paths, documents from mongodb_data.json",
         request={"multipart/form-data": IMPORT_REQUEST_SCHEMA},
-        responses={
-            200: IMPORT_RESULT_SCHEMA,
-            400: ERROR,
-            413: ERROR,
-            503: ERROR,
-        },
+        responses=IMPORT_RESPONSES,
     )
     def post(self, request: Request) -> Response:
         request._request.upload_handlers = [ArchiveUploadHandler(request._request)]
