@@ -26,18 +26,30 @@ def bson_size(value: dict[str, Any]) -> int:
         raise BadRequest(f"The data cannot be stored: {error}") from None
 
 
+# MongoDB's own limit on a whole document, less room for `file`, `time` and the facts. It
+# caps MAX_DATA_SIZE, so a document MongoDB would refuse is a 413 from here, whatever the
+# server answers (the embedded server reports it as an internal error).
+MONGODB_DOCUMENT_LIMIT = 16 * 1024 * 1024
+DATA_CEILING = MONGODB_DOCUMENT_LIMIT - 64 * 1024
+
+
+def data_limit() -> int:
+    return min(settings.MAX_DATA_SIZE, DATA_CEILING)
+
+
 def _too_large(what: str, size: int | None = None) -> PayloadTooLarge:
-    limit = settings.MAX_DATA_SIZE
+    limit = data_limit()
     measured = f" ({size} bytes)" if size is not None else ""
+    name = "MAX_DATA_SIZE" if limit == settings.MAX_DATA_SIZE else "MongoDB's 16 MB per document"
     return PayloadTooLarge(
-        f"{what}{measured} exceeds the limit of {limit} bytes of data per document (MAX_DATA_SIZE)"
+        f"{what}{measured} exceeds the limit of {limit} bytes of data per document ({name})"
     )
 
 
 def check_data(data: dict[str, Any], what: str = "The document's data") -> None:
     """413 when `data` is larger than MAX_DATA_SIZE once stored."""
     size = bson_size({"data": data})
-    if size > settings.MAX_DATA_SIZE:
+    if size > data_limit():
         raise _too_large(what, size)
 
 
@@ -49,10 +61,10 @@ def growth_conditions(update: dict[str, Any]) -> tuple[dict, dict] | None:
     if not assignments:
         return None
     added = bson_size(assignments)
-    if added > settings.MAX_DATA_SIZE:
+    if added > data_limit():
         raise _too_large("The values set", added)
     current = {"$bsonSize": {"$ifNull": ["$data", {}]}}
-    room = settings.MAX_DATA_SIZE - added
+    room = data_limit() - added
     return {"$expr": {"$lte": [current, room]}}, {"$expr": {"$gt": [current, room]}}
 
 
