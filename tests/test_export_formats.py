@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 import webdataset
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from PIL import Image
 from rest_framework.test import APIClient
 
@@ -387,6 +389,38 @@ def test_signed_export_link_carries_the_format(world):
     assert APIClient().get(tampered).status_code == 401
     bad = world.clients["alice"].post("/export/url?format=parquet")
     assert bad.status_code == 400
+
+
+def test_export_command_writes_every_format(api, dataset, tmp_path):
+    shard = tmp_path / "cam1.tar"
+    output = io.StringIO()
+    call_command(
+        "export_images",
+        str(shard),
+        "--format",
+        "webdataset",
+        "--filter",
+        '{"data.camera": "cam1"}',
+        stdout=output,
+    )
+    assert "Exported 2 images" in output.getvalue()
+    assert [s["__key__"] for s in read_webdataset(shard.read_bytes(), tmp_path)] == [
+        dataset[0]["_id"],
+        dataset[1]["_id"],
+    ]
+    folder = tmp_path / "by-camera.zip"
+    call_command(
+        "export_images",
+        str(folder),
+        "--format",
+        "imagefolder",
+        "--by",
+        "camera",
+        stdout=io.StringIO(),
+    )
+    assert zipfile.ZipFile(folder).namelist()[0] == "cam1/0001.jpg"
+    with pytest.raises(CommandError, match="'by' applies to format=imagefolder only"):
+        call_command("export_images", str(tmp_path / "x.tar"), "--by", "camera")
 
 
 # --- a real server ---------------------------------------------------------------------------
