@@ -18,9 +18,9 @@ from django.http import QueryDict
 from pymongo.errors import CursorNotFound
 
 from images.archives import ArchiveExporter, manifest_items
-from images.archives import export as archive_export
 from images.archives import importer as archive_importer
 from images.archives import layout as archive_layout
+from images.archives import streams as archive_streams
 from images.query import parse_query
 from images.repository import ImageRepository
 from images.storage import LocalFileStore, get_file_store
@@ -236,7 +236,7 @@ def test_export_stream_closed_early_leaves_no_temporary_files(api, dataset, tmp_
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    monkeypatch.setattr(archive_export, "OUTPUT_CHUNK", 1)
+    monkeypatch.setattr(archive_streams, "OUTPUT_CHUNK", 1)
     query = parse_query(QueryDict(""), default_limit=0)
     stream = ArchiveExporter(ImageRepository(), get_file_store(), query).stream()
     next(stream)
