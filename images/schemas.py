@@ -199,11 +199,13 @@ _ERROR_MEANINGS = {
     401: "Auth is on (OIDC_JWKS_URI) and the bearer token or signed link is missing or invalid.",
     404: "No such image (in the caller's scope), or its file is gone.",
     409: "The `_id` given is already stored for another file.",
-    413: "The body exceeds MAX_UPLOAD_SIZE (uploads) or MAX_IMPORT_SIZE (imports).",
+    413: "Too large: the body (MAX_UPLOAD_SIZE, MAX_IMPORT_SIZE, JSON bodies) or the document "
+    "it would make (MAX_DATA_SIZE, MongoDB's 16 MB).",
     415: "The body is not `application/json`.",
     416: "The `Range` is outside the file (`Content-Range: bytes */size` says its size).",
     422: "The file is not an image a thumbnail can be made of.",
     503: "MongoDB, the storage or the identity provider cannot be reached.",
+    507: "The storage is full: nothing was written.",
 }
 ERROR = OpenApiResponse(ERROR_SCHEMA)
 ERRORS = {
@@ -269,9 +271,9 @@ LIST_RESPONSES = {
 _IMAGE = OpenApiResponse(
     IMAGE_SCHEMA, examples=[_example("An image", EXAMPLE_IMAGE, response_only=True)]
 )
-UPLOAD_RESPONSES = {200: _IMAGE, **errors(400, 401, 409, 413, 503)}
+UPLOAD_RESPONSES = {200: _IMAGE, **errors(400, 401, 409, 413, 503, 507)}
 IMAGE_RESPONSES = {200: _IMAGE, **errors(*_ONE)}
-EDIT_RESPONSES = {200: _IMAGE, **errors(400, 401, 404, 415, 503)}
+EDIT_RESPONSES = {200: _IMAGE, **errors(400, 401, 404, 413, 415, 503)}
 BULK_UPDATE_RESPONSES = {
     200: OpenApiResponse(
         UPDATE_RESULT_SCHEMA,
@@ -289,7 +291,7 @@ BULK_UPDATE_RESPONSES = {
             )
         ],
     ),
-    **errors(400, 401, 415, 503),
+    **errors(400, 401, 413, 415, 503),
 }
 BULK_DELETE_RESPONSES = {
     200: OpenApiResponse(
@@ -334,12 +336,34 @@ FIELD_VALUES_RESPONSES = {
     ),
     **errors(*_READ),
 }
-EXPORT_RESPONSES = {
-    (200, "application/zip"): OpenApiResponse(
-        _BYTES,
-        description="A zip streamed as it is made: the files, `mongodb_data.json` and "
-        "`mongodb_data.xlsx`; `Content-Disposition` names it.",
+EXPORT_PARAMETERS = [
+    OpenApiParameter(
+        "format",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=False,
+        enum=["zip", "webdataset", "imagefolder", "jsonl"],
+        description="`zip` (default, the original's archive), `webdataset`, `imagefolder` "
+        "or `jsonl`. Not a data filter here: filter on `data.format` with `filter`.",
     ),
+    OpenApiParameter(
+        "by",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=False,
+        description="With `format=imagefolder`: the data key (dotted for nested values) whose "
+        "value names each image's folder. Default `label`.",
+    ),
+    *QUERY_PARAMETERS,
+]
+_EXPORT = (
+    "Streamed as it is made, `Content-Disposition` naming it. `format=zip` (default) or "
+    "`imagefolder`: a zip; `webdataset`: a tar; `jsonl`: one document per line."
+)
+EXPORT_RESPONSES = {
+    (200, "application/zip"): OpenApiResponse(_BYTES, description=_EXPORT),
+    (200, "application/x-tar"): OpenApiResponse(_BYTES, description=_EXPORT),
+    (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description=_EXPORT),
     **errors(*_READ),
 }
 IMPORT_RESPONSES = {
@@ -353,7 +377,7 @@ IMPORT_RESPONSES = {
             )
         ],
     ),
-    **errors(400, 401, 413, 503),
+    **errors(400, 401, 413, 503, 507),
 }
 IMAGE_LINKS_RESPONSES = {200: IMAGE_LINKS_SCHEMA, **errors(*_ONE)}
 EXPORT_LINK_RESPONSES = {200: EXPORT_LINK_SCHEMA, **errors(*_READ)}

@@ -14,13 +14,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from images import signing
+from images.archives import parse_export
 from images.exceptions import ImageNotFound
-from images.query import parse_object_id, parse_query
+from images.query import parse_object_id
 from images.schemas import (
     EXPORT_LINK_RESPONSES,
+    EXPORT_PARAMETERS,
     ID_PARAMETER,
     IMAGE_LINKS_RESPONSES,
-    QUERY_PARAMETERS,
 )
 from images.scope import repository_for
 
@@ -76,12 +77,12 @@ class SignedImageUrlView(APIView):
 class SignedExportUrlView(APIView):
     @extend_schema(
         summary="A signed link to GET /export with this request's query parameters",
-        parameters=QUERY_PARAMETERS,
+        parameters=EXPORT_PARAMETERS,
         request=None,
         responses=EXPORT_LINK_RESPONSES,
     )
     def post(self, request: Request) -> Response:
         params: QueryDict = request.query_params
-        parse_query(params)  # a bad filter is reported now, not when the link is followed
+        parse_export(params)  # a bad query is reported now, not when the link is followed
         signed = signing.sign("/export", params, signer_id(request))
         return Response({"export": absolute_link(request, signed), "expires": signed.expires})
