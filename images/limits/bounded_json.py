@@ -27,7 +27,10 @@ MAX_DATA_DEPTH = 32
 MAX_FILTER_DEPTH = 16
 MAX_BODY_DEPTH = MAX_DATA_DEPTH + 2
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# Text up to the first string left open: runs of non-quotes and complete strings, taken
+# possessively (no backtracking, one pass whatever the input).
+_CLOSED_PART = re.compile(rb'(?:[^"]++|"(?:[^"\\]++|\\.)*+")*+', re.DOTALL)
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _DELTA = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
@@ -48,15 +51,9 @@ class DepthGauge:
 
     def feed(self, piece: bytes) -> None:
         data = self.carry + piece if self.carry else piece
-        outside = _STRING.sub(b"", data)
-        quote = outside.find(b'"')
-        if quote >= 0:
-            # Nothing after an unclosed quote was removed: its tail is the original's tail.
-            self.carry = data[len(data) - (len(outside) - quote) :]
-            outside = outside[:quote]
-        else:
-            self.carry = b""
-        brackets = outside.translate(None, _NOT_BRACKETS)
+        closed = _CLOSED_PART.match(data).end()
+        self.carry = data[closed:]
+        brackets = _STRING.sub(b"", data[:closed]).translate(None, _NOT_BRACKETS)
         self.lowest = self.depth
         if brackets:
             levels = list(accumulate(map(_DELTA.__getitem__, brackets), initial=self.depth))
