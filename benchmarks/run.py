@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks import compare, payloads
+from benchmarks import compare, growth, payloads
 from benchmarks.processes import load_average, rss_bytes
 from benchmarks.report import Row, RunFigures, mib, table
 from benchmarks.scenarios import SCENARIO_GROUPS, Fixtures, Scenario, build_scenarios
@@ -63,7 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["original"],
         help="run the original and imagestore side by side (needs ../shared/tools/original.sh)",
     )
+    parser.add_argument("--growth", action="store_true", help="cost of requests by collection size")
     compare.add_arguments(parser)
+    growth.add_arguments(parser)
     arguments = parser.parse_args(argv)
     groups = [name.strip() for name in arguments.scenarios.split(",") if name.strip()]
     unknown = sorted(set(groups) - set(SCENARIO_GROUPS))
@@ -257,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parse_args(argv)
     if arguments.compare:
         return compare.run(arguments, Runner)
+    if arguments.growth:
+        return growth.run(arguments, Runner)
     plan = plan_for(arguments)
     print(describe(arguments, plan), flush=True)
     options = ServerOptions(arguments.workers, arguments.threads, arguments.worker_class)
