@@ -3,6 +3,8 @@
 Both services run against one SecantusDB (each in its own database, seeded with the same
 documents), and every scenario runs on the original, then on imagestore, round after round,
 so that both see the same machine load; the table prints medians and ratios.
+`--compare PATH` puts another checkout of imagestore (say, the commit before a change) in
+the original's place.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class ComparePlan:
     seconds: float = 3.0
     max_requests: int = 5_000
     archive_images: int = 500
+    bulk: bool = True
 
 
 @dataclass
@@ -54,7 +57,7 @@ class BulkFigures:
 @dataclass
 class Comparison:
     label: str
-    runs: dict[str, list] = field(default_factory=lambda: {"original": [], "imagestore": []})
+    runs: dict[str, list] = field(default_factory=lambda: {"reference": [], "imagestore": []})
 
     def median(self, side: str, name: str) -> float:
         return statistics.median(getattr(run, name) for run in self.runs[side])
@@ -86,7 +89,7 @@ def prepare(side: Side, plan: ComparePlan) -> None:
     jpeg = payloads.jpeg_of_about()
     with httpx.Client(base_url=service.base_url, timeout=120) as client:
         image = post(client, jpeg, "download.jpg", "download")
-        for index in range(plan.archive_images):
+        for index in range(plan.archive_images if plan.bulk else 0):
             post(client, jpeg, f"{EXPORT_CAMERA}/{index:05d}.jpg", EXPORT_CAMERA)
         for _ in range(10):
             for path in ("/", COMPARE_LIST, f"/images/{image}", f"/images/{image}/image"):
@@ -170,17 +173,21 @@ def check_imported(client: httpx.Client, expected: int) -> None:
 
 
 # --- running -----------------------------------------------------------------------------------
-def run_small(runners: dict, sides: dict[str, Side], plan: ComparePlan) -> list[Comparison]:
-    labels = [s.label for s in small_scenarios(sides["imagestore"].fixtures)]
-    results = [Comparison(label) for label in labels]
+def run_small(
+    runners: dict, sides: dict[str, Side], plan: ComparePlan, groups: list[str]
+) -> list[Comparison]:
+    def chosen(side: Side) -> list[Scenario]:
+        return [s for s in small_scenarios(side.fixtures) if s.group in groups]
+
+    results = [Comparison(scenario.label) for scenario in chosen(sides["imagestore"])]
     for index, result in enumerate(results):
         for round_number in range(plan.rounds):
             for name, side in sides.items():
-                scenario = small_scenarios(side.fixtures)[index]
+                scenario = chosen(side)[index]
                 figures = runners[name].run_scenario(scenario, f"{name}{index}-{round_number}-")
                 result.runs[name].append(figures)
                 print(
-                    f"  {scenario.label} [{name}] round {round_number + 1}: "
+                    f"  {scenario.label} [{side.service.name}] round {round_number + 1}: "
                     f"{figures.throughput:.1f} req/s, svc CPU {figures.service_cpu_ms:.2f} ms, "
                     f"DB CPU {figures.database_cpu_ms:.2f} ms, errors {figures.errors}, "
                     f"load {load_average()}",
@@ -198,7 +205,7 @@ def run_bulk(sides: dict[str, Side], plan: ComparePlan, workdir: Path) -> list[C
             exports.runs[name].append(exported)
             imports.runs[name].append(imported)
             print(
-                f"  export/import [{name}] round {round_number + 1}: export "
+                f"  export/import [{side.service.name}] round {round_number + 1}: export "
                 f"{exported.seconds:.2f} s, {exported.peak_pss_mib:.0f} MiB; import "
                 f"{imported.seconds:.2f} s, {imported.peak_pss_mib:.0f} MiB; "
                 f"load {load_average()}",
@@ -220,7 +227,7 @@ def small_cell(row: Comparison, side: str, with_database: bool) -> str:
 
 def small_ratio(row: Comparison, with_database: bool) -> str:
     def ratio(name: str) -> float:
-        original = row.median("original", name)
+        original = row.median("reference", name)
         return row.median("imagestore", name) / original if original else float("nan")
 
     text = f"{ratio('throughput'):.2f}x req/s, {ratio('service_cpu_ms'):.2f}x CPU"
@@ -232,28 +239,30 @@ def bulk_cell(row: Comparison, side: str) -> str:
 
 
 def bulk_ratio(row: Comparison) -> str:
-    faster = row.median("original", "seconds") / row.median("imagestore", "seconds")
-    memory = row.median("imagestore", "peak_pss_mib") / row.median("original", "peak_pss_mib")
+    faster = row.median("reference", "seconds") / row.median("imagestore", "seconds")
+    memory = row.median("imagestore", "peak_pss_mib") / row.median("reference", "peak_pss_mib")
     return f"{faster:.1f}x faster, {memory:.2f}x memory"
 
 
-def table(small: list[Comparison], bulk: list[Comparison], sides: dict[str, Side]) -> str:
+def table(
+    small: list[Comparison], bulk: list[Comparison], sides: dict[str, Side], title: str
+) -> str:
     lines = [
-        "| scenario | original | imagestore | imagestore / original |",
+        f"| scenario | {title} | imagestore | imagestore / {title} |",
         "|---|---|---|---|",
     ]
     for row in small:
         listing = row.label.startswith("list")
         lines.append(
-            f"| {row.label} | {small_cell(row, 'original', listing)} | "
+            f"| {row.label} | {small_cell(row, 'reference', listing)} | "
             f"{small_cell(row, 'imagestore', listing)} | {small_ratio(row, listing)} |"
         )
     for row in bulk:
         lines.append(
-            f"| {row.label} | {bulk_cell(row, 'original')} | {bulk_cell(row, 'imagestore')} | "
+            f"| {row.label} | {bulk_cell(row, 'reference')} | {bulk_cell(row, 'imagestore')} | "
             f"{bulk_ratio(row)} |"
         )
-    original, ours = sides["original"].idle_pss_mib, sides["imagestore"].idle_pss_mib
+    original, ours = sides["reference"].idle_pss_mib, sides["imagestore"].idle_pss_mib
     lines.append(
         f"| idle (after warm-up) | {original:.0f} MiB PSS | {ours:.0f} MiB PSS | "
         f"{ours / original:.2f}x |"
@@ -267,7 +276,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rounds", type=int, help="alternating rounds (default 2)")
     group.add_argument("--documents", type=int, help="seeded documents (default 2,500)")
     group.add_argument("--archive-images", type=int, help="images exported (default 500)")
-    group.add_argument("--no-bulk", action="store_true", help="skip export and import")
 
 
 def plan_for(arguments: argparse.Namespace) -> ComparePlan:
@@ -280,53 +288,70 @@ def plan_for(arguments: argparse.Namespace) -> ComparePlan:
     plan.archive_images = arguments.archive_images or plan.archive_images
     plan.seconds = arguments.seconds or plan.seconds
     plan.max_requests = arguments.requests or plan.max_requests
+    plan.bulk = bool({"export", "import"} & set(arguments.groups))
     return plan
 
 
-def run(arguments: argparse.Namespace, runner_class) -> int:
-    try:
+def reference_service(target: str, workdir: Path, database: BenchDatabase) -> BenchService:
+    """The service imagestore is compared with: the original, or imagestore at `target`."""
+    workdir.mkdir()
+    if target == "original":
         tool = find_tool()
         print(build(tool), flush=True)
-    except OriginalUnavailable as error:
-        print(f"cannot compare with the original: {error}", flush=True)
-        return 2
+        return OriginalService(workdir, tool, database, "original_bench")
+    root = Path(target).resolve()
+    if not (root / "manage.py").is_file():
+        raise OriginalUnavailable(f"{root} is not an imagestore checkout (no manage.py)")
+    service = BenchService(workdir, database=database, database_name="before_bench", root=root)
+    service.name = "before"
+    return service
+
+
+def run(arguments: argparse.Namespace, runner_class) -> int:
     plan = plan_for(arguments)
-    print(
-        f"side by side: {plan.rounds} alternating round(s), each run up to {plan.max_requests} "
-        f"requests or {plan.seconds:g} s; {plan.documents} seeded documents; "
-        f"{plan.archive_images} images exported and imported; load {load_average()}",
-        flush=True,
-    )
+    title = "original" if arguments.compare == "original" else "before"
     with tempfile.TemporaryDirectory(prefix="imagestore-compare-") as temporary:
         workdir = Path(temporary)
         database = BenchDatabase(workdir)
-        sides: dict[str, Side] = {}
+        try:
+            reference = reference_service(arguments.compare, workdir / "reference", database)
+        except OriginalUnavailable as error:
+            print(f"cannot compare with {arguments.compare}: {error}", flush=True)
+            return 2
+        print(
+            f"side by side with {title} ({arguments.compare}): {plan.rounds} alternating "
+            f"round(s), each run up to {plan.max_requests} requests or {plan.seconds:g} s; "
+            f"{plan.documents} seeded documents; {plan.archive_images if plan.bulk else 0} "
+            f"images exported and imported; load {load_average()}",
+            flush=True,
+        )
+        (workdir / "imagestore").mkdir()
+        sides = {
+            "reference": Side(reference),
+            "imagestore": Side(
+                BenchService(workdir / "imagestore", database=database, database_name="bench")
+            ),
+        }
         try:
             database.start()
-            (workdir / "original").mkdir()
-            (workdir / "imagestore").mkdir()
-            sides["original"] = Side(
-                OriginalService(workdir / "original", tool, database, "original_bench")
-            )
-            sides["imagestore"] = Side(
-                BenchService(workdir / "imagestore", database=database, database_name="bench")
-            )
             for side in sides.values():
                 side.service.start()
                 prepare(side, plan)
             load_before = load_average()
             runners = {
-                name: runner_class(side.service, plan, workdir / name)
+                name: runner_class(side.service, plan, side.service.workdir)
                 for name, side in sides.items()
             }
-            small = run_small(runners, sides, plan)
-            bulk = [] if arguments.no_bulk else run_bulk(sides, plan, workdir)
+            small = run_small(runners, sides, plan, arguments.groups)
+            bulk = []
+            if plan.bulk:
+                bulk = run_bulk(sides, plan, workdir)
         finally:
             for side in sides.values():
                 side.service.stop()
             database.stop()
     print()
-    print(table(small, bulk, sides))
+    print(table(small, bulk, sides, title))
     print()
     print(f"load average (1/5/15 min): before {load_before}, after {load_average()}")
     return 0

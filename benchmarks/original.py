@@ -45,11 +45,11 @@ def build(tool: Path) -> str:
 class OriginalService(BenchService):
     """The original on a free port with the same environment variables as imagestore."""
 
-    name = "original"
     ready_path = "/"
 
     def __init__(self, workdir: Path, tool: Path, database: BenchDatabase, database_name: str):
         super().__init__(workdir, database=database, database_name=database_name)
+        self.name = "original"
         self.tool = tool
 
     def environment(self) -> dict[str, str]:

@@ -60,8 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, help="request limit of one run")
     parser.add_argument(
         "--compare",
-        choices=["original"],
-        help="run the original and imagestore side by side (needs ../shared/tools/original.sh)",
+        metavar="original|PATH",
+        help="run the original (needs ../shared/tools/original.sh), or imagestore at another "
+        "checkout PATH, side by side with this one",
     )
     parser.add_argument("--growth", action="store_true", help="cost of requests by collection size")
     compare.add_arguments(parser)

@@ -69,8 +69,10 @@ class BenchService:
         options: ServerOptions | None = None,
         database: BenchDatabase | None = None,
         database_name: str = DATABASE,
+        root: Path = REPO_ROOT,
     ) -> None:
         self.workdir = workdir
+        self.root = root
         self.options = options or ServerOptions()
         self.owns_database = database is None
         self.database = database or BenchDatabase(workdir)
@@ -111,7 +113,7 @@ class BenchService:
         return environment
 
     def command(self) -> list[str]:
-        command = [sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--host", "127.0.0.1"]
+        command = [sys.executable, str(self.root / "manage.py"), "serve", "--host", "127.0.0.1"]
         for flag, value in (
             ("--workers", self.options.workers),
             ("--threads", self.options.threads),
@@ -126,7 +128,7 @@ class BenchService:
             self.database.start()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.command(), cwd=REPO_ROOT, env=self.environment(), stdout=log, stderr=log
+                self.command(), cwd=self.root, env=self.environment(), stdout=log, stderr=log
             )
         self.wait_until_ready()
 
@@ -156,8 +158,8 @@ class BenchService:
 
     def manage(self, *arguments: str) -> str:
         completed = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "manage.py"), *arguments],
-            cwd=REPO_ROOT,
+            [sys.executable, str(self.root / "manage.py"), *arguments],
+            cwd=self.root,
             env=self.environment(),
             capture_output=True,
             text=True,
