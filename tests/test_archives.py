@@ -530,7 +530,7 @@ def test_storage_failure_midway_leaves_no_document_without_its_file(
     monkeypatch.setattr(LocalFileStore, "save", failing_save)
     content = make_zip({f"{i}.png": PNG for i in range(6)})
     response = post_archive(api, content)
-    assert response.status_code == 500
+    assert response.status_code == 507
     files = {d["file"] for d in collection.find()}
     assert set(stored_keys()) == files
     assert files == ({"0.png", "1.png"} if batch == 2 else set())
