@@ -162,6 +162,13 @@ IMPORT_REQUEST_SCHEMA = inline_serializer(
         "time": serializers.DateTimeField(
             required=False, help_text="Time of the images that `mongodb_data.json` lacks."
         ),
+        "on_duplicate": serializers.ChoiceField(
+            ["reject", "skip"],
+            required=False,
+            help_text="An entry whose bytes the caller already stores at another path (or an "
+            "earlier entry brought) is not stored and is listed in `duplicates`; with `reject` "
+            "it is listed in `skipped` too. Absent: stored anyway.",
+        ),
     },
 )
 IMPORT_RESULT_SCHEMA = inline_serializer(
@@ -175,6 +182,15 @@ IMPORT_RESULT_SCHEMA = inline_serializer(
         ),
         "skippedCount": serializers.IntegerField(
             required=False, help_text="Present when more were skipped than listed."
+        ),
+        "duplicates": serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            help_text="With `on_duplicate`: `{entry, _id, file}` of the image each entry "
+            "repeats (`_id` null when it is an earlier entry of the same archive).",
+        ),
+        "duplicatesCount": serializers.IntegerField(
+            required=False, help_text="Present when more duplicates were found than listed."
         ),
     },
 )
@@ -190,6 +206,63 @@ IMAGE_LINKS_SCHEMA = inline_serializer(
 EXPORT_LINK_SCHEMA = inline_serializer(
     "SignedExportUrl",
     {"export": serializers.URLField(), "expires": serializers.IntegerField()},
+)
+
+# --- duplicates (images.duplicates) ------------------------------------------------------------
+DUPLICATE_PAGE_PARAMETERS = [
+    OpenApiParameter(
+        "after",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=False,
+        description="The `next` of the previous page: groups with a greater sha256.",
+    ),
+    OpenApiParameter(
+        "limit",
+        OpenApiTypes.INT,
+        OpenApiParameter.QUERY,
+        required=False,
+        description="Groups per page, 1 to 1000 (default 100).",
+    ),
+]
+DUPLICATE_ITEM_SCHEMA = inline_serializer(
+    "DuplicateItem", {"_id": serializers.CharField(), "file": serializers.CharField()}
+)
+DUPLICATE_GROUP_SCHEMA = inline_serializer(
+    "DuplicateGroup",
+    {
+        "sha256": serializers.CharField(),
+        "count": serializers.IntegerField(help_text="Images with these bytes."),
+        "items": DUPLICATE_ITEM_SCHEMA.__class__(many=True, help_text="Oldest first, ≤ 1000."),
+    },
+)
+DUPLICATE_PAGE_SCHEMA = inline_serializer(
+    "DuplicatePage",
+    {
+        "limit": serializers.IntegerField(),
+        "items": DUPLICATE_GROUP_SCHEMA.__class__(many=True),
+        "next": serializers.CharField(
+            allow_null=True, help_text="`after` for the next page; null on the last page."
+        ),
+    },
+)
+DUPLICATE_CONFLICT_SCHEMA = inline_serializer(
+    "DuplicateConflict",
+    {
+        "detail": serializers.CharField(),
+        "_id": serializers.CharField(help_text="The image already holding these bytes."),
+        "file": serializers.CharField(),
+    },
+)
+ON_DUPLICATE_PARAMETER = OpenApiParameter(
+    "on_duplicate",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    required=False,
+    enum=["reject", "skip"],
+    description="When the caller already stores the same bytes (sha256) at another path: "
+    "`reject` answers 409 with that image's `_id` and `file`, `skip` answers 200 with its "
+    "document; nothing is stored. Absent: stored anyway (the original's behaviour).",
 )
 
 # --- errors --------------------------------------------------------------------------------------
@@ -271,7 +344,15 @@ LIST_RESPONSES = {
 _IMAGE = OpenApiResponse(
     IMAGE_SCHEMA, examples=[_example("An image", EXAMPLE_IMAGE, response_only=True)]
 )
-UPLOAD_RESPONSES = {200: _IMAGE, **errors(400, 401, 409, 413, 503, 507)}
+UPLOAD_RESPONSES = {
+    200: _IMAGE,
+    409: OpenApiResponse(
+        DUPLICATE_CONFLICT_SCHEMA,
+        description="`_id` taken by another file, or `on_duplicate=reject` and the same bytes "
+        "are stored (then with `_id` and `file` of that image).",
+    ),
+    **errors(400, 401, 413, 503, 507),
+}
 IMAGE_RESPONSES = {200: _IMAGE, **errors(*_ONE)}
 EDIT_RESPONSES = {200: _IMAGE, **errors(400, 401, 404, 413, 415, 503)}
 BULK_UPDATE_RESPONSES = {
@@ -381,3 +462,4 @@ IMPORT_RESPONSES = {
 }
 IMAGE_LINKS_RESPONSES = {200: IMAGE_LINKS_SCHEMA, **errors(*_ONE)}
 EXPORT_LINK_RESPONSES = {200: EXPORT_LINK_SCHEMA, **errors(*_READ)}
+DUPLICATES_RESPONSES = {200: DUPLICATE_PAGE_SCHEMA, **errors(*_READ)}

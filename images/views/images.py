@@ -17,6 +17,8 @@ from rest_framework.response import Response
 
 from images.documents import to_api
 from images.downloads import file_response
+from images.duplicates import parse_on_duplicate
+from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, ImageNotFound
 from images.limits.bounded_json import BoundedJSONParser
 from images.limits.documents import growth_conditions, refuse_growth
@@ -32,6 +34,7 @@ from images.schemas import (
     ID_PARAMETER,
     IMAGE_RESPONSES,
     LIST_RESPONSES,
+    ON_DUPLICATE_PARAMETER,
     PATCH_BODY,
     PATCH_EXAMPLES,
     PUT_EXAMPLES,
@@ -86,6 +89,7 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Upload an image",
+        parameters=[ON_DUPLICATE_PARAMETER],
         request={"multipart/form-data": UPLOAD_SCHEMA},
         responses=UPLOAD_RESPONSES,
     )
@@ -93,11 +97,12 @@ class ImageViewSet(viewsets.ViewSet):
         if not (request.content_type or "").startswith("multipart/form-data"):
             # As the original: any other body is an upload without a file.
             raise BadRequest("File not provided: send multipart/form-data with the file in 'image'")
+        on_duplicate = parse_on_duplicate(request.query_params.get(ON_DUPLICATE))
         upload = single_file(request, "image")
         meta = parse_metadata(request.POST)
         digests = request._request.__dict__.get("upload_digests", {}).get("image")
         store = UploadStore(repository_for(request), get_file_store())
-        document = store.store(upload, meta, digests[0] if digests else None)
+        document = store.store(upload, meta, digests[0] if digests else None, on_duplicate)
         return Response(to_api(document))
 
     @extend_schema(
