@@ -17,9 +17,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from images.documents import to_api
-from images.downloads import file_response
+from images.downloads import file_response, served_content_type
 from images.exceptions import BadRequest, ImageNotFound
-from images.query import QUERY_PARAMETERS, ImageQuery, parse_object_id, parse_query
+from images.query import (
+    QUERY_PARAMETERS,
+    ImageQuery,
+    check_bulk_selection,
+    parse_object_id,
+    parse_query,
+)
 from images.renderers import dumps
 from images.repository import ImageRepository
 from images.scope import repository_for
@@ -150,6 +156,7 @@ class ImageViewSet(viewsets.ViewSet):
         responses={200: UPDATE_RESULT_SCHEMA, **ERRORS},
     )
     def bulk_update(self, request: Request) -> Response:
+        check_bulk_selection(request.query_params)
         query = parse_query(request.query_params)
         update = build_patch(_json_body(request))
         if not update:
@@ -164,6 +171,7 @@ class ImageViewSet(viewsets.ViewSet):
         responses={200: DELETE_RESULT_SCHEMA, **ERRORS},
     )
     def bulk_destroy(self, request: Request) -> Response:
+        check_bulk_selection(request.query_params)
         query = parse_query(request.query_params)
         repository = repository_for(request)
         deleted = delete_matching(repository, get_file_store(), query)
@@ -235,7 +243,8 @@ class ImageViewSet(viewsets.ViewSet):
         stored = files.stat(document["file"])
         if stored is None:
             raise ImageNotFound(f"{pk} file")
-        return file_response(request, files, document["file"], stored)
+        content_type = served_content_type(document)
+        return file_response(request, files, document["file"], stored, content_type)
 
     @extend_schema(
         summary="A thumbnail (max edge `size`: 64, 128, 256 or 512; WebP or JPEG by Accept)",
