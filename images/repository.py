@@ -246,9 +246,17 @@ class ImageRepository:
     def get_by_file(self, file: str) -> dict[str, Any] | None:
         return self.collection.find_one({"userId": self.owner, "file": file})
 
-    def field_names(self, query_filter: dict[str, Any]) -> list[str]:
+    def field_names(self, sample_size: int) -> list[str]:
+        """Top-level `data` keys of the newest `sample_size` images in scope.
+
+        Bounded as the original's `$sample` of 100,000 is, but over the `_id` index: the same
+        answer every time, and no whole-collection scan and random sort on a large store.
+        """
+        scope = self.scoped({})
         pipeline = [
-            {"$match": self.scoped(query_filter)},
+            *([{"$match": scope}] if scope else []),
+            {"$sort": {"_id": -1}},
+            {"$limit": sample_size},
             {"$project": {"keys": {"$objectToArray": {"$ifNull": ["$data", {}]}}}},
             {"$unwind": "$keys"},
             {"$group": {"_id": "$keys.k"}},

@@ -81,6 +81,16 @@ def parse_json_object(raw: str, name: str) -> dict[str, Any]:
     return value
 
 
+def parse_metadata_object(raw: str, name: str) -> dict[str, Any]:
+    """A `json`/`data` field: a JSON object, or `null` for no metadata.
+
+    The original's GUI sends the string `null` when its Metadata box is empty (its default).
+    """
+    if raw.strip() == "null":
+        return {}
+    return parse_json_object(raw, name)
+
+
 def validate_data(value: Any, depth: int = 0, path: str = "data") -> None:
     """User data may hold anything JSON holds, but no key MongoDB would read as syntax."""
     if depth > MAX_DATA_DEPTH:
@@ -112,7 +122,7 @@ def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetad
     plain = {k: form.get(k) for k in form if k not in ignore}
     source = next((name for name in METADATA_FIELDS if name in plain), None)
     if source is not None:
-        data = parse_json_object(plain[source], source)
+        data = parse_metadata_object(plain[source], source)
     else:
         data = dict(plain)
     system = {name: data.pop(name, None) for name in SYSTEM_METADATA}

@@ -207,7 +207,6 @@ USE_I18N = False
 # --- Django ----------------------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.staticfiles",
-    "corsheaders",
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
@@ -219,7 +218,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "images.middleware.RequestLogMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    "images.cors.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -244,8 +243,33 @@ TEMPLATES = [
     }
 ]
 
-CORS_ALLOW_ALL_ORIGINS = True
-CORS_EXPOSE_HEADERS = ["Content-Disposition"]
+
+# --- Data keys (GET /fields) -------------------------------------------------------------------
+# GET /fields reads the keys of at most this many images, the newest (the original samples 100,000).
+FIELDS_SAMPLE_SIZE = env_int("FIELDS_SAMPLE_SIZE", 20000, minimum=1)
+
+
+# --- CORS (images.cors) ----------------------------------------------------------------------
+def cors_allowed_origins() -> tuple[str, ...]:
+    """CORS_ALLOWED_ORIGINS: `*` (every origin, as the original) or comma-separated origins."""
+    origins = []
+    for raw in (env_str("CORS_ALLOWED_ORIGINS") or "*").split(","):
+        origin = raw.strip().rstrip("/").lower()
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        if origin not in {"*", "null"} and (
+            parts.scheme not in {"http", "https"} or not parts.hostname or parts.path
+        ):
+            raise ImproperlyConfigured(
+                "CORS_ALLOWED_ORIGINS must be * or comma-separated origins such as "
+                f"https://gui.example.com, got {raw.strip()!r}"
+            )
+        origins.append(origin)
+    return tuple(origins)
+
+
+CORS_ALLOWED_ORIGINS = cors_allowed_origins()
 
 REST_FRAMEWORK = {
     # Both do nothing while OIDC_JWKS_URI is unset (read per request).

@@ -26,7 +26,8 @@ from images.repository import ImageRepository
 from images.storage import LocalFileStore, get_file_store
 from tests.helpers import image_bytes, upload
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+# Archives exported by the original service, kept as test data.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PNG = image_bytes("PNG", (20, 10), "blue")
 JPEG = image_bytes()
 
@@ -280,7 +281,7 @@ def test_reimport_over_existing_images_keeps_ids_and_count(api, dataset, collect
 
 # --- reference archives of the original --------------------------------------------------------
 def test_imports_the_original_v1_20_2_export_with_nothing_lost(api, uploads, collection):
-    path = REFERENCE / "original-export-v1.20.2.zip"
+    path = FIXTURES / "original-export-v1.20.2.zip"
     response = post_archive(api, path.read_bytes(), name=path.name)
     assert response.status_code == 200, response.content
     assert response.json() == {"file": path.name, "imported": 5, "skipped": []}
@@ -307,7 +308,7 @@ def test_imports_the_original_v1_20_2_export_with_nothing_lost(api, uploads, col
 
 
 def test_imports_the_original_2022_export(api):
-    path = REFERENCE / "original-export-2022.zip"
+    path = FIXTURES / "original-export-2022.zip"
     response = post_archive(api, path.read_bytes(), name=path.name)
     assert response.json() == {"file": path.name, "imported": 1, "skipped": []}
     (document,) = all_documents(api)

@@ -8,8 +8,7 @@ from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,41 +17,13 @@ from rest_framework.views import APIView
 from images.archives import ArchiveExporter, ArchiveImporter, archive_file_name
 from images.exceptions import BadRequest, PayloadTooLarge
 from images.query import QUERY_PARAMETERS, parse_query
+from images.schemas import ERROR, IMPORT_REQUEST_SCHEMA, IMPORT_RESULT_SCHEMA
 from images.scope import repository_for
 from images.storage import get_file_store
 from images.uploads import MULTIPART_OVERHEAD, parse_metadata
 from images.views.images import single_file
 
 ARCHIVE_FIELD = "archive"
-
-ERROR_SCHEMA = inline_serializer("ArchiveError", {"detail": serializers.CharField()})
-IMPORT_REQUEST_SCHEMA = inline_serializer(
-    "ArchiveImport",
-    {
-        ARCHIVE_FIELD: serializers.FileField(help_text="The zip archive."),
-        "json": serializers.CharField(
-            required=False, help_text="JSON object merged over every document's data."
-        ),
-        "data": serializers.CharField(required=False, help_text="Same as `json`."),
-        "time": serializers.DateTimeField(
-            required=False, help_text="Time of the images that `mongodb_data.json` lacks."
-        ),
-    },
-)
-IMPORT_RESULT_SCHEMA = inline_serializer(
-    "ArchiveImportResult",
-    {
-        "file": serializers.CharField(help_text="The archive's name."),
-        "imported": serializers.IntegerField(help_text="Documents written."),
-        "skipped": serializers.ListField(
-            child=serializers.DictField(child=serializers.CharField()),
-            help_text="Entries not imported: `{entry, reason}`.",
-        ),
-        "skippedCount": serializers.IntegerField(
-            required=False, help_text="Present when more were skipped than listed."
-        ),
-    },
-)
 
 
 class ArchiveUploadHandler(TemporaryFileUploadHandler):
@@ -83,8 +54,8 @@ class ExportView(APIView):
         parameters=QUERY_PARAMETERS,
         responses={
             (200, "application/zip"): OpenApiTypes.BINARY,
-            400: OpenApiResponse(ERROR_SCHEMA),
-            503: OpenApiResponse(ERROR_SCHEMA),
+            400: ERROR,
+            503: ERROR,
         },
     )
     def get(self, request: Request) -> StreamingHttpResponse:
@@ -116,9 +87,9 @@ class ImportView(APIView):
         request={"multipart/form-data": IMPORT_REQUEST_SCHEMA},
         responses={
             200: IMPORT_RESULT_SCHEMA,
-            400: OpenApiResponse(ERROR_SCHEMA),
-            413: OpenApiResponse(ERROR_SCHEMA),
-            503: OpenApiResponse(ERROR_SCHEMA),
+            400: ERROR,
+            413: ERROR,
+            503: ERROR,
         },
     )
     def post(self, request: Request) -> Response:

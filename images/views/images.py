@@ -9,8 +9,8 @@ from typing import Any
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
 from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -28,6 +28,16 @@ from images.query import (
 )
 from images.renderers import dumps
 from images.repository import ImageRepository
+from images.schemas import (
+    DELETE_RESULT_SCHEMA,
+    DELETED_SCHEMA,
+    ERROR,
+    ERRORS,
+    IMAGE_SCHEMA,
+    LIST_SCHEMA,
+    UPDATE_RESULT_SCHEMA,
+    UPLOAD_SCHEMA,
+)
 from images.scope import repository_for
 from images.storage import FileStore, get_file_store
 from images.thumbnails import (
@@ -45,66 +55,6 @@ logger = logging.getLogger(__name__)
 # Above this many items a list is streamed instead of rendered at once.
 STREAM_LIST_ABOVE = 1000
 DELETE_BATCH = 1000
-
-IMAGE_SCHEMA = inline_serializer(
-    "Image",
-    {
-        "_id": serializers.CharField(),
-        "file": serializers.CharField(),
-        "time": serializers.DateTimeField(),
-        "data": serializers.JSONField(),
-        "userId": serializers.CharField(allow_null=True),
-        "size": serializers.IntegerField(required=False),
-        "sha256": serializers.CharField(required=False),
-        "width": serializers.IntegerField(required=False),
-        "height": serializers.IntegerField(required=False),
-        "format": serializers.CharField(required=False),
-        "mode": serializers.CharField(required=False),
-        "contentType": serializers.CharField(required=False),
-    },
-)
-LIST_SCHEMA = inline_serializer(
-    "ImageList",
-    {
-        "total": serializers.IntegerField(),
-        "skip": serializers.IntegerField(),
-        "limit": serializers.IntegerField(),
-        "items": IMAGE_SCHEMA.__class__(many=True),
-        "select": serializers.CharField(required=False),
-    },
-)
-UPDATE_RESULT_SCHEMA = inline_serializer(
-    "UpdateResult",
-    {
-        "acknowledged": serializers.BooleanField(),
-        "matchedCount": serializers.IntegerField(),
-        "modifiedCount": serializers.IntegerField(),
-        "upsertedId": serializers.CharField(allow_null=True),
-        "upsertedCount": serializers.IntegerField(),
-    },
-)
-DELETE_RESULT_SCHEMA = inline_serializer(
-    "DeleteResult",
-    {"acknowledged": serializers.BooleanField(), "deletedCount": serializers.IntegerField()},
-)
-UPLOAD_SCHEMA = inline_serializer(
-    "ImageUpload",
-    {
-        "image": serializers.FileField(help_text="The image file."),
-        "file": serializers.CharField(required=False, help_text="Relative storage path."),
-        "time": serializers.DateTimeField(required=False),
-        "_id": serializers.CharField(required=False),
-        "json": serializers.CharField(required=False, help_text="Metadata as a JSON object."),
-        "data": serializers.CharField(required=False, help_text="Same as `json`."),
-    },
-)
-ERROR_SCHEMA = inline_serializer("Error", {"detail": serializers.CharField()})
-ERRORS = {
-    400: OpenApiResponse(ERROR_SCHEMA),
-    404: OpenApiResponse(ERROR_SCHEMA),
-    503: OpenApiResponse(ERROR_SCHEMA),
-}
-ID_PARAMETER = {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"}
 
 
 class ImageViewSet(viewsets.ViewSet):
@@ -135,7 +85,7 @@ class ImageViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="Upload an image",
         request={"multipart/form-data": UPLOAD_SCHEMA},
-        responses={200: IMAGE_SCHEMA, 409: OpenApiResponse(ERROR_SCHEMA), 413: None, **ERRORS},
+        responses={200: IMAGE_SCHEMA, 409: ERROR, 413: None, **ERRORS},
     )
     def create(self, request: Request) -> Response:
         if not (request.content_type or "").startswith("multipart/form-data"):
@@ -221,7 +171,7 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Delete one image and its file",
-        responses={200: inline_serializer("Deleted", {"_id": serializers.CharField()}), **ERRORS},
+        responses={200: DELETED_SCHEMA, **ERRORS},
     )
     def destroy(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -249,7 +199,7 @@ class ImageViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="A thumbnail (max edge `size`: 64, 128, 256 or 512; WebP or JPEG by Accept)",
         parameters=[SIZE_PARAMETER],
-        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 422: ERROR_SCHEMA, **ERRORS},
+        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 422: ERROR, **ERRORS},
     )
     def thumbnail(self, request: Request, pk: str) -> HttpResponse:
         image_id = parse_object_id(pk)

@@ -10,8 +10,7 @@ from django.conf import settings
 from django.http import QueryDict
 from django.http.request import split_domain_port, validate_host
 from django.urls import Resolver404, get_script_prefix, resolve
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,25 +18,11 @@ from rest_framework.views import APIView
 from images import signing
 from images.exceptions import ImageNotFound
 from images.query import QUERY_PARAMETERS, parse_object_id, parse_query
+from images.schemas import ERROR, EXPORT_LINK_SCHEMA, IMAGE_LINKS_SCHEMA
 from images.scope import repository_for
 
 # Per-image GET routes a link is made for, when the service has them (`thumbnail` may not).
 IMAGE_LINKS = ("image", "file", "thumbnail")
-
-ERROR_SCHEMA = inline_serializer("SignedUrlError", {"detail": serializers.CharField()})
-IMAGE_LINKS_SCHEMA = inline_serializer(
-    "SignedImageUrls",
-    {
-        "image": serializers.URLField(help_text="GET/HEAD the image bytes without a header."),
-        "file": serializers.URLField(),
-        "thumbnail": serializers.URLField(required=False),
-        "expires": serializers.IntegerField(help_text="Expiry, seconds since the epoch."),
-    },
-)
-EXPORT_LINK_SCHEMA = inline_serializer(
-    "SignedExportUrl",
-    {"export": serializers.URLField(), "expires": serializers.IntegerField()},
-)
 
 
 def signer_id(request: Request) -> str:
@@ -86,7 +71,7 @@ class SignedImageUrlView(APIView):
             "carried into every link and covered by its signature."
         ),
         request=None,
-        responses={200: IMAGE_LINKS_SCHEMA, 404: OpenApiResponse(ERROR_SCHEMA)},
+        responses={200: IMAGE_LINKS_SCHEMA, 404: ERROR},
     )
     def post(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -109,7 +94,7 @@ class SignedExportUrlView(APIView):
         summary="A signed link to GET /export with this request's query parameters",
         parameters=QUERY_PARAMETERS,
         request=None,
-        responses={200: EXPORT_LINK_SCHEMA, 400: OpenApiResponse(ERROR_SCHEMA)},
+        responses={200: EXPORT_LINK_SCHEMA, 400: ERROR},
     )
     def post(self, request: Request) -> Response:
         params: QueryDict = request.query_params
