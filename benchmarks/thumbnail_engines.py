@@ -8,7 +8,9 @@ largest peak growth. Engines:
 
 - `pillow`: what the service did before (open, `draft`, `thumbnail` with a reducing gap);
 - `pillow-reduce`: `draft`, then `reduce` by the integer factor, then a final resize;
-- `pyvips`: `Image.thumbnail` (shrink-on-load for JPEG, sequential streaming for PNG).
+- `pyvips`: `Image.thumbnail` (shrink-on-load for JPEG, sequential streaming for PNG);
+- `service`: what the service does now (`images.thumbnails.render.render_thumbnail`: libvips
+  shrinks, Pillow converts and encodes), 256 px JPEG.
 
 It asserts nothing.
 """
@@ -28,7 +30,7 @@ from pathlib import Path
 from benchmarks.processes import MIB, load_average
 
 SIZE = 256
-ENGINES = ("pillow", "pillow-reduce", "pyvips")
+ENGINES = ("pillow", "pillow-reduce", "pyvips", "service")
 
 
 def make_images(folder: Path, megapixels: int) -> dict[str, Path]:
@@ -40,13 +42,19 @@ def make_images(folder: Path, megapixels: int) -> dict[str, Path]:
     del small
     paths = {
         "jpeg": folder / "photo.jpg",
+        "progressive": folder / "progressive.jpg",
         "png": folder / "photo.png",
         "flat-png": folder / "flat.png",
+        "interlaced": folder / "interlaced.png",
     }
     photo.save(paths["jpeg"], "JPEG", quality=90)
+    photo.save(paths["progressive"], "JPEG", quality=90, progressive=True)
     photo.save(paths["png"], "PNG", compress_level=1)
     del photo
     Image.new("RGB", (side, side), (200, 30, 30)).save(paths["flat-png"], "PNG")
+    import pyvips  # Pillow writes no interlaced PNG
+
+    (pyvips.Image.black(side, side, bands=3) + 90).pngsave(str(paths["interlaced"]), interlace=True)
     return paths
 
 
@@ -59,7 +67,17 @@ def _vm_kib(key: str) -> int:
 
 def render_once(engine: str, path: str) -> dict[str, float]:
     """In the child: import the engine, note the memory, render, report time and peak growth."""
-    if engine == "pyvips":
+    if engine == "service":
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagestore.settings")
+        os.environ["THUMBNAIL_MAX_PIXELS"] = str(10**10)
+        import django
+
+        django.setup()
+        from images.thumbnails.keys import JPEG
+        from images.thumbnails.render import libvips, plan_decoding, render_thumbnail
+
+        libvips()
+    elif engine == "pyvips":
         import pyvips
 
         pyvips.cache_set_max(0)
@@ -70,7 +88,10 @@ def render_once(engine: str, path: str) -> dict[str, float]:
     Path("/proc/self/clear_refs").write_text("5")
     before = _vm_kib("VmRSS")
     started = time.perf_counter()
-    if engine == "pyvips":
+    if engine == "service":
+        with open(path, "rb") as source:
+            render_thumbnail(source, plan_decoding(source), SIZE, JPEG)
+    elif engine == "pyvips":
         image = pyvips.Image.thumbnail(path, SIZE)
         image.jpegsave_buffer(Q=85)
     else:
@@ -85,7 +106,11 @@ def render_once(engine: str, path: str) -> dict[str, float]:
                 picture.thumbnail((SIZE, SIZE), Image.Resampling.LANCZOS)
             picture.convert("RGB").save(os.devnull, "JPEG", quality=85)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_mib": (_vm_kib("VmHWM") - before) / 1024}
+    figures = {"seconds": seconds, "peak_mib": (_vm_kib("VmHWM") - before) / 1024}
+    if engine == "service":
+        with open(path, "rb") as source:
+            figures["estimate_mib"] = plan_decoding(source).memory / 1024 / 1024
+    return figures
 
 
 def measure(engine: str, path: Path, repeat: int) -> dict[str, float]:
@@ -101,6 +126,7 @@ def measure(engine: str, path: Path, repeat: int) -> dict[str, float]:
     return {
         "seconds": statistics.median(r["seconds"] for r in runs),
         "peak_mib": max(r["peak_mib"] for r in runs),
+        "estimate_mib": runs[0].get("estimate_mib"),
     }
 
 
@@ -116,14 +142,19 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         paths = make_images(Path(folder), args.megapixels)
         print(f"{args.megapixels} MP images, {SIZE} px thumbnails, load {load_average()}")
-        print(f"{'image':<10} {'file MiB':>8} {'engine':<14} {'seconds':>8} {'peak MiB':>9}")
+        print(
+            f"{'image':<12} {'file MiB':>8} {'engine':<14} {'seconds':>8} {'peak MiB':>9}"
+            f" {'estimated':>9}"
+        )
         for kind, path in paths.items():
             size = path.stat().st_size / MIB
             for engine in ENGINES:
                 figures = measure(engine, path, args.repeat)
+                estimate = figures["estimate_mib"]
                 print(
-                    f"{kind:<10} {size:>8.1f} {engine:<14} "
+                    f"{kind:<12} {size:>8.1f} {engine:<14} "
                     f"{figures['seconds']:>8.2f} {figures['peak_mib']:>9.0f}"
+                    + (f" {estimate:>9.0f}" if estimate is not None else "")
                 )
 
 

@@ -197,6 +197,15 @@ PUBLIC_URL = public_url()
 # Django adds `X-Content-Type-Options: nosniff` to every response (SecurityMiddleware).
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# --- Thumbnails ------------------------------------------------------------------------------
+# Renders at once per process and the decoding memory they may hold together (others wait, at
+# most THUMBNAIL_WAIT_SECONDS, then 503; one needing more alone: 422), and the largest source
+# image in pixels a thumbnail is made of (422 past it).
+THUMBNAIL_CONCURRENCY = env_int("THUMBNAIL_CONCURRENCY", 2, minimum=1)
+THUMBNAIL_MEMORY_MB = env_int("THUMBNAIL_MEMORY_MB", 320, minimum=16)
+THUMBNAIL_WAIT_SECONDS = env_int("THUMBNAIL_WAIT_SECONDS", 30, minimum=1)
+THUMBNAIL_MAX_PIXELS = env_int("THUMBNAIL_MAX_PIXELS", 100_000_000, minimum=1)
+
 # --- Dates -----------------------------------------------------------------------------------
 # Zone for date strings without an offset (`from`, `to`, `time`). Django itself runs in UTC.
 DATES_TIME_ZONE = env_str("TZ", "UTC") or "UTC"
@@ -324,5 +333,6 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # libvips reports each step of a render at INFO.
+    "loggers": {"django.request": {"level": "ERROR"}, "pyvips": {"level": "WARNING"}},
 }
