@@ -159,6 +159,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 
+# --- Limits (images/limits/) ----------------------------------------------------------------
+# Largest `data` of one document, as BSON bytes (upload, import, PATCH, PUT; 413 past it).
+MAX_DATA_SIZE = env_int("MAX_DATA_SIZE", 1024 * 1024, minimum=1024)
+# An archive's mongodb_data.json: all of it decompressed, and one of its documents.
+MAX_MANIFEST_SIZE = env_int("MAX_MANIFEST_SIZE", 1024 * 1024 * 1024, minimum=1024)
+MAX_MANIFEST_ITEM_SIZE = env_int("MAX_MANIFEST_ITEM_SIZE", MAX_DATA_SIZE + 64 * 1024, minimum=1024)
+# What one import may decompress in all, and how many times an entry may expand.
+MAX_IMPORT_UNPACKED_SIZE = env_int("MAX_IMPORT_UNPACKED_SIZE", 10 * 1024**3, minimum=1)
+MAX_COMPRESSION_RATIO = env_int("MAX_COMPRESSION_RATIO", 100, minimum=1)
+# Local storage keeps this many bytes free: writes past it are refused (507), readiness fails.
+STORAGE_MIN_FREE_SPACE = env_int("STORAGE_MIN_FREE_SPACE", 256 * 1024 * 1024)
+
 # --- Auth and scope --------------------------------------------------------------------------
 OIDC_JWKS_URI = env_str("OIDC_JWKS_URI")
 OIDC_AUDIENCE = env_str("OIDC_AUDIENCE")
@@ -287,7 +299,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["images.renderers.OrjsonRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "images.negotiation.SingleRendererNegotiation",
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["images.limits.bounded_json.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "images.exceptions.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

@@ -9,16 +9,20 @@ from typing import Any
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import UnsupportedMediaType
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from images.documents import to_api
 from images.downloads import file_response, served_content_type
+from images.duplicates import parse_on_duplicate
+from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, ImageNotFound
+from images.limits.bounded_json import BoundedJSONParser
+from images.limits.documents import growth_conditions, refuse_growth
 from images.query import (
     QUERY_PARAMETERS,
     ImageQuery,
@@ -31,10 +35,12 @@ from images.repository import ImageRepository
 from images.schemas import (
     DELETE_RESULT_SCHEMA,
     DELETED_SCHEMA,
+    DUPLICATE_CONFLICT_SCHEMA,
     ERROR,
     ERRORS,
     IMAGE_SCHEMA,
     LIST_SCHEMA,
+    ON_DUPLICATE_PARAMETER,
     UPDATE_RESULT_SCHEMA,
     UPLOAD_SCHEMA,
 )
@@ -58,7 +64,7 @@ DELETE_BATCH = 1000
 
 
 class ImageViewSet(viewsets.ViewSet):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser]
 
     # --- collection -------------------------------------------------------------------------
     @extend_schema(
@@ -84,18 +90,29 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Upload an image",
+        parameters=[ON_DUPLICATE_PARAMETER],
         request={"multipart/form-data": UPLOAD_SCHEMA},
-        responses={200: IMAGE_SCHEMA, 409: ERROR, 413: None, **ERRORS},
+        responses={
+            200: IMAGE_SCHEMA,
+            409: OpenApiResponse(
+                DUPLICATE_CONFLICT_SCHEMA,
+                description="`_id` taken by another file, or `on_duplicate=reject` and the "
+                "same bytes are stored (then with `_id` and `file` of that image).",
+            ),
+            413: None,
+            **ERRORS,
+        },
     )
     def create(self, request: Request) -> Response:
         if not (request.content_type or "").startswith("multipart/form-data"):
             # As the original: any other body is an upload without a file.
             raise BadRequest("File not provided: send multipart/form-data with the file in 'image'")
+        on_duplicate = parse_on_duplicate(request.query_params.get(ON_DUPLICATE))
         upload = single_file(request, "image")
         meta = parse_metadata(request.POST)
         digests = request._request.__dict__.get("upload_digests", {}).get("image")
         store = UploadStore(repository_for(request), get_file_store())
-        document = store.store(upload, meta, digests[0] if digests else None)
+        document = store.store(upload, meta, digests[0] if digests else None, on_duplicate)
         return Response(to_api(document))
 
     @extend_schema(
@@ -111,7 +128,10 @@ class ImageViewSet(viewsets.ViewSet):
         update = build_patch(_json_body(request))
         if not update:
             return Response(_update_result(False, 0, 0))
-        result = repository_for(request).update_many(query.filter, update)
+        repository = repository_for(request)
+        result = repository.update_many(
+            _within_data_limit(repository, query.filter, update), update
+        )
         return Response(_update_result(True, result.matched_count, result.modified_count))
 
     @extend_schema(
@@ -149,7 +169,9 @@ class ImageViewSet(viewsets.ViewSet):
         repository = repository_for(request)
         if not update:
             return Response(to_api(_get_or_404(repository, pk)))
-        document = repository.update_one(image_id, update)
+        document = repository.update_one(
+            image_id, update, _within_data_limit(repository, {"_id": image_id}, update)
+        )
         if document is None:
             raise ImageNotFound(pk)
         return Response(to_api(document))
@@ -215,6 +237,21 @@ def _list_total(repository: ImageRepository, query: ImageQuery, found: int) -> i
     if found < query.limit and (found or not query.skip):
         return query.skip + found
     return repository.count(query.filter)
+
+
+def _within_data_limit(
+    repository: ImageRepository, query_filter: dict[str, Any], update: dict[str, Any]
+) -> dict[str, Any]:
+    """The filter narrowed to the documents the update keeps within MAX_DATA_SIZE; 413 (and
+    nothing written) when it would take a matched document over it."""
+    conditions = growth_conditions(update)
+    if conditions is None:
+        return query_filter
+    fits, outgrows = conditions
+    over = repository.first_id({"$and": [query_filter, outgrows]})
+    if over is not None:
+        raise refuse_growth(over)
+    return {"$and": [query_filter, fits]}
 
 
 def _get_or_404(repository: ImageRepository, pk: str) -> dict[str, Any]:
