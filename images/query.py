@@ -61,6 +61,8 @@ DEFAULT_LIMIT = 100
 SYSTEM_PARAMS = frozenset(
     {"filter", "ids", "from", "to", "sort", "order", "limit", "skip", "select", "regex", "file"}
 )
+# System parameters that shape the result rather than select images.
+SHAPING_PARAMS = frozenset({"sort", "order", "limit", "skip", "select", "regex"})
 # Parameters of signed URLs and downloads that select nothing.
 TRANSPORT_PARAMS = frozenset({"expires", "signature", "user"})
 
@@ -103,6 +105,30 @@ def parse_query(params: QueryDict, default_limit: int = DEFAULT_LIMIT) -> ImageQ
         projection=_projection(select) if select else None,
         select=select,
     )
+
+
+def check_bulk_selection(params: QueryDict) -> None:
+    """What a bulk PATCH or DELETE may not be given: 400 rather than acting on every match.
+
+    `skip` and `limit` (a window of the matches is not what a bulk change acts on: only 0,
+    meaning all of them, is accepted), and any selecting parameter with an empty value (`from=`,
+    `to=`, `ids=`, `file=`, `filter=`, `key=`): an empty search box must never mean "everything".
+    """
+    for name in ("skip", "limit"):
+        if any(value.strip() != "0" for value in params.getlist(name)):
+            raise BadRequest(
+                f"Parameter '{name}' is not supported on bulk PATCH and DELETE, which act on "
+                "every match: narrow the filter or name the images with 'ids'"
+            )
+    for key in params:
+        name = key[:-2] if key.endswith("[]") else key
+        if name in SHAPING_PARAMS or name in TRANSPORT_PARAMS:
+            continue
+        if any(value.strip() == "" for value in params.getlist(key)):
+            raise BadRequest(
+                f"Parameter '{key}' is empty: a bulk PATCH or DELETE needs a value for every "
+                "filter it is given"
+            )
 
 
 def _conditions(params: QueryDict) -> Iterable[dict[str, Any]]:

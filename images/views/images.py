@@ -16,13 +16,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from images.documents import to_api
-from images.downloads import file_response
+from images.downloads import file_response, served_content_type
 from images.duplicates import parse_on_duplicate
 from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, ImageNotFound
 from images.limits.bounded_json import BoundedJSONParser
 from images.limits.documents import growth_conditions, refuse_growth
-from images.query import ImageQuery, parse_object_id, parse_query
+from images.query import ImageQuery, check_bulk_selection, parse_object_id, parse_query
 from images.renderers import dumps
 from images.repository import ImageRepository
 from images.schemas import (
@@ -114,6 +114,7 @@ class ImageViewSet(viewsets.ViewSet):
         responses=BULK_UPDATE_RESPONSES,
     )
     def bulk_update(self, request: Request) -> Response:
+        check_bulk_selection(request.query_params)
         query = parse_query(request.query_params)
         update = build_patch(_json_body(request))
         if not update:
@@ -131,6 +132,7 @@ class ImageViewSet(viewsets.ViewSet):
         responses=BULK_DELETE_RESPONSES,
     )
     def bulk_destroy(self, request: Request) -> Response:
+        check_bulk_selection(request.query_params)
         query = parse_query(request.query_params)
         repository = repository_for(request)
         deleted = delete_matching(repository, get_file_store(), query)
@@ -212,7 +214,8 @@ class ImageViewSet(viewsets.ViewSet):
         stored = files.stat(document["file"])
         if stored is None:
             raise ImageNotFound(f"{pk} file")
-        return file_response(request, files, document["file"], stored)
+        content_type = served_content_type(document)
+        return file_response(request, files, document["file"], stored, content_type)
 
     @extend_schema(
         summary="A thumbnail (max edge `size`: 64, 128, 256 or 512; WebP or JPEG by Accept)",
