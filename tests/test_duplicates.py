@@ -318,12 +318,24 @@ def test_duplicates_are_the_callers_own(world):
 
 
 @pytest.mark.parametrize(
-    "query", ["after=xyz", f"after={'0' * 63}", "limit=0", "limit=1001", "limit=-1", "limit=a"]
+    "query", [f"after={'0' * 129}", "after=a%00b", "limit=0", "limit=1001", "limit=-1", "limit=a"]
 )
 def test_bad_duplicate_page_parameters_are_400(api, query):
     response = api.get(f"/images/duplicates?{query}")
     assert response.status_code == 400
     assert "'after'" in response.json()["detail"] or "'limit'" in response.json()["detail"]
+
+
+def test_hashes_written_by_other_services_page_too(api, collection):
+    send(api, "a.jpg", RED)
+    send(api, "b.jpg", RED)
+    collection.insert_many(
+        [{"file": f"legacy{i}.jpg", "sha256": "0ABC-legacy", "userId": None} for i in range(2)]
+    )
+    first = api.get("/images/duplicates?limit=1").json()
+    assert first["next"] == "0ABC-legacy"
+    second = api.get("/images/duplicates", {"limit": 1, "after": first["next"]}).json()
+    assert [g["sha256"] for g in second["items"]] == [sha(RED)]
 
 
 def test_the_owner_hash_index_exists(collection, api):
