@@ -307,11 +307,12 @@ class ImageRepository:
         try:
             claims.insert_one({"_id": name, "token": token, "at": moment})
         except DuplicateKeyError:
-            return False
+            return claims.count_documents({"_id": name, "token": token}) > 0  # already ours
         return True
 
-    def release_claim(self, name: str, token: str) -> None:
-        self.collection.database["claims"].delete_one({"_id": name, "token": token})
+    def release_claims(self, token: str) -> None:
+        """Give back every claim taken with `token`."""
+        self.collection.database["claims"].delete_many({"token": token})
 
     def field_names(self, sample_size: int) -> list[str]:
         """Top-level `data` keys of the newest `sample_size` images in scope.
