@@ -263,6 +263,9 @@ def test_imagefolder_default_field_is_label_and_by_reaches_nested_values(api):
         ("con:sole*?", "con%3Asole%2A%3F"),
         ("line\nbreak\x00", "line%0Abreak%00"),
         ("chat noir ✓", "chat noir ✓"),
+        ("CON", "%43ON"),
+        ("nul.txt", "%6Eul.txt"),
+        ("console", "console"),
         ("", "_unlabelled"),
         (None, "_unlabelled"),
         (3, "3"),
@@ -276,6 +279,7 @@ def test_label_values_become_one_safe_folder_each(label, folder):
 
 def test_distinct_labels_never_share_a_folder():
     labels = ["a/b", "a%2Fb", "a_b", "a%252Fb", "_unlabelled", "%5Funlabelled", ".", "%2E"]
+    labels += ["CON", "%43ON", "con", "%63on"]
     folders = [folder_names.label_folder(label) for label in labels]
     assert len(set(folders)) == len(labels)
     assert all("/" not in f and "\\" not in f and f not in (".", "..") for f in folders)
