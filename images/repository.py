@@ -21,6 +21,7 @@ from pymongo.collection import Collection
 from pymongo.errors import (
     BulkWriteError,
     CursorNotFound,
+    DuplicateKeyError,
     ExecutionTimeout,
     OperationFailure,
     PyMongoError,
@@ -37,6 +38,7 @@ DUPLICATE_KEY = 11000
 _client_lock = threading.Lock()
 _client: MongoClient | None = None
 _client_uri: str | None = None
+_collection: Collection | None = None
 _indexes_ready = False
 
 
@@ -65,11 +67,11 @@ def get_client() -> MongoClient:
 
 def close_client() -> None:
     """Close the process's client (before forking workers: a client must not cross a fork)."""
-    global _client, _client_uri, _indexes_ready
+    global _client, _client_uri, _collection, _indexes_ready
     with _client_lock:
         if _client is not None:
             _client.close()
-        _client, _client_uri = None, None
+        _client, _client_uri, _collection = None, None, None
     _indexes_ready = False
 
 
@@ -80,7 +82,14 @@ def database_name(uri: str) -> str:
 
 
 def get_collection() -> Collection:
-    collection = get_client()[database_name(settings.MONGODB_CONNECTION_STRING)]["images"]
+    """The `images` collection of the current client (kept: making the Database and
+    Collection objects again cost about 3% of a small request's CPU)."""
+    global _collection
+    client = get_client()
+    collection = _collection
+    if collection is None or collection.database.client is not client:
+        collection = client[database_name(settings.MONGODB_CONNECTION_STRING)]["images"]
+        _collection = collection
     if not _indexes_ready:
         ensure_indexes(collection)
     return collection
@@ -95,6 +104,8 @@ def ensure_indexes(collection: Collection | None = None, data_fields: list[str] 
         collection.create_index([("time", ASCENDING)]),
         collection.create_index([("userId", ASCENDING)]),
         collection.create_index([("sha256", ASCENDING)]),
+        # Duplicates of one owner, read in hash order (images.duplicates).
+        collection.create_index([("userId", ASCENDING), ("sha256", ASCENDING)]),
         collection.create_index([("file", ASCENDING)]),
     ]
     names += [collection.create_index([(f"data.{name}", ASCENDING)]) for name in data_fields]
@@ -243,8 +254,69 @@ class ImageRepository:
     def get(self, image_id: ObjectId) -> dict[str, Any] | None:
         return self.collection.find_one(self.scoped({"_id": image_id}))
 
+    def first_id(self, query_filter: dict[str, Any]) -> ObjectId | None:
+        """The `_id` of one matching document, or None when nothing matches."""
+        found = self.collection.find_one(
+            self.scoped(query_filter), {"_id": 1}, max_time_ms=self.max_time_ms
+        )
+        return found["_id"] if found else None
+
     def get_by_file(self, file: str) -> dict[str, Any] | None:
         return self.collection.find_one({"userId": self.owner, "file": file})
+
+    # --- duplicates (images.duplicates) -----------------------------------------------------
+    def oldest_with_sha256(self, sha256: str, exclude_file: str) -> dict[str, Any] | None:
+        found = self.collection.find(
+            self.scoped({"sha256": sha256, "file": {"$ne": exclude_file}}),
+            sort=[("_id", ASCENDING)],
+            limit=1,
+            max_time_ms=self.max_time_ms,
+        )
+        return next(iter(found), None)
+
+    def iter_sha256(self, after: str = "") -> Iterator[str]:
+        """Every hash in scope greater than `after`, in order, one per document (read from
+        the index: nothing else is projected)."""
+        cursor = self.collection.find(
+            self.scoped({"sha256": {"$gt": after}}),
+            {"sha256": 1, "_id": 0},
+            sort=[("sha256", ASCENDING)],
+            batch_size=1000,
+            max_time_ms=self.max_time_ms,
+        )
+        with cursor:
+            for document in cursor:
+                yield document["sha256"]
+
+    def files_with_sha256(self, sha256: str, limit: int) -> list[dict[str, str]]:
+        found = self.collection.find(
+            self.scoped({"sha256": sha256}),
+            {"_id": 1, "file": 1},
+            sort=[("_id", ASCENDING)],
+            limit=limit,
+            max_time_ms=self.max_time_ms,
+        )
+        return [{"_id": str(doc["_id"]), "file": doc.get("file")} for doc in found]
+
+    def take_claim(self, name: str, token: str, stale_seconds: int) -> bool:
+        """Hold the claim `name` (see images.duplicates.claims); False while another holds it."""
+        claims = self.collection.database["claims"]
+        moment = dt.datetime.now(dt.UTC)
+        stale = moment - dt.timedelta(seconds=stale_seconds)
+        claims.delete_one({"_id": name, "at": {"$lt": stale}})
+        try:
+            claims.insert_one({"_id": name, "token": token, "at": moment})
+        except DuplicateKeyError:
+            return claims.count_documents({"_id": name, "token": token}) > 0  # already ours
+        return True
+
+    def release_claims(self, token: str) -> None:
+        """Give back every claim taken with `token`. Failing to is not the request's failure:
+        a claim left behind is taken over once it is stale."""
+        try:
+            self.collection.database["claims"].delete_many({"token": token})
+        except PyMongoError:
+            logger.warning("Claims %s not given back; they expire on their own", token)
 
     def field_names(self, sample_size: int) -> list[str]:
         """Top-level `data` keys of the newest `sample_size` images in scope.
@@ -351,9 +423,14 @@ class ImageRepository:
     def update_many(self, query_filter: dict[str, Any], update: dict[str, Any]):
         return self.collection.update_many(self.scoped(query_filter), update)
 
-    def update_one(self, image_id: ObjectId, update: dict[str, Any]) -> dict[str, Any] | None:
+    def update_one(
+        self, image_id: ObjectId, update: dict[str, Any], query_filter: dict | None = None
+    ) -> dict[str, Any] | None:
+        """Update one image (`query_filter` narrows it further) and return it as updated."""
         return self.collection.find_one_and_update(
-            self.scoped({"_id": image_id}), update, return_document=ReturnDocument.AFTER
+            self.scoped(query_filter or {"_id": image_id}),
+            update,
+            return_document=ReturnDocument.AFTER,
         )
 
     def set_facts(self, image_id: ObjectId, facts: dict[str, Any]) -> bool:

@@ -89,7 +89,8 @@ class LocalFileStore(FileStore):
         """`write` fills a temporary file beside the target, which is then renamed into place."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        # Of fixed length: a name of up to NAME_MAX bytes must still leave room for it.
+        temporary = target.parent / f".{uuid.uuid4().hex}.tmp"
         try:
             write(temporary)
             os.replace(temporary, target)
@@ -211,13 +212,16 @@ class S3FileStore(FileStore):
             return
         self.client.delete_object(Bucket=self.bucket.name, Key=key)
 
-    def presigned_url(self, key: str, filename_header: str, expires: int = 300) -> str:
+    def presigned_url(
+        self, key: str, filename_header: str, content_type: str, expires: int = 300
+    ) -> str:
         return self.client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket.name,
                 "Key": key,
                 "ResponseContentDisposition": filename_header,
+                "ResponseContentType": content_type,
             },
             ExpiresIn=expires,
         )

@@ -9,7 +9,6 @@ import mimetypes
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import orjson
 from bson import ObjectId
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
@@ -18,7 +17,12 @@ from django.http import QueryDict
 from PIL import Image, UnidentifiedImageError
 
 from images.dates import now, parse_date
+from images.duplicates.claims import claimed
+from images.duplicates.policy import OnDuplicate, rejection, stored_copy
 from images.exceptions import BadRequest, Conflict, PayloadTooLarge
+from images.limits import bounded_json
+from images.limits.disk import ensure_room
+from images.limits.documents import check_data
 from images.paths import scoped_path, upload_file_name, validate_file_path
 from images.query import parse_object_id
 from images.repository import ImageRepository
@@ -29,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 METADATA_FIELDS = ("json", "data")
 SYSTEM_METADATA = ("file", "time", "_id")
-MAX_DATA_DEPTH = 32
+MAX_DATA_DEPTH = bounded_json.MAX_DATA_DEPTH
 # Multipart framing and form fields on top of the file itself.
 MULTIPART_OVERHEAD = 4 * 1024 * 1024
 
@@ -72,10 +76,7 @@ class UploadMetadata:
 
 
 def parse_json_object(raw: str, name: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest(f"Field '{name}' is not valid JSON") from None
+    value = bounded_json.loads(raw, f"Field '{name}'", MAX_DATA_DEPTH + 1)
     if not isinstance(value, dict):
         raise BadRequest(f"Field '{name}' must be a JSON object")
     return value
@@ -130,6 +131,7 @@ def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetad
         if system[name] is None and source is not None:
             system[name] = plain.get(name)
     validate_data(data)
+    check_data(data)
     return UploadMetadata(
         data=data,
         file=validate_file_path(system["file"]) if system["file"] is not None else None,
@@ -191,18 +193,39 @@ class UploadStore:
         self.files = files
 
     def store(
-        self, upload: UploadedFile, meta: UploadMetadata, digest: tuple[str, int] | None
+        self,
+        upload: UploadedFile,
+        meta: UploadMetadata,
+        digest: tuple[str, int] | None,
+        on_duplicate: OnDuplicate | None = None,
     ) -> dict[str, Any]:
+        """The stored document; with `on_duplicate`, bytes the owner already stores at another
+        path are not stored again: 409 (reject) or that image's document (skip)."""
         file = scoped_path(meta.file or upload_file_name(upload.name), self.repository.owner)
         if upload.size == 0:
             raise BadRequest("The uploaded file is empty")
         facts = inspect_image(upload, file)
         sha256, size = digest or _digest(upload)
         facts.update(size=size, sha256=sha256)
+        ensure_room(self.files, size)
         if meta.image_id is not None:
             existing = self.repository.get_by_file(file)
             if existing is not None and existing["_id"] != meta.image_id:
                 raise Conflict(f"'{file}' is already stored with _id {existing['_id']}")
+        if on_duplicate is None:
+            return self._write(file, upload, meta, facts)
+        with claimed(self.repository, sha256):
+            existing = stored_copy(self.repository, sha256, file)
+            if existing is None:
+                return self._write(file, upload, meta, facts)
+        if on_duplicate is OnDuplicate.REJECT:
+            raise rejection(existing)
+        return existing
+
+    def _write(
+        self, file: str, upload: UploadedFile, meta: UploadMetadata, facts: dict[str, Any]
+    ) -> dict[str, Any]:
+        sha256 = facts["sha256"]
         self._write_file(file, upload)
         try:
             before, document = self.repository.upsert(

@@ -18,9 +18,9 @@ from django.http import QueryDict
 from pymongo.errors import CursorNotFound
 
 from images.archives import ArchiveExporter, manifest_items
-from images.archives import export as archive_export
 from images.archives import importer as archive_importer
 from images.archives import layout as archive_layout
+from images.archives import streams as archive_streams
 from images.query import parse_query
 from images.repository import ImageRepository
 from images.storage import LocalFileStore, get_file_store
@@ -236,7 +236,7 @@ def test_export_stream_closed_early_leaves_no_temporary_files(api, dataset, tmp_
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    monkeypatch.setattr(archive_export, "OUTPUT_CHUNK", 1)
+    monkeypatch.setattr(archive_streams, "OUTPUT_CHUNK", 1)
     query = parse_query(QueryDict(""), default_limit=0)
     stream = ArchiveExporter(ImageRepository(), get_file_store(), query).stream()
     next(stream)
@@ -530,7 +530,7 @@ def test_storage_failure_midway_leaves_no_document_without_its_file(
     monkeypatch.setattr(LocalFileStore, "save", failing_save)
     content = make_zip({f"{i}.png": PNG for i in range(6)})
     response = post_archive(api, content)
-    assert response.status_code == 500
+    assert response.status_code == 507
     files = {d["file"] for d in collection.find()}
     assert set(stored_keys()) == files
     assert files == ({"0.png", "1.png"} if batch == 2 else set())

@@ -1,4 +1,5 @@
-"""`GET /export` (a zip streamed as it is made) and `POST /import` (a zip in field `archive`)."""
+"""`GET /export` (an archive streamed as it is made, in the format asked for) and `POST /import`
+(a zip in field `archive`)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,22 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from images.archives import ArchiveExporter, ArchiveImporter, archive_file_name
+from images.archives import ArchiveImporter, ExportRequest, archive_file_name, parse_export
+from images.duplicates import parse_on_duplicate
+from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, PayloadTooLarge
-from images.query import QUERY_PARAMETERS, parse_query
-from images.schemas import ERROR, IMPORT_REQUEST_SCHEMA, IMPORT_RESULT_SCHEMA
+from images.schemas import (
+    EXPORT_PARAMETERS,
+    EXPORT_RESPONSES,
+    IMPORT_REQUEST_SCHEMA,
+    IMPORT_RESPONSES,
+)
 from images.scope import repository_for
 from images.storage import get_file_store
 from images.uploads import MULTIPART_OVERHEAD, parse_metadata
@@ -50,31 +56,34 @@ class ArchiveUploadHandler(TemporaryFileUploadHandler):
 
 class ExportView(APIView):
     @extend_schema(
-        summary="Export the matching images and their documents as a zip (streamed)",
-        parameters=QUERY_PARAMETERS,
-        responses={
-            (200, "application/zip"): OpenApiTypes.BINARY,
-            400: ERROR,
-            503: ERROR,
-        },
+        summary="Export the matching images and their documents (streamed)",
+        description=(
+            "`format=zip` (default): the original's archive. `webdataset`: a tar of samples "
+            "`<_id>.<ext>` + `<_id>.json`. `imagefolder`: a zip of `<data.<by>>/<name>` "
+            "folders (`_unlabelled/` without a value) and `metadata.jsonl`. `jsonl`: the "
+            "documents only, one per line (honours `select`)."
+        ),
+        parameters=EXPORT_PARAMETERS,
+        responses=EXPORT_RESPONSES,
     )
     def get(self, request: Request) -> StreamingHttpResponse:
-        query = parse_query(request.query_params, default_limit=0)
-        exporter = ArchiveExporter(repository_for(request), get_file_store(), query)
+        export = parse_export(request.query_params)
+        exporter = export.exporter(repository_for(request), get_file_store())
         response = StreamingHttpResponse(
-            _started(exporter.stream()), content_type="application/zip"
+            _started(exporter.stream()), content_type=export.format.media_type
         )
-        return _export_headers(response)
+        return _export_headers(response, export)
 
     @extend_schema(exclude=True)
     def head(self, request: Request) -> HttpResponse:
         """The export's headers without making it (the query is still checked)."""
-        parse_query(request.query_params, default_limit=0)
-        return _export_headers(HttpResponse(content_type="application/zip"))
+        export = parse_export(request.query_params)
+        return _export_headers(HttpResponse(content_type=export.format.media_type), export)
 
 
-def _export_headers(response: HttpResponse) -> HttpResponse:
-    response["Content-Disposition"] = f'attachment; filename="{archive_file_name()}"'
+def _export_headers(response: HttpResponse, export: ExportRequest) -> HttpResponse:
+    name = archive_file_name(extension=export.format.extension)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "no-store"
     return response
 
@@ -85,22 +94,24 @@ class ImportView(APIView):
     @extend_schema(
         summary="Import a zip archive: images at their paths, documents from mongodb_data.json",
         request={"multipart/form-data": IMPORT_REQUEST_SCHEMA},
-        responses={
-            200: IMPORT_RESULT_SCHEMA,
-            400: ERROR,
-            413: ERROR,
-            503: ERROR,
-        },
+        responses=IMPORT_RESPONSES,
     )
     def post(self, request: Request) -> Response:
         request._request.upload_handlers = [ArchiveUploadHandler(request._request)]
         archive = single_file(request, ARCHIVE_FIELD)
         try:
-            meta = parse_metadata(request.POST)
+            on_duplicate = parse_on_duplicate(
+                request.POST.get(ON_DUPLICATE, request.query_params.get(ON_DUPLICATE))
+            )
+            meta = parse_metadata(request.POST, ignore=(ON_DUPLICATE,))
             if meta.file is not None or meta.image_id is not None:
                 raise BadRequest("'file' and '_id' cannot be given for a whole archive")
             importer = ArchiveImporter(
-                repository_for(request), get_file_store(), extra_data=meta.data, time=meta.time
+                repository_for(request),
+                get_file_store(),
+                extra_data=meta.data,
+                time=meta.time,
+                on_duplicate=on_duplicate,
             )
             result = importer.run(archive.temporary_file_path(), archive.name or "")
         finally:

@@ -8,28 +8,39 @@ from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import UnsupportedMediaType
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from images.documents import to_api
-from images.downloads import file_response
+from images.downloads import file_response, served_content_type
+from images.duplicates import parse_on_duplicate
+from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, ImageNotFound
-from images.query import QUERY_PARAMETERS, ImageQuery, parse_object_id, parse_query
+from images.limits.bounded_json import BoundedJSONParser
+from images.limits.documents import growth_conditions, refuse_growth
+from images.query import ImageQuery, check_bulk_selection, parse_object_id, parse_query
 from images.renderers import dumps
 from images.repository import ImageRepository
 from images.schemas import (
-    DELETE_RESULT_SCHEMA,
-    DELETED_SCHEMA,
-    ERROR,
-    ERRORS,
-    IMAGE_SCHEMA,
-    LIST_SCHEMA,
-    UPDATE_RESULT_SCHEMA,
+    BULK_DELETE_RESPONSES,
+    BULK_UPDATE_RESPONSES,
+    DELETE_RESPONSES,
+    DOWNLOAD_RESPONSES,
+    EDIT_RESPONSES,
+    ID_PARAMETER,
+    IMAGE_RESPONSES,
+    LIST_RESPONSES,
+    ON_DUPLICATE_PARAMETER,
+    PATCH_BODY,
+    PATCH_EXAMPLES,
+    PUT_EXAMPLES,
+    QUERY_PARAMETERS,
+    THUMBNAIL_RESPONSES,
+    UPLOAD_RESPONSES,
     UPLOAD_SCHEMA,
 )
 from images.scope import repository_for
@@ -52,14 +63,14 @@ DELETE_BATCH = 1000
 
 
 class ImageViewSet(viewsets.ViewSet):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser]
 
     # --- collection -------------------------------------------------------------------------
     @extend_schema(
         summary="List images",
         operation_id="images_list",
         parameters=QUERY_PARAMETERS,
-        responses={200: LIST_SCHEMA, **ERRORS},
+        responses=LIST_RESPONSES,
     )
     def list_images(self, request: Request) -> HttpResponse:
         # Not named `list`: the response is one object, not the array DRF's `list` implies.
@@ -78,42 +89,50 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Upload an image",
+        parameters=[ON_DUPLICATE_PARAMETER],
         request={"multipart/form-data": UPLOAD_SCHEMA},
-        responses={200: IMAGE_SCHEMA, 409: ERROR, 413: None, **ERRORS},
+        responses=UPLOAD_RESPONSES,
     )
     def create(self, request: Request) -> Response:
         if not (request.content_type or "").startswith("multipart/form-data"):
             # As the original: any other body is an upload without a file.
             raise BadRequest("File not provided: send multipart/form-data with the file in 'image'")
+        on_duplicate = parse_on_duplicate(request.query_params.get(ON_DUPLICATE))
         upload = single_file(request, "image")
         meta = parse_metadata(request.POST)
         digests = request._request.__dict__.get("upload_digests", {}).get("image")
         store = UploadStore(repository_for(request), get_file_store())
-        document = store.store(upload, meta, digests[0] if digests else None)
+        document = store.store(upload, meta, digests[0] if digests else None, on_duplicate)
         return Response(to_api(document))
 
     @extend_schema(
         summary="Update the data of every matching image",
         operation_id="images_bulk_update",
         parameters=QUERY_PARAMETERS,
-        request=OpenApiTypes.OBJECT,
-        responses={200: UPDATE_RESULT_SCHEMA, **ERRORS},
+        request=PATCH_BODY,
+        examples=PATCH_EXAMPLES,
+        responses=BULK_UPDATE_RESPONSES,
     )
     def bulk_update(self, request: Request) -> Response:
+        check_bulk_selection(request.query_params)
         query = parse_query(request.query_params)
         update = build_patch(_json_body(request))
         if not update:
             return Response(_update_result(False, 0, 0))
-        result = repository_for(request).update_many(query.filter, update)
+        repository = repository_for(request)
+        result = repository.update_many(
+            _within_data_limit(repository, query.filter, update), update
+        )
         return Response(_update_result(True, result.matched_count, result.modified_count))
 
     @extend_schema(
         summary="Delete every matching image and its file",
         operation_id="images_bulk_destroy",
         parameters=QUERY_PARAMETERS,
-        responses={200: DELETE_RESULT_SCHEMA, **ERRORS},
+        responses=BULK_DELETE_RESPONSES,
     )
     def bulk_destroy(self, request: Request) -> Response:
+        check_bulk_selection(request.query_params)
         query = parse_query(request.query_params)
         repository = repository_for(request)
         deleted = delete_matching(repository, get_file_store(), query)
@@ -126,14 +145,18 @@ class ImageViewSet(viewsets.ViewSet):
         return Response({"acknowledged": True, "deletedCount": deleted})
 
     # --- one image --------------------------------------------------------------------------
-    @extend_schema(summary="Get one image's document", responses={200: IMAGE_SCHEMA, **ERRORS})
+    @extend_schema(
+        summary="Get one image's document", parameters=[ID_PARAMETER], responses=IMAGE_RESPONSES
+    )
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(to_api(_get_or_404(repository_for(request), pk)))
 
     @extend_schema(
         summary="Update one image's data ($set by key, `$unset` to remove)",
-        request=OpenApiTypes.OBJECT,
-        responses={200: IMAGE_SCHEMA, **ERRORS},
+        parameters=[ID_PARAMETER],
+        request=PATCH_BODY,
+        examples=PATCH_EXAMPLES,
+        responses=EDIT_RESPONSES,
     )
     def partial_update(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -141,15 +164,19 @@ class ImageViewSet(viewsets.ViewSet):
         repository = repository_for(request)
         if not update:
             return Response(to_api(_get_or_404(repository, pk)))
-        document = repository.update_one(image_id, update)
+        document = repository.update_one(
+            image_id, update, _within_data_limit(repository, {"_id": image_id}, update)
+        )
         if document is None:
             raise ImageNotFound(pk)
         return Response(to_api(document))
 
     @extend_schema(
         summary="Replace one image's data",
-        request=OpenApiTypes.OBJECT,
-        responses={200: IMAGE_SCHEMA, **ERRORS},
+        parameters=[ID_PARAMETER],
+        request=PATCH_BODY,
+        examples=PUT_EXAMPLES,
+        responses=EDIT_RESPONSES,
     )
     def update(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -163,7 +190,8 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Delete one image and its file",
-        responses={200: DELETED_SCHEMA, **ERRORS},
+        parameters=[ID_PARAMETER],
+        responses=DELETE_RESPONSES,
     )
     def destroy(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -177,7 +205,8 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Download the image file (Range, HEAD, ETag supported)",
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 206: None, **ERRORS},
+        parameters=[ID_PARAMETER],
+        responses=DOWNLOAD_RESPONSES,
     )
     def download(self, request: Request, pk: str) -> HttpResponse:
         document = _get_or_404(repository_for(request), pk)
@@ -185,12 +214,13 @@ class ImageViewSet(viewsets.ViewSet):
         stored = files.stat(document["file"])
         if stored is None:
             raise ImageNotFound(f"{pk} file")
-        return file_response(request, files, document["file"], stored)
+        content_type = served_content_type(document)
+        return file_response(request, files, document["file"], stored, content_type)
 
     @extend_schema(
         summary="A thumbnail (max edge `size`: 64, 128, 256 or 512; WebP or JPEG by Accept)",
-        parameters=[SIZE_PARAMETER],
-        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 422: ERROR, **ERRORS},
+        parameters=[ID_PARAMETER, SIZE_PARAMETER],
+        responses=THUMBNAIL_RESPONSES,
     )
     def thumbnail(self, request: Request, pk: str) -> HttpResponse:
         image_id = parse_object_id(pk)
@@ -206,6 +236,21 @@ def _list_total(repository: ImageRepository, query: ImageQuery, found: int) -> i
     if found < query.limit and (found or not query.skip):
         return query.skip + found
     return repository.count(query.filter)
+
+
+def _within_data_limit(
+    repository: ImageRepository, query_filter: dict[str, Any], update: dict[str, Any]
+) -> dict[str, Any]:
+    """The filter narrowed to the documents the update keeps within MAX_DATA_SIZE; 413 (and
+    nothing written) when it would take a matched document over it."""
+    conditions = growth_conditions(update)
+    if conditions is None:
+        return query_filter
+    fits, outgrows = conditions
+    over = repository.first_id({"$and": [query_filter, outgrows]})
+    if over is not None:
+        raise refuse_growth(over)
+    return {"$and": [query_filter, fits]}
 
 
 def _get_or_404(repository: ImageRepository, pk: str) -> dict[str, Any]:
