@@ -61,20 +61,16 @@ def upload(api: APIClient, name: str = "photo.jpg", content: bytes | None = None
 
 
 def wait_for_http(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None):
-    """Until the service answers HTTP (`serve` binds its port before it is ready to answer)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the service exited with status {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if sock.recv(16).startswith(b"HTTP/"):
-                    return
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
         except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"nothing answered HTTP on port {port}")
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listened on port {port}")
 
 
 def start_service(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen:

@@ -2,7 +2,8 @@
 
 Binding first means a port already taken is one clear line before "Serving on" (gunicorn
 would retry for seconds and print a traceback), and no embedded database is started for a
-server that cannot run. gunicorn takes the socket over (`bind = fd://N`).
+server that cannot run. gunicorn takes the socket over (`bind = fd://N`) and listens on it
+once it runs: until then connections are refused, not left waiting.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import errno
 import socket
 
 from django.core.management.base import CommandError
-
-BACKLOG = 2048
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -24,7 +23,6 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as error:
         sock.close()
         raise CommandError(describe(error, host, port)) from None
-    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 

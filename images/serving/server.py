@@ -33,6 +33,7 @@ def gunicorn_config(options: ServerOptions, bind: str) -> dict:
         "worker_class": f"images.serving.workers.{options.worker_class}",
         "threads": options.threads,
         "worker_connections": settings.WORKER_CONNECTIONS,
+        "backlog": 2048,
         "max_requests": options.max_requests,
         "max_requests_jitter": settings.MAX_REQUESTS_JITTER if options.max_requests else 0,
         # The master's heartbeat check: a worker whose loop is stuck this long is replaced.
