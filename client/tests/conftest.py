@@ -1,0 +1,134 @@
+"""Fixtures: a real `manage.py serve` (embedded SecantusDB) for the session, clients, image trees."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from imagestore_client import Client
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLIENT_SOURCE = REPO_ROOT / "client" / "src"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Service:
+    """A `manage.py serve` in its own folder: embedded database in data/, files in uploads/."""
+
+    workdir: Path
+    env: dict[str, str]
+    port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Service:
+        self.port = free_port()
+        environment = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MONGODB_", "S3_", "OIDC_", "IMAGESTORE_"))
+        }
+        environment.update(
+            APP_PORT=str(self.port), WEB_CONCURRENCY="2", LOG_LEVEL="WARNING", **self.env
+        )
+        with open(self.workdir / "service.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--host", "127.0.0.1"],
+                cwd=self.workdir,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_until_ready()
+        return self
+
+    def _wait_until_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError((self.workdir / "service.log").read_text()[-3000:])
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("the service did not become ready")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory) -> Iterator[Service]:
+    running = Service(tmp_path_factory.mktemp("service"), {}).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(service) -> Iterator[Client]:
+    """A client on an emptied service."""
+    with Client(service.url) as api:
+        api.delete_many(all=True)
+        yield api
+
+
+def cli(service_url: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run `imagestore --url <service> ...` from this source tree, as a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "imagestore_client", "--url", service_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_environment(),
+        **kwargs,
+    )
+
+
+def cli_environment() -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESTORE_")}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(CLIENT_SOURCE), environment.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
+    return environment
+
+
+def image_bytes(index: int, fmt: str = "PNG", size: tuple[int, int] = (16, 12)) -> bytes:
+    """A small image whose bytes differ for every index."""
+    buffer = io.BytesIO()
+    color = (index % 256, (index // 256) % 256, (index * 7) % 256)
+    image = Image.new("RGB", size, color)
+    image.putpixel((0, 0), (index % 251, index % 241, index % 239))
+    image.info["comment"] = str(index)
+    image.save(buffer, fmt)
+    return buffer.getvalue()
