@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,3 +134,101 @@ def image_bytes(index: int, fmt: str = "PNG", size: tuple[int, int] = (16, 12)) 
     image.info["comment"] = str(index)
     image.save(buffer, fmt)
     return buffer.getvalue()
+
+
+class FaultyProxy:
+    """An HTTP proxy on 127.0.0.1 in front of the service that fails chosen requests.
+
+    `fault(method, path, number)` returns "503" (answer 503 with Retry-After: 0), "drop" (close
+    the connection without an answer) or None (forward); `number` counts requests from 1.
+    """
+
+    def __init__(self, target: str, fault) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        proxy = self
+        self.target = target
+        self.fault = fault
+        self.requests = 0
+        self.faults: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+        self.http = httpx.Client(base_url=target, timeout=60)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def handle_one(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with proxy.lock:
+                    proxy.requests += 1
+                    number = proxy.requests
+                kind = proxy.fault(self.command, self.path, number)
+                if kind:
+                    proxy.faults.append((self.command, self.path, kind))
+                if kind == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if kind == "503":
+                    self._answer(503, {"Retry-After": "0"}, b'{"detail": "busy"}')
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                upstream = proxy.http.request(
+                    self.command, self.path, headers=headers, content=body
+                )
+                passed = {
+                    k: v
+                    for k, v in upstream.headers.items()
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection")
+                }
+                self._answer(upstream.status_code, passed, upstream.content)
+
+            def _answer(self, status: int, headers: dict, body: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = handle_one
+
+            def log_message(self, format, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.http.close()
+
+
+def image_tree(root: Path, count: int) -> dict[str, dict]:
+    """`count` images under root/cam<k>/<label>/, a third with `x.png.json` sidecars and a third
+    with `x.json`; returns the expected data of each relative path (folders as camera,label)."""
+    expected: dict[str, dict] = {}
+    for index in range(count):
+        camera, label = f"cam{index % 4}", ("cat", "dog", "bird")[index % 3]
+        folder = root / camera / label
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"img{index:04d}.png"
+        (folder / name).write_bytes(image_bytes(index))
+        data = {"camera": camera, "label": label}
+        sidecar = (index // 4) % 3
+        if sidecar == 1:
+            (folder / f"{name}.json").write_text(json.dumps({"index": index, "tags": ["a"]}))
+            data.update(index=index, tags=["a"])
+        elif sidecar == 2:
+            (folder / f"img{index:04d}.json").write_text(json.dumps({"index": index}))
+            data.update(index=index)
+        expected[f"{camera}/{label}/{name}"] = data
+    return expected

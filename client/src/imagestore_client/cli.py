@@ -111,8 +111,21 @@ def _pool(args: argparse.Namespace) -> int:
     return max(16, getattr(args, "jobs", 0) + 4)
 
 
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; `key=value` terms may also come after options (`pull out --sort x a=b`)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    positional = "terms" if hasattr(args, "terms") else "ids" if hasattr(args, "ids") else None
+    terms = [value for value in extra if "=" in value and not value.startswith("-")]
+    if extra and (positional is None or len(terms) != len(extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        getattr(args, positional).extend(terms)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     if getattr(args, "jobs", 1) < 1:
         print("imagestore: --jobs must be at least 1", file=sys.stderr)
         return EXIT_USAGE
