@@ -122,9 +122,8 @@ def test_prefetch_holds_at_most_prefetch_files_ahead():
         fetched.append(document["n"])
         return b""
 
-    consumed = 0
-    for document, _ in prefetch_samples(({"n": i} for i in range(100)), fetch, 5, 2):
-        consumed += 1
+    samples = prefetch_samples(({"n": i} for i in range(100)), fetch, 5, 2)
+    for consumed, _ in enumerate(samples, start=1):
         assert len(fetched) <= consumed + 5
         if consumed == 10:
             break
@@ -160,14 +159,16 @@ def test_retries_503_and_dropped_connections_then_succeeds(client, service):
 def test_gives_up_after_the_attempts_with_a_typed_error(service):
     proxy = FaultyProxy(service.url, lambda method, path, n: "503")
     try:
-        with Client(proxy.url, retry=RetryPolicy(attempts=3, base=0.01)) as busy:
-            with pytest.raises(ServiceUnavailable, match="busy"):
-                busy.count()
+        busy = Client(proxy.url, retry=RetryPolicy(attempts=3, base=0.01))
+        with busy, pytest.raises(ServiceUnavailable, match="busy"):
+            busy.count()
     finally:
         proxy.stop()
     assert proxy.requests == 3
-    with Client(
-        f"http://127.0.0.1:{free_port()}", retry=RetryPolicy(attempts=2, base=0.01)
-    ) as nowhere:
-        with pytest.raises(ConnectionFailed):
-            nowhere.info()
+    with (
+        Client(
+            f"http://127.0.0.1:{free_port()}", retry=RetryPolicy(attempts=2, base=0.01)
+        ) as nowhere,
+        pytest.raises(ConnectionFailed),
+    ):
+        nowhere.info()

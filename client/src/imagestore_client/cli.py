@@ -35,12 +35,18 @@ def add_query_options(parser: argparse.ArgumentParser, terms: bool = True) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imagestore", description=__doc__)
-    parser.add_argument("--url", default=os.environ.get("IMAGESTORE_URL", DEFAULT_URL))
-    parser.add_argument("--token", default=os.environ.get("IMAGESTORE_TOKEN"))
-    parser.add_argument("--token-url", default=os.environ.get("IMAGESTORE_TOKEN_URL"))
-    parser.add_argument("--client-id", default=os.environ.get("IMAGESTORE_CLIENT_ID"))
-    parser.add_argument("--client-secret", default=os.environ.get("IMAGESTORE_CLIENT_SECRET"))
+    parser = argparse.ArgumentParser(
+        prog="imagestore", description="Push, pull and manage image datasets in imagestore."
+    )
+    env = os.environ.get
+    parser.add_argument(
+        "--url", default=env("IMAGESTORE_URL", DEFAULT_URL), help=f"(IMAGESTORE_URL) {DEFAULT_URL}"
+    )
+    parser.add_argument("--token", default=env("IMAGESTORE_TOKEN"), help="(IMAGESTORE_TOKEN)")
+    oidc = "OIDC client credentials, the token renewed before it expires"
+    parser.add_argument("--token-url", default=env("IMAGESTORE_TOKEN_URL"), help=oidc)
+    parser.add_argument("--client-id", default=env("IMAGESTORE_CLIENT_ID"))
+    parser.add_argument("--client-secret", default=env("IMAGESTORE_CLIENT_SECRET"))
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
