@@ -1,98 +1,46 @@
-"""Fixtures: a real `manage.py serve` (embedded SecantusDB) for the session, clients, image trees."""
+"""Fixtures: a real SecantusDB and `manage.py serve` for the session, clients, image trees."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
+from benchmarks.service import BenchService, ServerOptions
 from imagestore_client import Client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENT_SOURCE = REPO_ROOT / "client" / "src"
 
 
-def free_port() -> int:
-    import socket
+class Service(BenchService):
+    """A SecantusDB and a `manage.py serve` in their own folder, with extra environment."""
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Service:
-    """A `manage.py serve` in its own folder: embedded database in data/, files in uploads/."""
-
-    workdir: Path
-    env: dict[str, str]
-    port: int = 0
-    process: subprocess.Popen | None = None
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        super().__init__(workdir, ServerOptions(workers=2))
+        self.extra = env
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.base_url
 
-    def start(self) -> Service:
-        self.port = free_port()
-        environment = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("MONGODB_", "S3_", "OIDC_", "IMAGESTORE_"))
-        }
-        environment.update(
-            APP_PORT=str(self.port), WEB_CONCURRENCY="2", LOG_LEVEL="WARNING", **self.env
-        )
-        with open(self.workdir / "service.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--host", "127.0.0.1"],
-                cwd=self.workdir,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._wait_until_ready()
-        return self
-
-    def _wait_until_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError((self.workdir / "service.log").read_text()[-3000:])
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("the service did not become ready")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), **self.extra}
 
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Iterator[Service]:
-    running = Service(tmp_path_factory.mktemp("service"), {}).start()
+    running = Service(tmp_path_factory.mktemp("service"), {})
+    running.start()
     yield running
     running.stop()
 
@@ -136,7 +84,26 @@ def image_bytes(index: int, fmt: str = "PNG", size: tuple[int, int] = (16, 12)) 
     return buffer.getvalue()
 
 
-class FaultyProxy:
+class LocalHTTPServer:
+    """A threaded HTTP server on a free loopback port, for the handler class it is given."""
+
+    def start_server(self, handler: type) -> None:
+        from http.server import ThreadingHTTPServer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FaultyProxy(LocalHTTPServer):
     """An HTTP proxy on 127.0.0.1 in front of the service that fails chosen requests.
 
     `fault(method, path, number)` returns "503" (answer 503 with Retry-After: 0), "drop" (close
@@ -144,7 +111,7 @@ class FaultyProxy:
     """
 
     def __init__(self, target: str, fault) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         proxy = self
         self.target = target
@@ -197,18 +164,10 @@ class FaultyProxy:
             def log_message(self, format, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
+        self.start_server(Handler)
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().stop()
         self.http.close()
 
 

@@ -8,8 +8,9 @@ import io
 import zipfile
 
 import pytest
-from conftest import FaultyProxy, free_port, image_bytes
+from conftest import FaultyProxy, image_bytes
 
+from images.embedded_db import free_port
 from imagestore_client import (
     BadRequest,
     Client,

@@ -6,13 +6,12 @@ import base64
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 
 import pytest
-from conftest import Service, cli, cli_environment, image_bytes
+from conftest import LocalHTTPServer, Service, cli, cli_environment, image_bytes
 
 from imagestore_client import Client, ClientCredentials, Unauthorized
 from tests.oidc import IdentityProvider, rsa_key
@@ -29,12 +28,13 @@ def identity() -> Iterator[IdentityProvider]:
 @pytest.fixture(scope="module")
 def secured(identity, tmp_path_factory) -> Iterator[Service]:
     env = {"OIDC_JWKS_URI": identity.jwks_uri, "IMAGE_SCOPE": "user", "OIDC_JWKS_COOLDOWN": "0"}
-    running = Service(tmp_path_factory.mktemp("secured"), env).start()
+    running = Service(tmp_path_factory.mktemp("secured"), env)
+    running.start()
     yield running
     running.stop()
 
 
-class TokenEndpoint:
+class TokenEndpoint(LocalHTTPServer):
     """A client-credentials token endpoint: checks the client's secret, mints tokens for it."""
 
     def __init__(self, identity: IdentityProvider, expires_in: int, first_expired: bool = False):
@@ -67,16 +67,11 @@ class TokenEndpoint:
             def log_message(self, format, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.start_server(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/token"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"{super().url}/token"
 
 
 def test_without_a_token_the_error_carries_the_detail(secured):

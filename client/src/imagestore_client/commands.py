@@ -50,13 +50,6 @@ def progress_bar(args: argparse.Namespace, total: int | None, unit: str = "img")
         yield bar
 
 
-def print_failures(failures: list[tuple[str, str]]) -> None:
-    for name, reason in failures[:SHOWN_FAILURES]:
-        print(f"  failed {name}: {reason}", file=sys.stderr)
-    if len(failures) > SHOWN_FAILURES:
-        print(f"  ... and {len(failures) - SHOWN_FAILURES} more", file=sys.stderr)
-
-
 def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:.1f} images/s" if seconds > 0 else "-"
 
@@ -83,11 +76,19 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
         f"{len(summary.failed)} failed; {handled} of {len(files)} files in "
         f"{summary.seconds:.1f} s ({rate(handled, summary.seconds)})"
     )
-    print_failures(summary.failed)
-    if summary.interrupted:
+    return finish(summary.failed, summary.interrupted)
+
+
+def finish(failures: list[tuple[str, str]], interrupted: bool) -> int:
+    """Report failures and choose the exit code of a push or pull."""
+    for name, reason in failures[:SHOWN_FAILURES]:
+        print(f"  failed {name}: {reason}", file=sys.stderr)
+    if len(failures) > SHOWN_FAILURES:
+        print(f"  ... and {len(failures) - SHOWN_FAILURES} more", file=sys.stderr)
+    if interrupted:
         print("interrupted: run the same command again to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 def run_pull(client: Client, args: argparse.Namespace) -> int:
@@ -105,11 +106,7 @@ def run_pull(client: Client, args: argparse.Namespace) -> int:
         f"{handled} of {total} images in {summary.seconds:.1f} s "
         f"({rate(handled, summary.seconds)})"
     )
-    print_failures(summary.failed)
-    if summary.interrupted:
-        print("interrupted: run the same command again to finish", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return finish(summary.failed, summary.interrupted)
 
 
 # --- documents --------------------------------------------------------------------------------

@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from imagestore_client.client import Client
 from imagestore_client.errors import ImagestoreError
 from imagestore_client.files import safe_relative, sha256_of
+from imagestore_client.tally import RunSummary, Tally
 
 METADATA_FILE = "metadata.jsonl"
 UNLABELLED = "_unlabelled"
@@ -29,13 +29,10 @@ UNSAFE_NAME = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
 
 
 @dataclass
-class PullSummary:
+class PullSummary(RunSummary):
     downloaded: int = 0
     skipped: int = 0
     bytes: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    interrupted: bool = False
-    seconds: float = 0.0
 
 
 class Layout:
@@ -79,15 +76,21 @@ def _field_value(document: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-@dataclass
 class Puller:
-    client: Client
-    dest: Path
-    layout: Layout = field(default_factory=Layout)
-    jobs: int = 8
-    progress: Callable[[int], None] = lambda n: None
-    summary: PullSummary = field(default_factory=PullSummary)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(
+        self,
+        client: Client,
+        dest: Path,
+        layout: Layout | None = None,
+        jobs: int = 8,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self.client = client
+        self.dest = dest
+        self.layout = layout or Layout()
+        self.jobs = jobs
+        self.summary = PullSummary()
+        self.tally = Tally(self.summary, progress)
 
     def run(self, documents: Iterable[dict[str, Any]]) -> PullSummary:
         started = time.monotonic()
@@ -137,15 +140,10 @@ class Puller:
         self._count(downloaded=1, bytes=local.stat().st_size)
 
     def _count(self, **outcome: int) -> None:
-        with self._lock:
-            for name, value in outcome.items():
-                setattr(self.summary, name, getattr(self.summary, name) + value)
-        self.progress(1)
+        self.tally.add(**outcome)
 
     def _failed(self, name: str, reason: str) -> None:
-        with self._lock:
-            self.summary.failed.append((name, reason))
-        self.progress(1)
+        self.tally.fail(name, reason)
 
 
 def _already_there(local: Path, document: dict[str, Any]) -> bool:

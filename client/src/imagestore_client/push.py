@@ -8,47 +8,49 @@ stored path, so re-running an interrupted push stores nothing twice.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from imagestore_client.client import Client
 from imagestore_client.errors import ImagestoreError
 from imagestore_client.files import sha256_of
 from imagestore_client.push_plan import PushItem
+from imagestore_client.tally import RunSummary, Tally
 
 # sha256 values per lookup: the query string stays under gunicorn's 4 KB request line.
 LOOKUP_BATCH = 40
-DUPLICATE_POLICIES = ("upload", "skip", "reject")
 
 
 @dataclass
-class PushSummary:
+class PushSummary(RunSummary):
     uploaded: int = 0
     updated: int = 0
     skipped: int = 0
     duplicates: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    interrupted: bool = False
-    seconds: float = 0.0
 
     @property
     def done(self) -> int:
         return self.uploaded + self.updated + self.skipped + self.duplicates + len(self.failed)
 
 
-@dataclass
 class Pusher:
-    client: Client
-    jobs: int = 8
-    on_duplicate: str = "upload"
-    scoped: bool = False
-    progress: Callable[[int], None] = lambda n: None
-    summary: PushSummary = field(default_factory=PushSummary)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(
+        self,
+        client: Client,
+        jobs: int = 8,
+        on_duplicate: str = "upload",
+        scoped: bool = False,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self.client = client
+        self.jobs = jobs
+        self.on_duplicate = on_duplicate
+        self.scoped = scoped  # under per-user scope stored paths start with the owner's folder
+        self.summary = PushSummary()
+        self.tally = Tally(self.summary, progress)
 
     def run(self, items: Iterable[PushItem]) -> PushSummary:
         started = time.monotonic()
@@ -141,14 +143,10 @@ class Pusher:
             self._count("uploaded" if stored_here else "duplicates")
 
     def _count(self, outcome: str) -> None:
-        with self._lock:
-            setattr(self.summary, outcome, getattr(self.summary, outcome) + 1)
-        self.progress(1)
+        self.tally.add(**{outcome: 1})
 
     def _failed(self, item: PushItem, reason: str) -> None:
-        with self._lock:
-            self.summary.failed.append((item.relative, reason))
-        self.progress(1)
+        self.tally.fail(item.relative, reason)
 
 
 def _hash(item: PushItem) -> None:
