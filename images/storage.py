@@ -89,7 +89,8 @@ class LocalFileStore(FileStore):
         """`write` fills a temporary file beside the target, which is then renamed into place."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        # Of fixed length: a name of up to NAME_MAX bytes must still leave room for it.
+        temporary = target.parent / f".{uuid.uuid4().hex}.tmp"
         try:
             write(temporary)
             os.replace(temporary, target)

@@ -27,6 +27,8 @@ from images.archives.import_index import ImportIndex
 from images.archives.layout import MANIFEST_JSON, Progress
 from images.dates import now, parse_date
 from images.exceptions import BadRequest
+from images.limits.disk import ensure_room
+from images.limits.documents import check_data
 from images.paths import scoped_path, validate_file_path
 from images.query import parse_object_id
 from images.repository import ImageRepository
@@ -85,6 +87,7 @@ class ArchiveImporter:
         result = ImportResult(file=name)
         with open_zip(archive_path) as archive:
             plan = plan_archive(archive)
+            ensure_room(self.files, plan.unpacked_size)
             for entry, reason in plan.skipped:
                 result.skip(entry, reason)
             if self.progress is not None:
@@ -161,6 +164,7 @@ class ArchiveImporter:
             if not isinstance(data, dict):
                 raise BadRequest("'data' must be a JSON object")
             validate_data(data)
+            check_data({**data, **self.extra_data}, f"{where}: its data")
         except BadRequest as error:
             raise BadRequest(f"{where}: {error.detail}") from None
         return self.storage_key(file), {"_id": image_id, "time": time, "data": data}
