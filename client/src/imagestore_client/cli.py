@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PlanError, ValueError) as error:
         print(f"imagestore: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except ImagestoreError as error:
+    except (ImagestoreError, OSError) as error:
         print(f"imagestore: {error}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

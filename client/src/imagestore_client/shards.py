@@ -45,24 +45,52 @@ def write_shards(chunks: Iterable[bytes], dest: Path, shard_size: int) -> list[P
         raise ValueError("shard size must be at least 1")
     dest.mkdir(parents=True, exist_ok=True)
     shards: list[Path] = []
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(_ChunkStream(chunks)), mode="r|") as source:
+            out = _copy_members(source, dest, shard_size, shards)
+    except BaseException:
+        if shards:
+            _partial(shards[-1]).unlink(missing_ok=True)
+        raise
+    if out is not None:
+        _finish(out, shards[-1])
+    _remove_stale_shards(dest, len(shards))
+    return shards
+
+
+def _copy_members(
+    source: tarfile.TarFile, dest: Path, shard_size: int, shards: list[Path]
+) -> tarfile.TarFile | None:
     out: tarfile.TarFile | None = None
     samples, last_key = 0, None
-    with tarfile.open(fileobj=io.BufferedReader(_ChunkStream(chunks)), mode="r|") as source:
+    try:
         for member in source:
             if not member.isfile():
                 continue
             key = sample_key(member.name)
-            if key != last_key:
+            # `__name__/` entries (the export's own notes) ride along without counting as samples.
+            if key != last_key and not member.name.startswith("__"):
                 last_key = key
                 if out is None or samples >= shard_size:
                     out = _next_shard(out, dest, shards)
                     samples = 0
                 samples += 1
+            if out is None:
+                out = _next_shard(out, dest, shards)
             content: IO[bytes] | None = source.extractfile(member)
             out.addfile(member, content)
-    if out is not None:
-        _finish(out, shards[-1])
-    return shards
+    except BaseException:
+        if out is not None:
+            out.close()
+        raise
+    return out
+
+
+def _remove_stale_shards(dest: Path, count: int) -> None:
+    """Shards past `count` left by an earlier, larger export into the same folder."""
+    for shard in dest.glob("shard-[0-9][0-9][0-9][0-9][0-9][0-9].tar"):
+        if int(shard.stem.split("-")[1]) >= count:
+            shard.unlink()
 
 
 def _next_shard(current: tarfile.TarFile | None, dest: Path, shards: list[Path]) -> tarfile.TarFile:
