@@ -116,6 +116,17 @@ def test_iter_samples_yields_documents_and_bytes_in_order(client, thirty):
         assert content == image_bytes(document["data"]["n"])
 
 
+def test_iter_samples_shards_are_disjoint_and_complete(client, thirty):
+    parts = [
+        [doc["file"] for doc, _ in client.iter_samples(shard=(index, 3), sort="file")]
+        for index in range(3)
+    ]
+    assert [len(part) for part in parts] == [10, 10, 10]
+    assert sorted(f for part in parts for f in part) == sorted(d["file"] for d in thirty)
+    with pytest.raises(ValueError, match="shard"):
+        client.iter_samples(shard=(3, 3))
+
+
 def test_prefetch_holds_at_most_prefetch_files_ahead():
     fetched: list[int] = []
 

@@ -31,6 +31,7 @@ def test_webdataset_shards_are_read_back_by_webdataset(client, service, twelve, 
     (out / "shard-000009.tar").write_bytes(b"left by an earlier export")
     result = cli(service.url, "export", str(out), "--format", "webdataset", "--shard-size", "5")
     assert result.returncode == 0, result.stderr
+    assert "12 samples in 3 shards" in result.stdout
     shards = sorted(p.name for p in out.iterdir())
     assert shards == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
     per_shard = []
@@ -97,8 +98,8 @@ def test_shards_keep_samples_whole_and_notes_uncounted(tmp_path):
     raw = _tar([*samples, ("__imagestore__/missing_files.json", b"[]")])
     chunks = [raw[i : i + 700] for i in range(0, len(raw), 700)]  # odd chunk boundaries
     shards = write_shards(chunks, tmp_path, 2)
-    assert [p.name for p in shards] == ["shard-000000.tar", "shard-000001.tar"]
-    with tarfile.open(shards[0]) as first, tarfile.open(shards[1]) as second:
+    assert [(p.name, n) for p, n in shards] == [("shard-000000.tar", 2), ("shard-000001.tar", 1)]
+    with tarfile.open(shards[0][0]) as first, tarfile.open(shards[1][0]) as second:
         assert first.getnames() == ["a.jpg", "a.json", "b.jpg", "b.json"]
         assert second.getnames() == ["c.png", "c.json", "__imagestore__/missing_files.json"]
         assert second.extractfile("c.png").read() == b"3"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -178,10 +179,24 @@ class Client:
             return Path(dest)
 
     def iter_samples(
-        self, prefetch: int = 32, workers: int = 8, **query: Any
+        self,
+        prefetch: int = 32,
+        workers: int = 8,
+        shard: tuple[int, int] | None = None,
+        **query: Any,
     ) -> Iterator[tuple[dict[str, Any], bytes]]:
-        """`(document, bytes)` of every match, in order, with up to `prefetch` fetched ahead."""
-        return prefetch_samples(self.find(**query), self.download, prefetch, workers)
+        """`(document, bytes)` of every match, in order, with up to `prefetch` fetched ahead.
+
+        `shard=(index, count)` keeps every count-th match from the index-th on, so the
+        workers of a data loader each read a disjoint part.
+        """
+        documents: Iterable[dict[str, Any]] = self.find(**query)
+        if shard is not None:
+            index, count = shard
+            if not 0 <= index < count:
+                raise ValueError("shard must be (index, count) with 0 <= index < count")
+            documents = itertools.islice(documents, index, None, count)
+        return prefetch_samples(documents, self.download, prefetch, workers)
 
     # --- archives ---------------------------------------------------------------------------
     def export(

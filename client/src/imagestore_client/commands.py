@@ -125,7 +125,8 @@ def run_ls(client: Client, args: argparse.Namespace) -> int:
                 f"{document['_id']}  {document.get('time', '')}  {document.get('file', '')}  {data}"
             )
     total = client.count(**query)
-    print(f"{shown} of {total} shown", file=sys.stderr)
+    sys.stdout.flush()
+    print(f"({shown} of {total} shown)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -215,9 +216,10 @@ def _export_shards(client: Client, args: argparse.Namespace, query: dict[str, An
     params = [*build_params(query), ("format", "webdataset")]
     with client.export_stream(params) as response:
         shards = write_shards(response.iter_bytes(1024 * 1024), Path(args.output), args.shard_size)
-    print(f"{args.output}: {len(shards)} shards of up to {args.shard_size} samples")
-    for shard in shards:
-        print(f"  {shard.name}  {shard.stat().st_size / 1e6:.1f} MB")
+    total = sum(count for _, count in shards)
+    print(f"{args.output}: {total} samples in {len(shards)} shards")
+    for shard, count in shards:
+        print(f"  {shard.name}  {count} samples  {shard.stat().st_size / 1e6:.1f} MB")
     return EXIT_OK
 
 

@@ -39,15 +39,16 @@ def sample_key(name: str) -> str:
     return f"{folder}/{stem}" if folder else stem
 
 
-def write_shards(chunks: Iterable[bytes], dest: Path, shard_size: int) -> list[Path]:
-    """Write the tar in `chunks` as shards of `shard_size` samples; returns the shard paths."""
+def write_shards(chunks: Iterable[bytes], dest: Path, shard_size: int) -> list[tuple[Path, int]]:
+    """Write the tar in `chunks` as shards of `shard_size` samples: [(shard, samples), ...]."""
     if shard_size < 1:
         raise ValueError("shard size must be at least 1")
     dest.mkdir(parents=True, exist_ok=True)
     shards: list[Path] = []
+    samples: list[int] = []
     try:
         with tarfile.open(fileobj=io.BufferedReader(_ChunkStream(chunks)), mode="r|") as source:
-            out = _copy_members(source, dest, shard_size, shards)
+            out = _copy_members(source, dest, shard_size, shards, samples)
     except BaseException:
         if shards:
             _partial(shards[-1]).unlink(missing_ok=True)
@@ -55,14 +56,15 @@ def write_shards(chunks: Iterable[bytes], dest: Path, shard_size: int) -> list[P
     if out is not None:
         _finish(out, shards[-1])
     _remove_stale_shards(dest, len(shards))
-    return shards
+    return list(zip(shards, samples, strict=True))
 
 
 def _copy_members(
-    source: tarfile.TarFile, dest: Path, shard_size: int, shards: list[Path]
+    source: tarfile.TarFile, dest: Path, shard_size: int, shards: list[Path], samples: list[int]
 ) -> tarfile.TarFile | None:
+    """Copy every file member into the shards; `samples` gets each shard's sample count."""
     out: tarfile.TarFile | None = None
-    samples, last_key = 0, None
+    last_key = None
     try:
         for member in source:
             if not member.isfile():
@@ -71,12 +73,13 @@ def _copy_members(
             # `__name__/` entries (the export's own notes) ride along without counting as samples.
             if key != last_key and not member.name.startswith("__"):
                 last_key = key
-                if out is None or samples >= shard_size:
+                if out is None or samples[-1] >= shard_size:
                     out = _next_shard(out, dest, shards)
-                    samples = 0
-                samples += 1
+                    samples.append(0)
+                samples[-1] += 1
             if out is None:
                 out = _next_shard(out, dest, shards)
+                samples.append(0)
             content: IO[bytes] | None = source.extractfile(member)
             out.addfile(member, content)
     except BaseException:
