@@ -17,6 +17,8 @@ from django.http import QueryDict
 from PIL import Image, UnidentifiedImageError
 
 from images.dates import now, parse_date
+from images.duplicates.claims import claimed
+from images.duplicates.policy import OnDuplicate, rejection, stored_copy
 from images.exceptions import BadRequest, Conflict, PayloadTooLarge
 from images.limits import bounded_json
 from images.limits.disk import ensure_room
@@ -191,8 +193,14 @@ class UploadStore:
         self.files = files
 
     def store(
-        self, upload: UploadedFile, meta: UploadMetadata, digest: tuple[str, int] | None
+        self,
+        upload: UploadedFile,
+        meta: UploadMetadata,
+        digest: tuple[str, int] | None,
+        on_duplicate: OnDuplicate | None = None,
     ) -> dict[str, Any]:
+        """The stored document; with `on_duplicate`, bytes the owner already stores at another
+        path are not stored again: 409 (reject) or that image's document (skip)."""
         file = scoped_path(meta.file or upload_file_name(upload.name), self.repository.owner)
         if upload.size == 0:
             raise BadRequest("The uploaded file is empty")
@@ -204,6 +212,20 @@ class UploadStore:
             existing = self.repository.get_by_file(file)
             if existing is not None and existing["_id"] != meta.image_id:
                 raise Conflict(f"'{file}' is already stored with _id {existing['_id']}")
+        if on_duplicate is None:
+            return self._write(file, upload, meta, facts)
+        with claimed(self.repository, sha256):
+            existing = stored_copy(self.repository, sha256, file)
+            if existing is None:
+                return self._write(file, upload, meta, facts)
+        if on_duplicate is OnDuplicate.REJECT:
+            raise rejection(existing)
+        return existing
+
+    def _write(
+        self, file: str, upload: UploadedFile, meta: UploadMetadata, facts: dict[str, Any]
+    ) -> dict[str, Any]:
+        sha256 = facts["sha256"]
         self._write_file(file, upload)
         try:
             before, document = self.repository.upsert(

@@ -6,27 +6,25 @@ stored or skipped, so that each document is matched with its file by key.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from images.scratch import scratch_database
+
 _SCHEMA = """
 CREATE TABLE documents (position INTEGER PRIMARY KEY, key TEXT NOT NULL, record BLOB NOT NULL);
 CREATE INDEX documents_key ON documents (key);
--- stored = 0: the entry was in the archive but skipped.
+-- stored = 0: the entry was in the archive but skipped; 2: not stored, a duplicate.
 CREATE TABLE entries (key TEXT PRIMARY KEY, stored INTEGER NOT NULL);
 """
 
 
 class ImportIndex:
     def __init__(self, path: Path) -> None:
-        self.connection = sqlite3.connect(path)
-        self.connection.execute("PRAGMA journal_mode = OFF")
-        self.connection.execute("PRAGMA synchronous = OFF")
-        self.connection.executescript(_SCHEMA)
+        self.connection = scratch_database(path, _SCHEMA)
 
     def close(self) -> None:
         self.connection.close()
@@ -40,6 +38,11 @@ class ImportIndex:
         """An entry stored, or skipped (which never hides a stored entry of the same key)."""
         verb = "REPLACE" if stored else "IGNORE"
         self.connection.execute(f"INSERT OR {verb} INTO entries VALUES (?, ?)", (key, int(stored)))
+
+    def add_duplicate(self, key: str) -> None:
+        """An entry not stored because its bytes already are: its manifest document is
+        dropped without a report of its own (the entry's report says why)."""
+        self.connection.execute("INSERT OR IGNORE INTO entries VALUES (?, 2)", (key,))
 
     def stored_keys(self) -> Iterator[str]:
         rows = self.connection.execute("SELECT key FROM entries WHERE stored = 1")
