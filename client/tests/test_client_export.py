@@ -73,7 +73,7 @@ def test_export_zip_then_import_with_metadata(client, service, twelve, tmp_path)
     client.delete_many(all=True)
     result = cli(service.url, "import", str(archive), "--meta", "batch=b2")
     assert result.returncode == 0, result.stderr
-    assert "4 imported, 0 skipped" in result.stdout
+    assert "4 imported, 0 skipped, 0 duplicates" in result.stdout
     assert client.count(batch="b2", label="cat") == 4
 
 

@@ -152,15 +152,14 @@ class Client:
 
     def duplicates(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Groups of the caller's images sharing bytes: `{sha256, count, items: [{_id, file}]}`."""
-        skip = 0
+        after: str | None = None
         while True:
-            params = {"skip": skip, "limit": page_size}
+            params = {"limit": page_size, **({"after": after} if after else {})}
             page = self._json("GET", "/images/duplicates", params=params)
-            items = page["items"]
-            yield from items
-            if len(items) < page_size:
+            yield from page["items"]
+            after = page.get("next")
+            if not after:
                 return
-            skip += page_size
 
     # --- files ------------------------------------------------------------------------------
     def download(self, image: str | Mapping[str, Any], dest: str | os.PathLike | None = None):

@@ -226,9 +226,15 @@ def _export_shards(client: Client, args: argparse.Namespace, query: dict[str, An
 def run_import(client: Client, args: argparse.Namespace) -> int:
     result = client.import_archive(args.archive, parse_pairs(args.meta), args.on_duplicate)
     skipped = result.get("skippedCount", len(result.get("skipped", [])))
-    print(f"{args.archive}: {result.get('imported', 0)} imported, {skipped} skipped")
+    duplicates = result.get("duplicatesCount", len(result.get("duplicates", [])))
+    print(
+        f"{args.archive}: {result.get('imported', 0)} imported, {skipped} skipped, "
+        f"{duplicates} duplicates"
+    )
     for entry in result.get("skipped", [])[:SHOWN_FAILURES]:
         print(f"  skipped {entry.get('entry')}: {entry.get('reason')}", file=sys.stderr)
+    for entry in result.get("duplicates", [])[:SHOWN_FAILURES]:
+        print(f"  duplicate {entry.get('entry')}: stored as {entry.get('file')}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -236,7 +242,7 @@ def run_duplicates(client: Client, args: argparse.Namespace) -> int:
     groups = 0
     for group in client.duplicates():
         groups += 1
-        files = ", ".join(item["file"] for item in group["items"])
+        files = "  ".join(item["file"] for item in group["items"])
         print(f"{group['sha256'][:12]}  {group['count']}  {files}")
     print(f"{groups} groups of images with the same bytes", file=sys.stderr)
     return EXIT_OK
