@@ -107,7 +107,8 @@ class FaultyProxy(LocalHTTPServer):
     """An HTTP proxy on 127.0.0.1 in front of the service that fails chosen requests.
 
     `fault(method, path, number)` returns "503" (answer 503 with Retry-After: 0), "drop" (close
-    the connection without an answer) or None (forward); `number` counts requests from 1.
+    the connection without an answer), "truncate" (forward, but close after half the body) or
+    None (forward); `number` counts requests from 1.
     """
 
     def __init__(self, target: str, fault) -> None:
@@ -149,15 +150,19 @@ class FaultyProxy(LocalHTTPServer):
                     for k, v in upstream.headers.items()
                     if k.lower() not in ("transfer-encoding", "content-length", "connection")
                 }
-                self._answer(upstream.status_code, passed, upstream.content)
+                self._answer(upstream.status_code, passed, upstream.content, kind == "truncate")
 
-            def _answer(self, status: int, headers: dict, body: bytes) -> None:
+            def _answer(self, status: int, headers: dict, body: bytes, cut: bool = False) -> None:
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(body[: len(body) // 2] if cut else body)
+                if cut:
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = handle_one
 

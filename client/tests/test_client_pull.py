@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import cli, image_bytes, image_tree
+from conftest import FaultyProxy, cli, image_bytes, image_tree
 
 from imagestore_client.errors import ImagestoreError
 from imagestore_client.pull import Layout
@@ -90,6 +90,28 @@ def test_pull_with_limit_and_sort(client, service, tmp_path):
     )
     assert result.returncode == 0
     assert sorted(p.name for p in dest.glob("*.png")) == ["img3.png", "img4.png"]
+
+
+def test_downloads_cut_off_midway_are_fetched_again(client, service, tmp_path):
+    for index in range(6):
+        client.upload(image_bytes(index, size=(64, 64)), f"img{index}.png")
+    cut = set(range(3, 9))  # the first downloads (requests 1 and 2 count and list)
+
+    def fault(method: str, path: str, number: int) -> str | None:
+        return "truncate" if path.endswith("/image") and number in cut else None
+
+    proxy = FaultyProxy(service.url, fault)
+    try:
+        result = cli(proxy.url, "pull", str(tmp_path / "out"), "--jobs", "2")
+    finally:
+        proxy.stop()
+    assert result.returncode == 0, result.stderr
+    assert outcome(result.stdout) == {"downloaded": 6, "skipped": 0, "failed": 0}
+    assert [kind for _, _, kind in proxy.faults].count("truncate") >= 3
+    for index in range(6):
+        assert (tmp_path / "out" / f"img{index}.png").read_bytes() == image_bytes(
+            index, size=(64, 64)
+        )
 
 
 @pytest.mark.parametrize("file", ["../escape.png", "/etc/passwd", "a/../../b.png", ""])

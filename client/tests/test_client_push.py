@@ -132,15 +132,21 @@ def test_failures_are_reported_with_the_reason_and_exit_non_zero(client, service
     (tree / "bad-sidecar.png.json").write_text("{not json")
     (tree / "dotted.png").write_bytes(image_bytes(3))
     (tree / "dotted.json").write_text(json.dumps({"a.b": 1}))
+    (tree / "new\nline.png").write_bytes(image_bytes(4))
+    with open(bytes(tree) + b"/\xff\xfe.png", "wb") as undecodable:
+        undecodable.write(image_bytes(5))
+    (tree / "ü.png").write_bytes(image_bytes(6))
 
     result = cli(service.url, "push", str(tree))
     assert result.returncode == 1
-    assert outcome(result.stdout)["uploaded"] == 1
-    assert outcome(result.stdout)["failed"] == 3
+    assert outcome(result.stdout)["uploaded"] == 2
+    assert outcome(result.stdout)["failed"] == 5
+    assert "failed 'new\\nline.png': the file name is not printable UTF-8 text" in result.stderr
+    assert "failed '\\udcff\\udcfe.png': the file name is not printable" in result.stderr
     assert "failed broken.jpg: 400: The uploaded file is not a decodable image" in result.stderr
     assert "failed bad-sidecar.png: sidecar bad-sidecar.png.json is not valid JSON" in result.stderr
     assert "failed dotted.png: 400: Invalid key 'a.b'" in result.stderr
-    assert set(stored(client)) == {"good.png"}
+    assert set(stored(client)) == {"good.png", "ü.png"}
 
 
 def test_same_bytes_elsewhere_skipped_or_refused_on_request(client, service, tmp_path):

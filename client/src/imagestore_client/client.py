@@ -169,13 +169,16 @@ class Client:
         """
         document = self.get(image) if isinstance(image, str) else image
         sha256 = document.get("sha256")
-        with self.transport.stream("GET", f"/images/{document['_id']}/image") as response:
+
+        def consume(response: httpx.Response) -> bytes | Path:
             if dest is None:
                 content = response.read()
                 _check_hash(content, sha256, document["_id"])
                 return content
             write_verified(Path(dest), response.iter_bytes(CHUNK), sha256)
             return Path(dest)
+
+        return self.transport.read_body(f"/images/{document['_id']}/image", consume)
 
     def iter_samples(
         self,

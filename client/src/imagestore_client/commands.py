@@ -82,7 +82,8 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
 def finish(failures: list[tuple[str, str]], interrupted: bool) -> int:
     """Report failures and choose the exit code of a push or pull."""
     for name, reason in failures[:SHOWN_FAILURES]:
-        print(f"  failed {name}: {reason}", file=sys.stderr)
+        shown = name if name.isprintable() else ascii(name)
+        print(f"  failed {shown}: {reason}", file=sys.stderr)
     if len(failures) > SHOWN_FAILURES:
         print(f"  ... and {len(failures) - SHOWN_FAILURES} more", file=sys.stderr)
     if interrupted:

@@ -137,6 +137,9 @@ class Puller:
         except (ImagestoreError, OSError) as error:
             self._failed(relative.as_posix(), str(error))
             return
+        except Exception as error:  # anything else fails this file, never the whole pull
+            self._failed(relative.as_posix(), f"{type(error).__name__}: {error}")
+            return
         self._count(downloaded=1, bytes=local.stat().st_size)
 
     def _count(self, **outcome: int) -> None:

@@ -137,6 +137,8 @@ class Pusher:
             self._failed(item, str(error))
         except OSError as error:
             self._failed(item, f"cannot read: {error}")
+        except Exception as error:  # anything else fails this file, never the whole push
+            self._failed(item, f"{type(error).__name__}: {error}")
         else:
             # With on_duplicate=skip the service answers the copy it already holds.
             stored_here = self._stored_path(document) == item.target

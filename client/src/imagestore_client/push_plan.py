@@ -84,6 +84,9 @@ class PushPlan:
     def item(self, path: Path, relative: str) -> PushItem:
         """The item for one file, its metadata read now (a bad sidecar fails only this item)."""
         item = PushItem(path=path, relative=relative, target=self.target(relative))
+        if not relative.isprintable() or _surrogates(relative):
+            item.error = "the file name is not printable UTF-8 text"
+            return item
         try:
             data = {**self.meta, **self._folder_fields(relative)}
             data.update(self.csv_rows.get(relative, {}))
@@ -113,6 +116,15 @@ class PushPlan:
         if suffix == ".json":
             return False
         return self.all_files or suffix in IMAGE_EXTENSIONS
+
+
+def _surrogates(text: str) -> bool:
+    """True for names the file system gave as undecodable bytes (surrogate escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def read_sidecar(image: Path) -> dict[str, Any]:

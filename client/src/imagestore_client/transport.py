@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from imagestore_client.errors import ConnectionFailed, error_for
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,19 @@ class Transport:
                 attempt += 1
                 continue
             raise error_for(response)
+
+    def read_body(self, path: str, consume: Callable[[httpx.Response], T]) -> T:
+        """`consume(response)` of a GET, started again when the body breaks off midway."""
+        attempt = 0
+        while True:
+            try:
+                with self.stream("GET", path) as response:
+                    return consume(response)
+            except httpx.TransportError as error:
+                attempt += 1
+                if attempt >= self.retry.attempts:
+                    raise ConnectionFailed(f"GET {path}: {error!r}") from None
+                time.sleep(self.retry.delay(attempt - 1, None))
 
     def _renew_token(self) -> bool:
         invalidate = getattr(self.auth, "invalidate", None)
