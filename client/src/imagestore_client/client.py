@@ -16,7 +16,8 @@ import httpx
 from imagestore_client.auth import BearerToken
 from imagestore_client.errors import IntegrityError
 from imagestore_client.files import write_verified
-from imagestore_client.query import Params, and_filter, build_params, encode_value
+from imagestore_client.paging import every_match
+from imagestore_client.query import Params, build_params, encode_value
 from imagestore_client.samples import prefetch_samples
 from imagestore_client.transport import RetryPolicy, Transport
 
@@ -91,29 +92,11 @@ class Client:
 
     def find(self, page_size: int = PAGE_SIZE, **query: Any) -> Iterator[dict[str, Any]]:
         """Every matching document, a page at a time (`limit` and `skip` bound the whole run)."""
-        params = build_params(query)
-        limit = int(query.get("limit") or 0) or None
-        keyset = not any(key in ("sort", "skip", "order") for key, _ in params)
-        base = [(k, v) for k, v in params if k not in ("limit", "skip")]
-        skip = int(query.get("skip") or 0)
-        last_id: str | None = None
-        while limit is None or limit > 0:
-            size = page_size if limit is None else min(page_size, limit)
-            page_params = [*base, ("limit", str(size))]
-            if keyset:
-                page_params += [("sort", "_id"), ("order", "1")]
-                if last_id:
-                    page_params = and_filter(page_params, {"_id": {"$gt": last_id}})
-            else:
-                page_params.append(("skip", str(skip)))
-            items = self._json("GET", "/images", params=page_params)["items"]
-            yield from items
-            if len(items) < size:
-                return
-            skip += size
-            last_id = items[-1]["_id"]
-            if limit is not None:
-                limit -= size
+
+        def get_page(params: Params) -> list[dict[str, Any]]:
+            return self._json("GET", "/images", params=params)["items"]
+
+        return every_match(get_page, build_params(query), page_size)
 
     def count(self, **query: Any) -> int:
         params = [(k, v) for k, v in build_params(query) if k not in ("limit", "select")]
