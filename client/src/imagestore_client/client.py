@@ -86,7 +86,10 @@ class Client:
         params = {"on_duplicate": on_duplicate} if on_duplicate else {}
 
         def body() -> dict[str, Any]:
-            return {"files": {"image": (Path(name).name, _open_source(source))}, "data": form}
+            content = _open_source(source)
+            opened = [content] if isinstance(source, str | os.PathLike) else []
+            files = {"image": (Path(name).name, content)}
+            return {"files": files, "data": form, "opened": opened}
 
         return self._json("POST", "/images", body=body, params=params)
 
@@ -214,7 +217,8 @@ class Client:
         path = Path(archive)
 
         def body() -> dict[str, Any]:
-            return {"files": {"archive": (path.name, open(path, "rb"))}, "data": form}
+            handle = open(path, "rb")  # noqa: SIM115 (closed by the transport once sent)
+            return {"files": {"archive": (path.name, handle)}, "data": form, "opened": [handle]}
 
         # Not retried: a failure midway may have imported part of the archive.
         with self.transport.stream("POST", "/import", body=body, retry=False) as response:

@@ -75,15 +75,16 @@ class Transport:
         retry: bool = True,
         **kwargs: Any,
     ) -> Iterator[httpx.Response]:
-        """A successful streamed response, after retrying what a busy service may answer."""
+        """A successful streamed response, after retrying what a busy service may answer.
+
+        `body()` is called for each attempt (a file is read again from its start).
+        """
         attempts = self.retry.attempts if retry else 1
         refreshed = False
         attempt = 0
         while True:
-            extra = body() if body else {}
             try:
-                request = self.http.build_request(method, path, **kwargs, **extra)
-                response = self.http.send(request, stream=True)
+                response = self._send(method, path, body, kwargs)
             except httpx.TransportError as error:
                 if attempt + 1 >= attempts:
                     raise ConnectionFailed(f"{method} {path}: {error!r}") from None
@@ -106,6 +107,19 @@ class Transport:
                 attempt += 1
                 continue
             raise error_for(response)
+
+    def _send(
+        self, method: str, path: str, body: Callable[[], dict[str, Any]] | None, kwargs: dict
+    ) -> httpx.Response:
+        """Send once; `body()` gives fresh content, and under "opened" the files to close after."""
+        extra = body() if body else {}
+        opened = extra.pop("opened", [])
+        try:
+            request = self.http.build_request(method, path, **kwargs, **extra)
+            return self.http.send(request, stream=True)
+        finally:
+            for handle in opened:
+                handle.close()
 
     def read_body(self, path: str, consume: Callable[[httpx.Response], T]) -> T:
         """`consume(response)` of a GET, started again when the body breaks off midway."""
