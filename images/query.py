@@ -20,8 +20,6 @@ from typing import Any
 
 from bson import ObjectId
 from django.http import QueryDict
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
 
 from images.dates import parse_date
 from images.exceptions import BadRequest
@@ -334,35 +332,3 @@ def _projection(select: str) -> dict[str, int]:
     if len(modes) > 1:
         raise BadRequest("Parameter 'select' cannot mix included and excluded fields")
     return projection
-
-
-def _param(name: str, description: str, type_=OpenApiTypes.STR, many: bool = False):
-    return OpenApiParameter(
-        name, type_, OpenApiParameter.QUERY, required=False, description=description, many=many
-    )
-
-
-# Published on every route that takes the query parameters above.
-QUERY_PARAMETERS = [
-    _param("filter", "MongoDB query document (JSON) using query operators only, ANDed."),
-    _param("ids", "Image id (repeatable, or comma-separated).", many=True),
-    _param("file", "Exact `file` path (partial and case-insensitive with `regex=true`)."),
-    _param("regex", "`true` makes `key=value` and `file` case-insensitive partial matches."),
-    _param("from", "Images with `time` at or after this ISO 8601 date."),
-    _param("to", "Images with `time` at or before this ISO 8601 date."),
-    _param("sort", "Field to sort on (`time`, `file`, `data.camera`, ...)."),
-    _param("order", "`1`/`asc` or `-1`/`desc`."),
-    _param("skip", "Number of images to skip.", OpenApiTypes.INT),
-    _param("limit", "Maximum number of images (0 = no limit).", OpenApiTypes.INT),
-    _param("select", "Space-separated projection, e.g. `file time` or `-data`."),
-    OpenApiParameter(
-        "data",
-        OpenApiTypes.OBJECT,
-        OpenApiParameter.QUERY,
-        required=False,
-        style="form",
-        explode=True,
-        description="Any other `key=value` matches `data.key` (dotted keys reach nested "
-        "values; repeat a key to match any of its values).",
-    ),
-]

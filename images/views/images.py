@@ -8,8 +8,7 @@ from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.parsers import MultiPartParser
@@ -23,25 +22,25 @@ from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, ImageNotFound
 from images.limits.bounded_json import BoundedJSONParser
 from images.limits.documents import growth_conditions, refuse_growth
-from images.query import (
-    QUERY_PARAMETERS,
-    ImageQuery,
-    check_bulk_selection,
-    parse_object_id,
-    parse_query,
-)
+from images.query import ImageQuery, check_bulk_selection, parse_object_id, parse_query
 from images.renderers import dumps
 from images.repository import ImageRepository
 from images.schemas import (
-    DELETE_RESULT_SCHEMA,
-    DELETED_SCHEMA,
-    DUPLICATE_CONFLICT_SCHEMA,
-    ERROR,
-    ERRORS,
-    IMAGE_SCHEMA,
-    LIST_SCHEMA,
+    BULK_DELETE_RESPONSES,
+    BULK_UPDATE_RESPONSES,
+    DELETE_RESPONSES,
+    DOWNLOAD_RESPONSES,
+    EDIT_RESPONSES,
+    ID_PARAMETER,
+    IMAGE_RESPONSES,
+    LIST_RESPONSES,
     ON_DUPLICATE_PARAMETER,
-    UPDATE_RESULT_SCHEMA,
+    PATCH_BODY,
+    PATCH_EXAMPLES,
+    PUT_EXAMPLES,
+    QUERY_PARAMETERS,
+    THUMBNAIL_RESPONSES,
+    UPLOAD_RESPONSES,
     UPLOAD_SCHEMA,
 )
 from images.scope import repository_for
@@ -71,7 +70,7 @@ class ImageViewSet(viewsets.ViewSet):
         summary="List images",
         operation_id="images_list",
         parameters=QUERY_PARAMETERS,
-        responses={200: LIST_SCHEMA, **ERRORS},
+        responses=LIST_RESPONSES,
     )
     def list_images(self, request: Request) -> HttpResponse:
         # Not named `list`: the response is one object, not the array DRF's `list` implies.
@@ -92,16 +91,7 @@ class ImageViewSet(viewsets.ViewSet):
         summary="Upload an image",
         parameters=[ON_DUPLICATE_PARAMETER],
         request={"multipart/form-data": UPLOAD_SCHEMA},
-        responses={
-            200: IMAGE_SCHEMA,
-            409: OpenApiResponse(
-                DUPLICATE_CONFLICT_SCHEMA,
-                description="`_id` taken by another file, or `on_duplicate=reject` and the "
-                "same bytes are stored (then with `_id` and `file` of that image).",
-            ),
-            413: None,
-            **ERRORS,
-        },
+        responses=UPLOAD_RESPONSES,
     )
     def create(self, request: Request) -> Response:
         if not (request.content_type or "").startswith("multipart/form-data"):
@@ -119,8 +109,9 @@ class ImageViewSet(viewsets.ViewSet):
         summary="Update the data of every matching image",
         operation_id="images_bulk_update",
         parameters=QUERY_PARAMETERS,
-        request=OpenApiTypes.OBJECT,
-        responses={200: UPDATE_RESULT_SCHEMA, **ERRORS},
+        request=PATCH_BODY,
+        examples=PATCH_EXAMPLES,
+        responses=BULK_UPDATE_RESPONSES,
     )
     def bulk_update(self, request: Request) -> Response:
         check_bulk_selection(request.query_params)
@@ -138,7 +129,7 @@ class ImageViewSet(viewsets.ViewSet):
         summary="Delete every matching image and its file",
         operation_id="images_bulk_destroy",
         parameters=QUERY_PARAMETERS,
-        responses={200: DELETE_RESULT_SCHEMA, **ERRORS},
+        responses=BULK_DELETE_RESPONSES,
     )
     def bulk_destroy(self, request: Request) -> Response:
         check_bulk_selection(request.query_params)
@@ -154,14 +145,18 @@ class ImageViewSet(viewsets.ViewSet):
         return Response({"acknowledged": True, "deletedCount": deleted})
 
     # --- one image --------------------------------------------------------------------------
-    @extend_schema(summary="Get one image's document", responses={200: IMAGE_SCHEMA, **ERRORS})
+    @extend_schema(
+        summary="Get one image's document", parameters=[ID_PARAMETER], responses=IMAGE_RESPONSES
+    )
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(to_api(_get_or_404(repository_for(request), pk)))
 
     @extend_schema(
         summary="Update one image's data ($set by key, `$unset` to remove)",
-        request=OpenApiTypes.OBJECT,
-        responses={200: IMAGE_SCHEMA, **ERRORS},
+        parameters=[ID_PARAMETER],
+        request=PATCH_BODY,
+        examples=PATCH_EXAMPLES,
+        responses=EDIT_RESPONSES,
     )
     def partial_update(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -178,8 +173,10 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Replace one image's data",
-        request=OpenApiTypes.OBJECT,
-        responses={200: IMAGE_SCHEMA, **ERRORS},
+        parameters=[ID_PARAMETER],
+        request=PATCH_BODY,
+        examples=PUT_EXAMPLES,
+        responses=EDIT_RESPONSES,
     )
     def update(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -193,7 +190,8 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Delete one image and its file",
-        responses={200: DELETED_SCHEMA, **ERRORS},
+        parameters=[ID_PARAMETER],
+        responses=DELETE_RESPONSES,
     )
     def destroy(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -207,7 +205,8 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Download the image file (Range, HEAD, ETag supported)",
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 206: None, **ERRORS},
+        parameters=[ID_PARAMETER],
+        responses=DOWNLOAD_RESPONSES,
     )
     def download(self, request: Request, pk: str) -> HttpResponse:
         document = _get_or_404(repository_for(request), pk)
@@ -220,8 +219,8 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="A thumbnail (max edge `size`: 64, 128, 256 or 512; WebP or JPEG by Accept)",
-        parameters=[SIZE_PARAMETER],
-        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 422: ERROR, **ERRORS},
+        parameters=[ID_PARAMETER, SIZE_PARAMETER],
+        responses=THUMBNAIL_RESPONSES,
     )
     def thumbnail(self, request: Request, pk: str) -> HttpResponse:
         image_id = parse_object_id(pk)

@@ -19,7 +19,12 @@ from images import signing
 from images.archives import parse_export
 from images.exceptions import ImageNotFound
 from images.query import parse_object_id
-from images.schemas import ERROR, EXPORT_LINK_SCHEMA, EXPORT_PARAMETERS, IMAGE_LINKS_SCHEMA
+from images.schemas import (
+    EXPORT_LINK_RESPONSES,
+    EXPORT_PARAMETERS,
+    ID_PARAMETER,
+    IMAGE_LINKS_RESPONSES,
+)
 from images.scope import repository_for
 
 # Per-image GET routes a link is made for, when the service has them (`thumbnail` may not).
@@ -72,7 +77,8 @@ class SignedImageUrlView(APIView):
             "carried into every link and covered by its signature."
         ),
         request=None,
-        responses={200: IMAGE_LINKS_SCHEMA, 404: ERROR},
+        parameters=[ID_PARAMETER],
+        responses=IMAGE_LINKS_RESPONSES,
     )
     def post(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -95,7 +101,7 @@ class SignedExportUrlView(APIView):
         summary="A signed link to GET /export with this request's query parameters",
         parameters=EXPORT_PARAMETERS,
         request=None,
-        responses={200: EXPORT_LINK_SCHEMA, 400: ERROR},
+        responses=EXPORT_LINK_RESPONSES,
     )
     def post(self, request: Request) -> Response:
         params: QueryDict = request.query_params
