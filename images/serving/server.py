@@ -47,6 +47,7 @@ def gunicorn_config(options: ServerOptions, bind: str) -> dict:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
+        "logger_class": "images.log_escaping.GunicornLogger",
         "worker_exit": close_database_client,
     }
 
