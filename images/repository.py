@@ -307,11 +307,16 @@ class ImageRepository:
         try:
             claims.insert_one({"_id": name, "token": token, "at": moment})
         except DuplicateKeyError:
-            return False
+            return claims.count_documents({"_id": name, "token": token}) > 0  # already ours
         return True
 
-    def release_claim(self, name: str, token: str) -> None:
-        self.collection.database["claims"].delete_one({"_id": name, "token": token})
+    def release_claims(self, token: str) -> None:
+        """Give back every claim taken with `token`. Failing to is not the request's failure:
+        a claim left behind is taken over once it is stale."""
+        try:
+            self.collection.database["claims"].delete_many({"token": token})
+        except PyMongoError:
+            logger.warning("Claims %s not given back; they expire on their own", token)
 
     def field_names(self, sample_size: int) -> list[str]:
         """Top-level `data` keys of the newest `sample_size` images in scope.

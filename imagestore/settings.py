@@ -178,10 +178,45 @@ OIDC_ISSUER = env_str("OIDC_ISSUER")
 IMAGE_SCOPE = env_choice("IMAGE_SCOPE", {"", "user"})
 USER_IDENTIFIER = env_str("USER_IDENTIFIER", "preferred_username")
 SIGNED_URL_LIFETIME = env_int("SIGNED_URL_LIFETIME", 300, minimum=1)
+# The user id is the claim verbatim. For data stored by the original service, which kept only
+# the text after the last ':', name the exact prefixes to cut (comma-separated), e.g.
+# `system:serviceaccount:team-a:`; nothing is cut by default.
+USER_ID_STRIP_PREFIX = [p for p in env_str("USER_ID_STRIP_PREFIX").split(",") if p]
 # The JWKS is cached this many seconds (a removed key stops working after it); an unknown `kid`
 # refetches it at most once per cooldown.
 OIDC_JWKS_LIFESPAN = env_int("OIDC_JWKS_LIFESPAN", 300, minimum=1)
 OIDC_JWKS_COOLDOWN = env_int("OIDC_JWKS_COOLDOWN", 10, minimum=0)
+
+# --- Public surface: the info page, signed links, response headers ----------------------------
+# GET / shows the uploads directory and path-valued MongoDB URI options only when this is true.
+SHOW_STORAGE_PATHS = env_bool("SHOW_STORAGE_PATHS", False)
+
+
+def public_url() -> str:
+    """PUBLIC_URL: the base signed links are built on (`https://images.example/api`), or ""."""
+    raw = env_str("PUBLIC_URL")
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+        raise ImproperlyConfigured(
+            f"PUBLIC_URL must be an http(s) URL without query or fragment, got {raw!r}"
+        )
+    return raw.rstrip("/")
+
+
+PUBLIC_URL = public_url()
+# Django adds `X-Content-Type-Options: nosniff` to every response (SecurityMiddleware).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Thumbnails ------------------------------------------------------------------------------
+# Renders at once per process and the decoding memory they may hold together (others wait, at
+# most THUMBNAIL_WAIT_SECONDS, then 503; one needing more alone: 422), and the largest source
+# image in pixels a thumbnail is made of (422 past it).
+THUMBNAIL_CONCURRENCY = env_int("THUMBNAIL_CONCURRENCY", 2, minimum=1)
+THUMBNAIL_MEMORY_MB = env_int("THUMBNAIL_MEMORY_MB", 320, minimum=16)
+THUMBNAIL_WAIT_SECONDS = env_int("THUMBNAIL_WAIT_SECONDS", 30, minimum=1)
+THUMBNAIL_MAX_PIXELS = env_int("THUMBNAIL_MAX_PIXELS", 100_000_000, minimum=1)
 
 # --- Dates -----------------------------------------------------------------------------------
 # Zone for date strings without an offset (`from`, `to`, `time`). Django itself runs in UTC.
@@ -202,6 +237,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     "images.middleware.RequestLogMiddleware",
     "images.cors.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -287,8 +323,13 @@ LOG_FORMAT = env_choice("LOG_FORMAT", {"text", "json"}, "text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Control characters in logged values are escaped: no value can start a forged line.
+    "filters": {"escape_control": {"()": "images.log_escaping.EscapeControlCharacters"}},
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {
+            "()": "images.log_escaping.OneLineFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(levelname)s %(name)s %(message)s",
@@ -296,7 +337,14 @@ LOGGING = {
             "timestamp": "time",
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["escape_control"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # libvips reports each step of a render at INFO.
+    "loggers": {"django.request": {"level": "ERROR"}, "pyvips": {"level": "WARNING"}},
 }

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -15,6 +16,17 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Debian's Chromium, driven by Playwright in the browser tests.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 S3_CREDENTIALS = {"access_key": "testing", "secret_key": "testing", "region_name": "us-east-1"}
 
 
@@ -72,3 +84,11 @@ def start_service(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen
     )
     wait_for_http(port)
     return process
+
+
+@dataclass
+class Server:
+    """A `manage.py serve` started by the `start_server` fixture, on a database of its own."""
+
+    url: str
+    database_uri: str

@@ -24,6 +24,7 @@ ROUTES = [
     (f"{IMAGE}/file", "GET"),
     (f"{IMAGE}/thumbnail", "GET"),
     (f"{IMAGE}/url", "POST"),
+    ("/images/duplicates", "GET"),
     ("/fields", "GET"),
     ("/fields/camera", "GET"),
     ("/export", "GET"),
