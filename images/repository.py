@@ -298,6 +298,23 @@ class ImageRepository:
         )
         return [{"_id": str(doc["_id"]), "file": doc.get("file")} for doc in found]
 
+    def files_with_sha256_in(self, hashes: list[str]) -> dict[str, list[dict[str, str]]]:
+        """`{_id, file}` of every document with one of these hashes, by hash, oldest first."""
+        if not hashes:
+            return {}
+        found = self.collection.find(
+            self.scoped({"sha256": {"$in": hashes}}),
+            {"_id": 1, "file": 1, "sha256": 1},
+            sort=[("_id", ASCENDING)],
+            max_time_ms=self.max_time_ms,
+        )
+        listed: dict[str, list[dict[str, str]]] = {}
+        for doc in found:
+            listed.setdefault(doc["sha256"], []).append(
+                {"_id": str(doc["_id"]), "file": doc.get("file")}
+            )
+        return listed
+
     def take_claim(self, name: str, token: str, stale_seconds: int) -> bool:
         """Hold the claim `name` (see images.duplicates.claims); False while another holds it."""
         claims = self.collection.database["claims"]

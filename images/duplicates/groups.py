@@ -9,6 +9,7 @@ hash to pass as `after` for the following page.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,12 +57,15 @@ def duplicate_groups(repository: ImageRepository, after: str, limit: int) -> Dup
     page = DuplicatePage(limit=limit)
     runs = _repeated(repository.iter_sha256(after))
     with contextlib.closing(runs):
-        for sha256, count in runs:
-            items = repository.files_with_sha256(sha256, MAX_GROUP_ITEMS)
-            page.items.append({"sha256": sha256, "count": count, "items": items})
-            if len(page.items) == limit:
-                page.next = sha256
-                break
+        found = list(itertools.islice(runs, limit))
+    # Groups small enough to list whole are read in one query; larger ones one at a time.
+    small = [sha256 for sha256, count in found if count <= MAX_GROUP_ITEMS]
+    listed = repository.files_with_sha256_in(small)
+    for sha256, count in found:
+        items = listed.get(sha256) or repository.files_with_sha256(sha256, MAX_GROUP_ITEMS)
+        page.items.append({"sha256": sha256, "count": count, "items": items})
+    if len(found) == limit:
+        page.next = found[-1][0]
     return page
 
 
