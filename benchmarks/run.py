@@ -125,11 +125,7 @@ def prepare(service: BenchService, plan: Plan) -> Fixtures:
 def warm_up(service: BenchService, fixtures: Fixtures) -> None:
     """Touch every route in every worker, so idle memory is that of a worker that has served."""
     paths = ["/", "/images?limit=5", f"/images/{fixtures.image_id}", "/fields"]
-    paths.append(f"/images/{fixtures.image_id}/image")
-    with httpx.Client(base_url=service.base_url, timeout=60) as client:
-        for _ in range(10):
-            for path in paths:
-                client.get(path)
+    service.warm_up([*paths, f"/images/{fixtures.image_id}/image"])
 
 
 def idle_memory(service: BenchService) -> str:
