@@ -231,3 +231,19 @@ def test_a_picture_that_needs_more_than_the_budget_is_422(api, settings):
     assert "THUMBNAIL_MEMORY_MB" in response.json()["detail"]
     settings.THUMBNAIL_MEMORY_MB = 64
     assert api.get(f"/images/{body['_id']}/thumbnail?size=64").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("x.svg", b"<svg xmlns='http://www.w3.org/2000/svg' width='9' height='9'><rect/></svg>"),
+        ("x.csv", b"1,2,3\n4,5,6\n"),
+        ("x.mat", b"2 2\n1 2\n3 4\n"),
+    ],
+)
+def test_libvips_reads_only_the_image_formats_thumbnails_need(api, settings, name, content):
+    settings.ALLOW_NON_IMAGES = True
+    body = upload(api, name, content).json()
+    response = api.get(f"/images/{body['_id']}/thumbnail?size=64")
+    assert response.status_code == 422
+    assert "not a decodable image" in response.json()["detail"]

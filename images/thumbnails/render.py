@@ -37,6 +37,15 @@ _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFE
 _STREAMED = frozenset({"jpegload", "pngload", "tiffload", "webpload"})
 _STREAMED_ROWS = 1800
 _BASE_MEMORY = 8 * 1024 * 1024
+ALLOWED_LIBVIPS_LOADERS = (
+    "VipsForeignLoadJpeg",
+    "VipsForeignLoadUhdr",
+    "VipsForeignLoadPng",
+    "VipsForeignLoadWebp",
+    "VipsForeignLoadTiff",
+    "VipsForeignLoadNsgif",
+    "VipsForeignLoadHeif",
+)
 _SAMPLE_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4}
 
 
@@ -55,6 +64,12 @@ def libvips() -> ModuleType | None:
         return None
     pyvips.cache_set_max(0)  # no operation cache: it would keep pictures and stale files
     pyvips.concurrency_set(1)  # one thread per render; THUMBNAIL_CONCURRENCY bounds renders
+    # Stored files are untrusted: only the image loaders thumbnails need (no SVG, CSV, matrix or
+    # .vips files, nothing libvips itself marks untrusted).
+    pyvips.block_untrusted_set(True)
+    pyvips.operation_block_set("VipsForeignLoad", True)
+    for loader in ALLOWED_LIBVIPS_LOADERS:
+        pyvips.operation_block_set(loader, False)
     return pyvips
 
 
