@@ -172,11 +172,14 @@ def user_id_from_claims(claims: dict[str, Any]) -> str | None:
     for name in (settings.USER_IDENTIFIER, "sub"):
         value = claims.get(name)
         if isinstance(value, str) and value:
-            if value != value.strip() or _has_control_characters(value):
-                raise AuthenticationFailed(
-                    f"The user id in claim '{name}' has surrounding spaces or control characters"
-                )
-            return _without_configured_prefix(value)
+            user_id = _without_configured_prefix(value)
+            for checked in (value, user_id or ""):
+                if checked != checked.strip() or _has_control_characters(checked):
+                    raise AuthenticationFailed(
+                        f"The user id in claim '{name}' has surrounding spaces or control "
+                        "characters"
+                    )
+            return user_id
     return None
 
 

@@ -5,13 +5,15 @@ control characters (`\\n` → `\\\\n`, other C0/C1 characters, DEL and the Unico
 separators as `\\\\xNN`/`\\\\uNNNN`), and does the same to the string fields passed as `extra`
 (`path`, `user`, ...), for text and JSON logs alike. `OneLineFormatter` (text logs) indents the
 lines of a traceback under their record, so a line that starts at the left margin is always
-the start of a record.
+the start of a record. `GunicornLogger` gives gunicorn's own logs the same filter.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+
+from gunicorn import glogging
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -49,3 +51,14 @@ class OneLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         first, *rest = super().format(record).split("\n")
         return first + "".join(CONTINUATION + line for line in rest)
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's own error and access logs, with the same escaping as the service's."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                if not any(isinstance(f, EscapeControlCharacters) for f in handler.filters):
+                    handler.addFilter(EscapeControlCharacters())

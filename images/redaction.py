@@ -7,7 +7,8 @@ session token, options added by future drivers) become `***`. File paths (`tlsCA
 socket host) are shown only when the operator asks for them (SHOW_STORAGE_PATHS).
 
 The URI is taken apart as text, not with PyMongo's parser: that one resolves `mongodb+srv://`
-names through DNS, and a URI it refuses must still not be echoed.
+names through DNS, and a URI it refuses must still not be echoed. Where the text is ambiguous
+(an `@` past the authority: an unescaped password, or an `@` in the query) it shows `<invalid>`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ SAFE_OPTIONS = frozenset(
 )
 PATH_OPTIONS = frozenset({"tlscafile", "tlscertificatekeyfile", "tlscrlfile", "sslcafile"})
 _OPTION_SEPARATOR = re.compile(r"[&;]")
+# A host name, IPv4, [IPv6] or percent-encoded socket path, and a numeric port.
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._%~-]+)(:\d{1,5})?$")
 
 
 def redacted_mongodb_uri(uri: str, show_paths: bool = False) -> str:
@@ -71,15 +74,27 @@ def redacted_mongodb_uri(uri: str, show_paths: bool = False) -> str:
     scheme, separator, rest = uri.partition("://")
     if not separator or scheme not in {"mongodb", "mongodb+srv"}:
         return "<invalid>"
+    if _at_after_authority(rest):
+        return "<invalid>"
     before_query, _, query = rest.partition("?")
     credentials, at, location = before_query.rpartition("@")
     hosts, slash, database = location.partition("/")
+    if not all(_HOST.match(host) for host in hosts.split(",")):
+        return "<invalid>"
     user = f"{credentials.split(':', 1)[0]}:{HIDDEN}@" if at else ""
     if _is_socket_path(hosts) and not show_paths:
         hosts = HIDDEN
     options = [_option(part, show_paths) for part in _OPTION_SEPARATOR.split(query) if part]
     tail = "?" + "&".join(options) if options else ""
     return f"{scheme}://{user}{hosts}{slash}{database}{tail}"
+
+
+def _at_after_authority(rest: str) -> bool:
+    """An `@` past the first `/` or `?`: a password with unescaped characters (`p/w@host`),
+    or an `@` in the path or the query. The two cannot be told apart, so neither is shown."""
+    first_at = rest.find("@")
+    ends = [index for index in (rest.find("/"), rest.find("?"), rest.find("#")) if index >= 0]
+    return first_at >= 0 and bool(ends) and first_at > min(ends)
 
 
 def _is_socket_path(hosts: str) -> bool:
@@ -97,6 +112,8 @@ def redacted_url(url: str) -> str | None:
     """An endpoint URL (JWKS, S3) without a password in it or its query's values."""
     if not url:
         return None
+    if _at_after_authority(url.partition("://")[2]):
+        return "<invalid>"
     try:
         parts = urlsplit(url)
         netloc = parts.netloc

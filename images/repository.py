@@ -254,12 +254,20 @@ class ImageRepository:
     def get(self, image_id: ObjectId) -> dict[str, Any] | None:
         return self.collection.find_one(self.scoped({"_id": image_id}))
 
-    def first_id(self, query_filter: dict[str, Any]) -> ObjectId | None:
-        """The `_id` of one matching document, or None when nothing matches."""
-        found = self.collection.find_one(
-            self.scoped(query_filter), {"_id": 1}, max_time_ms=self.max_time_ms
-        )
-        return found["_id"] if found else None
+    def first_id_where(
+        self, query_filter: dict[str, Any], condition: dict[str, Any]
+    ) -> ObjectId | None:
+        """The `_id` of one document matching the filter and then `condition` (an `$expr`),
+        or None. Two stages, so the filter alone picks the index (the embedded server scans
+        the whole collection for a query holding `$expr`)."""
+        pipeline = [
+            {"$match": self.scoped(query_filter)},
+            {"$match": condition},
+            {"$limit": 1},
+            {"$project": {"_id": 1}},
+        ]
+        found = list(self.collection.aggregate(pipeline, maxTimeMS=self.max_time_ms))
+        return found[0]["_id"] if found else None
 
     def get_by_file(self, file: str) -> dict[str, Any] | None:
         return self.collection.find_one({"userId": self.owner, "file": file})

@@ -181,7 +181,7 @@ SIGNED_URL_LIFETIME = env_int("SIGNED_URL_LIFETIME", 300, minimum=1)
 # The user id is the claim verbatim. For data stored by the original service, which kept only
 # the text after the last ':', name the exact prefixes to cut (comma-separated), e.g.
 # `system:serviceaccount:team-a:`; nothing is cut by default.
-USER_ID_STRIP_PREFIX = [p for p in env_str("USER_ID_STRIP_PREFIX").split(",") if p]
+USER_ID_STRIP_PREFIX = [p.strip() for p in env_str("USER_ID_STRIP_PREFIX").split(",") if p.strip()]
 # The JWKS is cached this many seconds (a removed key stops working after it); an unknown `kid`
 # refetches it at most once per cooldown.
 OIDC_JWKS_LIFESPAN = env_int("OIDC_JWKS_LIFESPAN", 300, minimum=1)

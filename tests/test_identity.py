@@ -82,6 +82,12 @@ def test_strip_prefix_cuts_only_the_exact_configured_prefix(scoped, settings):
     assert client_for(scoped, SERVICE_ACCOUNT_B).get(f"/images/{cut['_id']}").status_code == 404
 
 
+def test_what_is_left_after_the_prefix_is_checked_too(scoped, settings):
+    settings.USER_ID_STRIP_PREFIX = ["sa:"]
+    assert client_for(scoped, "sa: alice").get("/images").status_code == 401
+    assert client_for(scoped, "sa:alice").get("/images").status_code == 200
+
+
 def test_strip_prefix_is_off_by_default():
     from imagestore import settings as configured
 

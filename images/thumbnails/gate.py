@@ -4,12 +4,17 @@ A render holds decoded pixels, so a process runs at most THUMBNAIL_CONCURRENCY r
 estimated decoding memory (images.thumbnails.render.plan_decoding) adds up to at most
 THUMBNAIL_MEMORY_MB; a render that alone would need more is refused (422). Requests for the same
 thumbnail wait for the one rendering it and then find it stored. A request that cannot start
-within THUMBNAIL_WAIT_SECONDS answers 503 with `Retry-After`.
+within THUMBNAIL_WAIT_SECONDS answers 503 with `Retry-After`. When the last render of a
+large picture ends, the heap it freed is returned to the system (glibc's `malloc_trim`), so a
+worker does not keep its high-water mark.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +25,26 @@ from images.exceptions import ServiceUnavailable
 from images.thumbnails.render import NotAnImage
 
 MIB = 1024 * 1024
+# After a render this large, with none left running, freed heap goes back to the system.
+TRIM_ABOVE = 32 * MIB
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def return_freed_memory() -> None:
+    """glibc keeps freed pages of a large decode in the process; give them back (elsewhere:
+    nothing to do)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 class RenderBusy(ServiceUnavailable):
@@ -79,7 +104,10 @@ class RenderGate:
             with self._room:
                 self._running -= 1
                 self._memory -= memory
+                idle = self._running == 0
                 self._room.notify_all()
+            if idle and memory > TRIM_ABOVE:
+                return_freed_memory()
 
     def _fits(self, memory: int, budget: int) -> bool:
         return self._running < settings.THUMBNAIL_CONCURRENCY and self._memory + memory <= budget

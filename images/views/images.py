@@ -247,7 +247,7 @@ def _within_data_limit(
     if conditions is None:
         return query_filter
     fits, outgrows = conditions
-    over = repository.first_id({"$and": [query_filter, outgrows]})
+    over = repository.first_id_where(query_filter, outgrows)
     if over is not None:
         raise refuse_growth(over)
     return {"$and": [query_filter, fits]}

@@ -89,6 +89,7 @@ class Command(BaseCommand):
                     "accesslog": None,
                     "errorlog": "-",
                     "loglevel": "warning",
+                    "logger_class": "images.log_escaping.GunicornLogger",
                 }
             ).run()
         finally:
