@@ -463,3 +463,16 @@ IMPORT_RESPONSES = {
 IMAGE_LINKS_RESPONSES = {200: IMAGE_LINKS_SCHEMA, **errors(*_ONE)}
 EXPORT_LINK_RESPONSES = {200: EXPORT_LINK_SCHEMA, **errors(*_READ)}
 DUPLICATES_RESPONSES = {200: DUPLICATE_PAGE_SCHEMA, **errors(*_READ)}
+READINESS_SCHEMA = inline_serializer(
+    "Readiness",
+    {
+        "status": serializers.ChoiceField(["ok", "unavailable"]),
+        "mongodb": serializers.BooleanField(),
+        "storage": serializers.BooleanField(),
+        "storageFull": serializers.BooleanField(required=False),
+    },
+)
+READY_RESPONSES = {
+    200: READINESS_SCHEMA,
+    503: OpenApiResponse(READINESS_SCHEMA, description="MongoDB or the storage is unreachable."),
+}

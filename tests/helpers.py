@@ -60,9 +60,11 @@ def upload(api: APIClient, name: str = "photo.jpg", content: bytes | None = None
     return api.post("/images", {"image": file, **fields}, format="multipart")
 
 
-def wait_for_http(port: int, timeout: float = 60.0) -> None:
+def wait_for_http(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the service exited with status {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -82,7 +84,7 @@ def start_service(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a test can kill the whole group (master and workers)
     )
-    wait_for_http(port)
+    wait_for_http(port, process=process)
     return process
 
 

@@ -24,6 +24,7 @@ OPERATIONS = {
     ("/export", "get"): {"200", "400", "401", "503"},
     ("/export/url", "post"): {"200", "400", "401", "503"},
     ("/import", "post"): {"200", "400", "401", "413", "503", "507"},
+    ("/health/ready", "get"): {"200", "503"},
 }
 BINARY = {"type": "string", "format": "binary"}
 
@@ -43,7 +44,7 @@ def test_every_status_a_route_answers_is_documented(schema, path, method):
     assert set(responses) == OPERATIONS[(path, method)]
     for status, response in responses.items():
         assert response["description"] or status == "200", (status, response)
-        if status >= "400":
+        if status >= "400" and path != "/health/ready":
             error = response["content"]["application/json"]["schema"]
             # A duplicate upload names the image already holding the bytes.
             name = "DuplicateConflict" if (path, status) == ("/images", "409") else "Error"

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from images.limits.disk import is_full
 from images.redaction import redacted_mongodb_uri, redacted_url
 from images.repository import ping
+from images.schemas import READY_RESPONSES
 from images.storage import get_file_store
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class ReadyView(APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
-    @extend_schema(summary="Readiness: MongoDB and storage reachable", responses={200: dict})
+    @extend_schema(summary="Readiness: MongoDB and storage reachable", responses=READY_RESPONSES)
     def get(self, request: Request) -> Response:
         storage = _storage_state()
         checks = {"mongodb": ping(), "storage": storage == "ok"}
