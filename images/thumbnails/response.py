@@ -20,6 +20,7 @@ from rest_framework.request import Request
 
 from images.exceptions import ImageNotFound
 from images.repository import ImageRepository
+from images.serving.blocking import run_blocking
 from images.storage import FileStore
 from images.thumbnails.gate import GATE
 from images.thumbnails.keys import OutputFormat, document_sha256, stem, thumbnail_key
@@ -97,7 +98,7 @@ def _make(
     with open_verified(files, document["file"], expected) as source:
         decoding = plan_decoding(source.file)
         with GATE.slot(decoding.memory):
-            content = render_thumbnail(source.file, decoding, size, output)
+            content = run_blocking(render_thumbnail, source.file, decoding, size, output)
         return content, source.matches or expected is None
 
 
