@@ -4,8 +4,9 @@ Starts a fresh database and `manage.py serve` (benchmarks.service, local disk), 
 distinct JPEGs of about K KB into a folder tree with a sidecar beside every other one, then for
 each `--jobs` value times the `imagestore` command as a user runs it: `push` into an empty
 service, `push` again (everything skipped), `pull` into an empty folder and `pull` again
-(everything skipped). Prints images/s per run and the load average around it (the client, the
-service and the database share the machine). It asserts nothing.
+(everything skipped). Prints images/s per run, the CPU the command, the service and the
+database spent per image, and the load average around the run (all three share the machine).
+It asserts nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import io
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from benchmarks.processes import load_average
 from benchmarks.service import REPO_ROOT, BenchService, ServerOptions
 
 CLIENT_SOURCE = REPO_ROOT / "client" / "src"
@@ -52,18 +55,17 @@ def write_tree(root: Path, count: int, size_kb: int) -> int:
     return total
 
 
-def imagestore(url: str, *arguments: str) -> tuple[float, str]:
+def imagestore(url: str, *arguments: str) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one `imagestore` command."""
     environment = {**os.environ, "PYTHONPATH": str(CLIENT_SOURCE)}
     command = [sys.executable, "-m", "imagestore_client", "--url", url, "--no-progress"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    completed = subprocess.run(
-        [*command, *arguments], env=environment, capture_output=True, text=True, check=True
-    )
-    return time.monotonic() - started, completed.stdout.strip()
-
-
-def load() -> str:
-    return Path("/proc/loadavg").read_text().split()[0]
+    subprocess.run([*command, *arguments], env=environment, capture_output=True, check=True)
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return seconds, cpu
 
 
 def run(count: int, size_kb: int, jobs_values: list[int]) -> None:
@@ -75,7 +77,10 @@ def run(count: int, size_kb: int, jobs_values: list[int]) -> None:
         service.start()
         try:
             url = service.base_url
-            print(f"{'run':<22} {'jobs':>4} {'wall s':>7} {'images/s':>9} {'load':>6}")
+            print(
+                f"{'run':<22} {'jobs':>4} {'wall s':>7} {'images/s':>9} {'client ms/img':>13} "
+                f"{'svc ms/img':>10} {'DB ms/img':>9} {'load':>6}"
+            )
             for jobs in jobs_values:
                 mongo = service.mongo()
                 mongo.get_default_database().images.delete_many({})
@@ -87,11 +92,16 @@ def run(count: int, size_kb: int, jobs_values: list[int]) -> None:
                     ("pull (empty folder)", ["pull", str(dest)]),
                     ("pull again (skipped)", ["pull", str(dest)]),
                 ):  # fmt: skip
-                    before = load()
-                    seconds, _ = imagestore(url, *arguments, "--jobs", str(jobs))
+                    before = load_average()
+                    service_cpu = service.service_group().cpu_seconds()
+                    database_cpu = service.database_group().cpu_seconds()
+                    seconds, cpu = imagestore(url, *arguments, "--jobs", str(jobs))
+                    service_cpu = service.service_group().cpu_seconds() - service_cpu
+                    database_cpu = service.database_group().cpu_seconds() - database_cpu
                     print(
                         f"{label:<22} {jobs:>4} {seconds:7.2f} {count / seconds:9.1f} "
-                        f"{before:>3}-{load()}"
+                        f"{cpu / count * 1000:13.2f} {service_cpu / count * 1000:10.2f} "
+                        f"{database_cpu / count * 1000:9.2f} {before.split()[0]}-{load_average().split()[0]}"
                     )
         finally:
             service.stop()

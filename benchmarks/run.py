@@ -53,8 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: serve's)")
-    parser.add_argument("--threads", type=int, help="threads per gthread worker")
-    parser.add_argument("--worker-class", help="gunicorn worker class: gthread or sync")
+    parser.add_argument("--threads", type=int, help="threads per gthread worker (gthread only)")
+    parser.add_argument(
+        "--worker-class", help="gunicorn worker class: gevent (default), gthread or sync"
+    )
     parser.add_argument("--repeat", type=int, help="runs per scenario (medians are printed)")
     parser.add_argument("--seconds", type=float, help="time limit of one run")
     parser.add_argument("--requests", type=int, help="request limit of one run")

@@ -13,20 +13,41 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+class SettingError(ImproperlyConfigured):
+    """A wrong environment variable; its message names the variable and the accepted values.
+
+    `manage.py` prints it as one line and exits with status 2.
+    """
+
+
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
 
 
-def env_int(name: str, default: int, minimum: int = 0) -> int:
+def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    accepted = f"an integer from {minimum}" + (f" to {maximum}" if maximum is not None else " up")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name} must be {accepted}, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise SettingError(f"{name} must be {accepted}, got {raw!r}")
+    return value
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = float(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+        value = float("nan")
+    if not value >= minimum:  # also refuses nan
+        raise SettingError(f"{name} must be a number of at least {minimum:g}, got {raw!r}")
     return value
 
 
@@ -38,13 +59,14 @@ def env_bool(name: str, default: bool = False) -> bool:
         return True
     if raw in {"0", "false", "no", "off"}:
         return False
-    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+    raise SettingError(f"{name} must be true or false (also 1/0, yes/no, on/off), got {raw!r}")
 
 
 def env_choice(name: str, choices: set[str], default: str = "") -> str:
     value = env_str(name, default)
     if value not in choices:
-        raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        accepted = " or ".join(repr(c) if c else "empty" for c in sorted(choices))
+        raise SettingError(f"{name} must be {accepted}, got {value!r}")
     return value
 
 
@@ -78,11 +100,31 @@ def _secret_key(data_directory: Path) -> str:
 # --- Service ---------------------------------------------------------------------------------
 APPLICATION_NAME = "imagestore"
 VERSION = "1.0.0"
-APP_PORT = env_int("APP_PORT", 3000, minimum=1)
+APP_PORT = env_int("APP_PORT", 3000, minimum=1, maximum=65535)
 DATA_DIRECTORY = Path(env_str("DATA_DIRECTORY", "data")).resolve()
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = _secret_key(DATA_DIRECTORY)
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+# --- Serving (images.serving) ----------------------------------------------------------------
+# Empty APP_HOST: 127.0.0.1 while auth is off (an open API stays on this machine), else 0.0.0.0.
+APP_HOST = env_str("APP_HOST")
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=64)
+GUNICORN_WORKER_CLASS = env_choice("GUNICORN_WORKER_CLASS", {"gevent", "gthread", "sync"}, "gevent")
+GUNICORN_THREADS = env_int("GUNICORN_THREADS", 4, minimum=1, maximum=256)
+# Connections one gevent worker holds at once (each costs a greenlet, not a thread).
+WORKER_CONNECTIONS = env_int("WORKER_CONNECTIONS", 1000, minimum=10)
+# A worker is replaced after this many requests (plus up to the jitter); 0: never.
+MAX_REQUESTS = env_int("MAX_REQUESTS", 10000, minimum=0)
+MAX_REQUESTS_JITTER = env_int("MAX_REQUESTS_JITTER", 1000, minimum=0)
+# Seconds an idle keep-alive connection stays open, and a request head may take to arrive.
+HTTP_KEEPALIVE_TIMEOUT = env_int("HTTP_KEEPALIVE_TIMEOUT", 5, minimum=1, maximum=30)
+# Seconds a connection may stay silent while a body is read or a response written.
+HTTP_IDLE_TIMEOUT = env_int("HTTP_IDLE_TIMEOUT", 30, minimum=1, maximum=3600)
+# Longest request line in bytes: a 64 KiB `filter`, percent-encoded, fits in it.
+HTTP_MAX_REQUEST_LINE = env_int("HTTP_MAX_REQUEST_LINE", 256 * 1024, minimum=4096, maximum=1048576)
+# Seconds SIGTERM gives in-flight requests before workers are stopped.
+GRACEFUL_TIMEOUT = env_int("GRACEFUL_TIMEOUT", 20, minimum=1, maximum=3600)
 
 # --- MongoDB ---------------------------------------------------------------------------------
 # Empty means: `manage.py serve` starts the embedded MongoDB-wire server and sets it.
@@ -105,7 +147,9 @@ def s3_endpoint_url() -> str:
         return ""
     if "://" in endpoint:
         if not urlsplit(endpoint).hostname:
-            raise ImproperlyConfigured(f"S3_ENDPOINT is not a valid URL: {endpoint!r}")
+            raise SettingError(
+                f"S3_ENDPOINT must be a URL such as http://minio:9000, got {endpoint!r}"
+            )
         return endpoint
     scheme = "https" if env_bool("S3_USE_SSL", True) else "http"
     port = env_str("S3_PORT")

@@ -60,9 +60,11 @@ def upload(api: APIClient, name: str = "photo.jpg", content: bytes | None = None
     return api.post("/images", {"image": file, **fields}, format="multipart")
 
 
-def wait_for_http(port: int, timeout: float = 60.0) -> None:
+def wait_for_http(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the service exited with status {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -71,18 +73,27 @@ def wait_for_http(port: int, timeout: float = 60.0) -> None:
     raise TimeoutError(f"nothing listened on port {port}")
 
 
-def start_service(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen:
+def start_service(
+    env: dict[str, str], cwd: Path, port: int, host: str | None = "127.0.0.1", output=None
+) -> subprocess.Popen:
+    """`manage.py serve` (`host=None`: no --host, as `make run`); its output to a PIPE, or to
+    `output` (an open file) for a service that logs more than a pipe holds."""
     environment = {k: v for k, v in os.environ.items() if k != "MONGODB_CONNECTION_STRING"}
     environment.update({"APP_PORT": str(port), "WEB_CONCURRENCY": "1", **env})
     process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--host", "127.0.0.1"],
+        [
+            sys.executable,
+            str(REPO_ROOT / "manage.py"),
+            "serve",
+            *(["--host", host] if host else []),
+        ],
         cwd=cwd,
         env=environment,
-        stdout=subprocess.PIPE,
+        stdout=output or subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a test can kill the whole group (master and workers)
     )
-    wait_for_http(port)
+    wait_for_http(port, process=process)
     return process
 
 

@@ -109,13 +109,12 @@ def test_concurrent_requests_for_one_thumbnail_render_it_once(api, monkeypatch):
     assert len(renders) == 1
 
 
-def test_renders_per_process_are_bounded(settings):
-    settings.THUMBNAIL_CONCURRENCY = 2
-    gate, lock = RenderGate(), threading.Lock()
-    running, peak = [0], [0]
+def peak_overlap(gate: RenderGate, key_of, memory: int, renders: int = 8) -> int:
+    """The most renders that held a slot at once, `renders` of them asked for by 4-8 threads."""
+    lock, running, peak = threading.Lock(), [0], [0]
 
     def render(index: int) -> None:
-        with gate.key(f"k{index}"), gate.slot():
+        with gate.key(key_of(index)), gate.slot(memory):
             with lock:
                 running[0] += 1
                 peak[0] = max(peak[0], running[0])
@@ -123,10 +122,21 @@ def test_renders_per_process_are_bounded(settings):
             with lock:
                 running[0] -= 1
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(render, range(8)))
-    assert peak[0] == 2
+    with ThreadPoolExecutor(renders) as pool:
+        list(pool.map(render, range(renders)))
+    return peak[0]
+
+
+def test_renders_per_process_are_bounded(settings):
+    settings.THUMBNAIL_CONCURRENCY = 2
+    gate = RenderGate()
+    assert peak_overlap(gate, lambda index: f"k{index}", memory=0) == 2
     assert gate._keys == {}  # nothing kept per key once its requests are done
+
+
+def test_one_render_per_key_at_a_time(settings):
+    settings.THUMBNAIL_CONCURRENCY = 8
+    assert peak_overlap(RenderGate(), lambda index: "same", memory=0, renders=4) == 1
 
 
 def test_a_request_that_cannot_start_in_time_is_503(api, settings, monkeypatch):
@@ -206,21 +216,8 @@ def test_racing_uploads_never_store_a_thumbnail_of_other_bytes(oidc, settings, u
 def test_renders_share_the_memory_budget(settings):
     settings.THUMBNAIL_CONCURRENCY = 8
     settings.THUMBNAIL_MEMORY_MB = 100
-    gate, lock = RenderGate(), threading.Lock()
-    held, peak = [0], [0]
-
-    def render(_: int) -> None:
-        with gate.slot(60 * 1024 * 1024):
-            with lock:
-                held[0] += 60
-                peak[0] = max(peak[0], held[0])
-            time.sleep(0.05)
-            with lock:
-                held[0] -= 60
-
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(render, range(4)))
-    assert peak[0] == 60
+    sixty_mib = 60 * 1024 * 1024
+    assert peak_overlap(RenderGate(), lambda index: f"k{index}", sixty_mib, renders=4) == 1
 
 
 def test_a_picture_that_needs_more_than_the_budget_is_422(api, settings):
@@ -234,3 +231,19 @@ def test_a_picture_that_needs_more_than_the_budget_is_422(api, settings):
     assert "THUMBNAIL_MEMORY_MB" in response.json()["detail"]
     settings.THUMBNAIL_MEMORY_MB = 64
     assert api.get(f"/images/{body['_id']}/thumbnail?size=64").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("x.svg", b"<svg xmlns='http://www.w3.org/2000/svg' width='9' height='9'><rect/></svg>"),
+        ("x.csv", b"1,2,3\n4,5,6\n"),
+        ("x.mat", b"2 2\n1 2\n3 4\n"),
+    ],
+)
+def test_libvips_reads_only_the_image_formats_thumbnails_need(api, settings, name, content):
+    settings.ALLOW_NON_IMAGES = True
+    body = upload(api, name, content).json()
+    response = api.get(f"/images/{body['_id']}/thumbnail?size=64")
+    assert response.status_code == 422
+    assert "not a decodable image" in response.json()["detail"]

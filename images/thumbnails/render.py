@@ -13,9 +13,11 @@ orientation applied, alpha kept in WebP and put on white in JPEG.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import IO
@@ -35,6 +37,15 @@ _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFE
 _STREAMED = frozenset({"jpegload", "pngload", "tiffload", "webpload"})
 _STREAMED_ROWS = 1800
 _BASE_MEMORY = 8 * 1024 * 1024
+ALLOWED_LIBVIPS_LOADERS = (
+    "VipsForeignLoadJpeg",
+    "VipsForeignLoadUhdr",
+    "VipsForeignLoadPng",
+    "VipsForeignLoadWebp",
+    "VipsForeignLoadTiff",
+    "VipsForeignLoadNsgif",
+    "VipsForeignLoadHeif",
+)
 _SAMPLE_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4}
 
 
@@ -53,6 +64,12 @@ def libvips() -> ModuleType | None:
         return None
     pyvips.cache_set_max(0)  # no operation cache: it would keep pictures and stale files
     pyvips.concurrency_set(1)  # one thread per render; THUMBNAIL_CONCURRENCY bounds renders
+    # Stored files are untrusted: only the image loaders thumbnails need (no SVG, CSV, matrix or
+    # .vips files, nothing libvips itself marks untrusted).
+    pyvips.block_untrusted_set(True)
+    pyvips.operation_block_set("VipsForeignLoad", True)
+    for loader in ALLOWED_LIBVIPS_LOADERS:
+        pyvips.operation_block_set(loader, False)
     return pyvips
 
 
@@ -68,14 +85,8 @@ class Decoding:
 
 def plan_decoding(source: IO[bytes]) -> Decoding:
     """The header of the picture in `source` (a real file); 422 if it is none or too large."""
-    try:
+    with _undecodable_as_422():
         decoding = _libvips_decoding(source) or _pillow_decoding(source)
-    except Image.DecompressionBombError:
-        raise NotAnImage("The image is too large to make a thumbnail of") from None
-    except _DECODE_ERRORS as error:
-        raise NotAnImage(
-            f"The stored file is not a decodable image ({error.__class__.__name__})"
-        ) from None
     limit = settings.THUMBNAIL_MAX_PIXELS
     if decoding.width * decoding.height > limit:
         raise NotAnImage(
@@ -89,13 +100,19 @@ def render_thumbnail(
     source: IO[bytes], decoding: Decoding, size: int, output: OutputFormat
 ) -> bytes:
     """The picture scaled to fit a `size` by `size` square, encoded as `output`."""
-    try:
+    with _undecodable_as_422():
         picture = None
         if decoding.engine == "libvips":
             picture = _shrunk_by_libvips(source, size)
         if picture is None:
             picture = _opened_by_pillow(source, size)
         return _encoded(picture, size, output)
+
+
+@contextlib.contextmanager
+def _undecodable_as_422() -> Iterator[None]:
+    try:
+        yield
     except Image.DecompressionBombError:
         raise NotAnImage("The image is too large to make a thumbnail of") from None
     except _DECODE_ERRORS as error:

@@ -58,8 +58,8 @@ class Pusher:
             in_flight: set[Future] = set()
             try:
                 for batch in _batches(items, LOOKUP_BATCH):
-                    for item in self._to_upload(batch, pool):
-                        in_flight.add(pool.submit(self._upload, item))
+                    for task in self._tasks(batch, pool):
+                        in_flight.add(pool.submit(task))
                         while len(in_flight) >= self.jobs * 2:
                             _, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                 wait(in_flight)
@@ -71,8 +71,8 @@ class Pusher:
         self.summary.seconds = time.monotonic() - started
         return self.summary
 
-    def _to_upload(self, batch: list[PushItem], pool: ThreadPoolExecutor) -> list[PushItem]:
-        """The items of `batch` still to upload; the rest is recorded as skipped or failed."""
+    def _tasks(self, batch: list[PushItem], pool: ThreadPoolExecutor) -> list[Callable[[], None]]:
+        """Uploads and metadata patches `batch` needs; the rest is recorded as skipped or failed."""
         list(pool.map(_hash, batch))
         ready = [item for item in batch if item.error is None]
         for item in batch:
@@ -86,7 +86,8 @@ class Pusher:
             for item in ready:
                 self._failed(item, f"lookup failed: {error}")
             return []
-        return [item for item in ready if self._needs_upload(item, stored.get(item.sha256, []))]
+        tasks = (self._task(item, stored.get(item.sha256, [])) for item in ready)
+        return [task for task in tasks if task is not None]
 
     def _stored_by_hash(self, hashes: set[str]) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {}
@@ -95,34 +96,35 @@ class Pusher:
             found.setdefault(document["sha256"], []).append(document)
         return found
 
-    def _needs_upload(self, item: PushItem, same_bytes: list[dict[str, Any]]) -> bool:
+    def _task(self, item: PushItem, same_bytes: list[dict[str, Any]]) -> Callable[[], None] | None:
+        """What is left to do for `item` given the stored images with its bytes (None: nothing)."""
         at_target = next((d for d in same_bytes if self._stored_path(d) == item.target), None)
         if at_target is not None:
-            self._sync_metadata(item, at_target)
-            return False
+            stored = at_target.get("data") or {}
+            changes = {k: v for k, v in item.data.items() if stored.get(k) != v}
+            if not changes:
+                self._count("skipped")
+                return None
+            return lambda: self._patch(item, at_target["_id"], changes)
         if same_bytes and self.on_duplicate != "upload":
             elsewhere = same_bytes[0]["file"]
             if self.on_duplicate == "skip":
                 self._count("duplicates")
             else:
                 self._failed(item, f"same bytes already stored as {elsewhere}")
-            return False
-        return True
+            return None
+        return lambda: self._upload(item)
 
     def _stored_path(self, document: dict[str, Any]) -> str:
         """The path as the push names it: under per-user scope the owner's folder is dropped."""
         file = document["file"]
         return file.split("/", 1)[-1] if self.scoped else file
 
-    def _sync_metadata(self, item: PushItem, document: dict[str, Any]) -> None:
-        stored = document.get("data") or {}
-        changes = {k: v for k, v in item.data.items() if stored.get(k) != v}
-        if not changes:
-            self._count("skipped")
-            return
+    def _patch(self, item: PushItem, image_id: str, changes: dict[str, Any]) -> None:
+        """Set the keys the push brings that the stored document lacks or holds otherwise."""
         try:
-            self.client.update(document["_id"], changes)
-        except ImagestoreError as error:
+            self.client.update(image_id, changes)
+        except Exception as error:  # fails this file, never the whole push
             self._failed(item, f"metadata update failed: {error}")
             return
         self._count("updated")
