@@ -159,6 +159,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 
+# --- Write path (images/writes) --------------------------------------------------------------
+# A write lease on a path expires after this many seconds (then a successor recovers the write);
+# a writer waits this long for a busy path before answering 503.
+WRITE_LEASE_SECONDS = env_int("WRITE_LEASE_SECONDS", 60, minimum=1)
+WRITE_LEASE_WAIT_SECONDS = env_int("WRITE_LEASE_WAIT_SECONDS", 15, minimum=0)
+
 # --- Auth and scope --------------------------------------------------------------------------
 OIDC_JWKS_URI = env_str("OIDC_JWKS_URI")
 OIDC_AUDIENCE = env_str("OIDC_AUDIENCE")
