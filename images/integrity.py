@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
+from django.conf import settings
+
 from images.paths import RESERVED_PREFIX
 from images.repository import ImageRepository
 from images.storage import STAGING_PREFIX, FileStore, LocalFileStore, is_storable_key
@@ -116,7 +118,10 @@ class IntegrityChecker:
                 report.removed_files.append(key)
             return
         stored = self.files.stat(key)
-        if stored is None or now - stored.modified < self.grace:
+        grace = self.grace
+        if key.startswith(f"{STAGING_PREFIX}/"):  # staged just before its writer takes a lease
+            grace = max(grace, dt.timedelta(seconds=settings.WRITE_LEASE_SECONDS))
+        if stored is None or now - stored.modified < grace:
             return
         report.orphan_files.append(key)
         if fix and self._remove_orphan(key):
@@ -125,6 +130,8 @@ class IntegrityChecker:
     def _is_plain_object(self, key: str) -> bool:
         if key.startswith(f"{STAGING_PREFIX}/"):
             return key.count("/") == STAGING_PREFIX.count("/") + 1 and not self._is_link(key)
+        if key.startswith(f"{RESERVED_PREFIX}/"):
+            return False  # nothing else belongs there
         return is_storable_key(key) and not self._is_link(key)
 
     def _is_link(self, key: str) -> bool:

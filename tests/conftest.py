@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from images import embedded_db, repository
 from tests.helpers import S3_CREDENTIALS, image_bytes, s3_client
 from tests.oidc import oidc  # noqa: F401  (the fixture, for every test module)
+from tests.services import two_services  # noqa: F401  (two serve processes, one backend)
 
 
 class DatabaseServer:

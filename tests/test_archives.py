@@ -369,9 +369,7 @@ def test_two_manifest_items_for_one_entry_count_one_document(api, collection):
     ]
 
 
-def test_manifest_document_without_entry_never_adopts_a_file_without_a_document(
-    api, collection
-):
+def test_manifest_document_without_entry_never_adopts_a_file_without_a_document(api, collection):
     get_file_store().save("lying/around.jpg", io.BytesIO(JPEG))
     manifest_text = json.dumps([{"file": "lying/around.jpg", "data": {"mine": True}}])
     body = post_archive(api, make_zip({"mongodb_data.json": manifest_text.encode()})).json()

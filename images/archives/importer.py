@@ -100,6 +100,8 @@ class ArchiveImporter:
         result = ImportResult(file=name)
         with open_zip(archive_path) as archive:
             plan = plan_archive(archive)
+            for info in plan.images:  # every final key within the limits, before any write
+                self.storage_key(info.filename)
             for entry, reason in plan.skipped:
                 result.skip(entry, reason)
             if self.progress is not None:
