@@ -23,7 +23,12 @@ def parse_date(value: object, name: str) -> dt.datetime:
         parsed = parsed.replace(tzinfo=ZoneInfo(settings.DATES_TIME_ZONE))
     # MongoDB stores milliseconds.
     parsed = parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise BadRequest(
+            f'Parameter "{name}" is out of range: {text!r} is not between years 1 and 9999 in UTC'
+        ) from None
 
 
 def now() -> dt.datetime:

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from bson import ObjectId
 from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
@@ -26,6 +25,9 @@ from drf_spectacular.utils import OpenApiParameter
 
 from images.dates import parse_date
 from images.exceptions import BadRequest
+from images.limits import bounded_json
+from images.limits.numbers import INT64_MAX
+from images.limits.patterns import MAX_PATTERN_LENGTH, check_pattern
 
 ALLOWED_OPERATORS = frozenset(
     [
@@ -51,9 +53,9 @@ ALLOWED_OPERATORS = frozenset(
     ]
 )
 LOGICAL_OPERATORS = frozenset({"$and", "$or", "$nor"})
-MAX_FILTER_DEPTH = 16
+MAX_FILTER_DEPTH = bounded_json.MAX_FILTER_DEPTH
 MAX_FILTER_LENGTH = 64 * 1024
-MAX_REGEX_LENGTH = 512
+MAX_REGEX_LENGTH = MAX_PATTERN_LENGTH
 MAX_KEY_LENGTH = 256
 DEFAULT_LIMIT = 100
 
@@ -171,10 +173,7 @@ def parse_filter(raw: str | None) -> dict[str, Any]:
     """The `filter` parameter: a JSON object using query operators only."""
     if raw is None or len(raw) > MAX_FILTER_LENGTH:
         raise BadRequest(f"Malformed filter: at most {MAX_FILTER_LENGTH} characters of JSON")
-    try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("Malformed filter: not valid JSON") from None
+    document = bounded_json.loads(raw, "Malformed filter: the text", MAX_FILTER_DEPTH)
     if not isinstance(document, dict):
         raise BadRequest("Malformed filter: must be a JSON object")
     return _clean_document(document, depth=1)
@@ -209,7 +208,12 @@ def _clean_condition(field_name: str, value: Any, depth: int) -> Any:
     """The condition on one field: a value to equal, or an object of operators."""
     _check_depth(depth)
     if isinstance(value, dict) and any(k.startswith("$") for k in value):
-        return {op: _clean_operator(field_name, op, arg, depth + 1) for op, arg in value.items()}
+        operators = {
+            op: _clean_operator(field_name, op, arg, depth + 1) for op, arg in value.items()
+        }
+        if "$regex" in operators:
+            check_pattern(operators["$regex"], operators.get("$options", ""))
+        return operators
     return _cast_value(field_name, value, depth)
 
 
@@ -287,6 +291,8 @@ def _non_negative(params: QueryDict, name: str, default: int) -> int:
         raise BadRequest(f"Parameter '{name}' must be a non-negative integer") from None
     if value < 0:
         raise BadRequest(f"Parameter '{name}' must be a non-negative integer")
+    if value > INT64_MAX:
+        raise BadRequest(f"Parameter '{name}' must be at most {INT64_MAX} (64 bits)")
     return value
 
 

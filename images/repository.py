@@ -277,12 +277,27 @@ class ImageRepository:
     def get(self, image_id: ObjectId) -> dict[str, Any] | None:
         return self.collection.find_one(self.scoped({"_id": image_id}))
 
+    def first_id(self, query_filter: dict[str, Any]) -> ObjectId | None:
+        """The `_id` of one matching document, or None when nothing matches."""
+        found = self.collection.find_one(
+            self.scoped(query_filter), {"_id": 1}, max_time_ms=self.max_time_ms
+        )
+        return found["_id"] if found else None
+
     def get_by_file(self, file: str) -> dict[str, Any] | None:
         return self.collection.find_one({"userId": self.owner, "file": file})
 
-    def field_names(self, query_filter: dict[str, Any]) -> list[str]:
+    def field_names(self, sample_size: int) -> list[str]:
+        """Top-level `data` keys of the newest `sample_size` images in scope.
+
+        Bounded as the original's `$sample` of 100,000 is, but over the `_id` index: the same
+        answer every time, and no whole-collection scan and random sort on a large store.
+        """
+        scope = self.scoped({})
         pipeline = [
-            {"$match": self.scoped(query_filter)},
+            *([{"$match": scope}] if scope else []),
+            {"$sort": {"_id": -1}},
+            {"$limit": sample_size},
             {"$project": {"keys": {"$objectToArray": {"$ifNull": ["$data", {}]}}}},
             {"$unwind": "$keys"},
             {"$group": {"_id": "$keys.k"}},
@@ -401,9 +416,14 @@ class ImageRepository:
     def update_many(self, query_filter: dict[str, Any], update: dict[str, Any]):
         return self.collection.update_many(self.scoped(query_filter), update)
 
-    def update_one(self, image_id: ObjectId, update: dict[str, Any]) -> dict[str, Any] | None:
+    def update_one(
+        self, image_id: ObjectId, update: dict[str, Any], query_filter: dict | None = None
+    ) -> dict[str, Any] | None:
+        """Update one image (`query_filter` narrows it further) and return it as updated."""
         return self.collection.find_one_and_update(
-            self.scoped({"_id": image_id}), update, return_document=ReturnDocument.AFTER
+            self.scoped(query_filter or {"_id": image_id}),
+            update,
+            return_document=ReturnDocument.AFTER,
         )
 
     def set_facts(self, image_id: ObjectId, facts: dict[str, Any]) -> bool:

@@ -7,8 +7,11 @@ images.updates.
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+from images.query import QUERY_PARAMETERS
 
 IMAGE_SCHEMA = inline_serializer(
     "Image",
@@ -99,6 +102,37 @@ IMAGE_LINKS_SCHEMA = inline_serializer(
         "expires": serializers.IntegerField(help_text="Expiry, seconds since the epoch."),
     },
 )
+EXPORT_PARAMETERS = [
+    OpenApiParameter(
+        "format",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=False,
+        enum=["zip", "webdataset", "imagefolder", "jsonl"],
+        description="`zip` (default, the original's archive), `webdataset`, `imagefolder` "
+        "or `jsonl`. Not a data filter here: filter on `data.format` with `filter`.",
+    ),
+    OpenApiParameter(
+        "by",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=False,
+        description="With `format=imagefolder`: the data key (dotted for nested values) whose "
+        "value names each image's folder. Default `label`.",
+    ),
+    *QUERY_PARAMETERS,
+]
+EXPORT_RESPONSES = {
+    (200, "application/zip"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="`format=zip` or `format=imagefolder`."
+    ),
+    (200, "application/x-tar"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="`format=webdataset`."
+    ),
+    (200, "application/x-ndjson"): OpenApiResponse(
+        OpenApiTypes.STR, description="`format=jsonl`: one document per line."
+    ),
+}
 EXPORT_LINK_SCHEMA = inline_serializer(
     "SignedExportUrl",
     {"export": serializers.URLField(), "expires": serializers.IntegerField()},

@@ -165,7 +165,8 @@ class LocalFileStore(FileStore):
         """`write` fills a temporary file beside the target, which is then renamed into place."""
         target = self.path(key)
         self._make_parents(target)
-        temporary = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        # Of fixed length: a name of up to NAME_MAX bytes must still leave room for it.
+        temporary = target.parent / f".{uuid.uuid4().hex}.tmp"
         try:
             write(temporary)
             sync_file(temporary)

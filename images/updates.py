@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from images.exceptions import BadRequest
+from images.limits.documents import check_data
 from images.uploads import validate_data
 
 
@@ -47,4 +48,5 @@ def build_replace(body: Any) -> dict[str, Any]:
     """PUT: the body replaces `data` entirely."""
     data = require_object(body)
     validate_data(data)
+    check_data(data)
     return {"$set": {"data": data}}

@@ -9,7 +9,6 @@ import mimetypes
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import orjson
 from bson import ObjectId
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
@@ -19,6 +18,9 @@ from PIL import Image, UnidentifiedImageError
 
 from images.dates import now, parse_date
 from images.exceptions import BadRequest, Conflict, PayloadTooLarge
+from images.limits import bounded_json
+from images.limits.disk import ensure_room
+from images.limits.documents import check_data
 from images.paths import storage_key, upload_file_name, validate_file_path
 from images.query import parse_object_id
 from images.repository import ImageRepository
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 METADATA_FIELDS = ("json", "data")
 SYSTEM_METADATA = ("file", "time", "_id")
-MAX_DATA_DEPTH = 32
+MAX_DATA_DEPTH = bounded_json.MAX_DATA_DEPTH
 # Multipart framing and form fields on top of the file itself.
 MULTIPART_OVERHEAD = 4 * 1024 * 1024
 
@@ -73,13 +75,20 @@ class UploadMetadata:
 
 
 def parse_json_object(raw: str, name: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest(f"Field '{name}' is not valid JSON") from None
+    value = bounded_json.loads(raw, f"Field '{name}'", MAX_DATA_DEPTH + 1)
     if not isinstance(value, dict):
         raise BadRequest(f"Field '{name}' must be a JSON object")
     return value
+
+
+def parse_metadata_object(raw: str, name: str) -> dict[str, Any]:
+    """A `json`/`data` field: a JSON object, or `null` for no metadata.
+
+    The original's GUI sends the string `null` when its Metadata box is empty (its default).
+    """
+    if raw.strip() == "null":
+        return {}
+    return parse_json_object(raw, name)
 
 
 def validate_data(value: Any, depth: int = 0, path: str = "data") -> None:
@@ -113,7 +122,7 @@ def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetad
     plain = {k: form.get(k) for k in form if k not in ignore}
     source = next((name for name in METADATA_FIELDS if name in plain), None)
     if source is not None:
-        data = parse_json_object(plain[source], source)
+        data = parse_metadata_object(plain[source], source)
     else:
         data = dict(plain)
     system = {name: data.pop(name, None) for name in SYSTEM_METADATA}
@@ -121,6 +130,7 @@ def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetad
         if system[name] is None and source is not None:
             system[name] = plain.get(name)
     validate_data(data)
+    check_data(data)
     return UploadMetadata(
         data=data,
         file=validate_file_path(system["file"]) if system["file"] is not None else None,
@@ -192,6 +202,7 @@ class UploadStore:
         facts = inspect_image(upload, key)
         sha256, size = digest or _digest(upload)
         facts.update(size=size, sha256=sha256)
+        ensure_room(self.files, size)
         if meta.image_id is not None:
             self._check_chosen_id(key, meta.image_id)
         staged = self._stage(key, upload, sha256, size)
@@ -204,7 +215,7 @@ class UploadStore:
             return [key]
 
         if key not in self.writer.commit([staged], write_document):
-            raise BadRequest(f"Invalid 'file' {key!r}: it conflicts with a stored file or folder")
+            raise Conflict(f"'file' {key!r} conflicts with a stored file or folder of that name")
         before = outcome["before"]
         if before is not None and before.get("sha256") != sha256:
             delete_thumbnails(self.files, before)  # made from bytes that are gone
@@ -237,8 +248,8 @@ class UploadStore:
                 f"Invalid 'file' {key!r}: it reaches outside the uploads directory"
             ) from None
         except PATH_CONFLICTS:
-            raise BadRequest(
-                f"Invalid 'file' {key!r}: it conflicts with a stored file or folder"
+            raise Conflict(
+                f"'file' {key!r} conflicts with a stored file or folder of that name"
             ) from None
 
 

@@ -159,6 +159,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 
+# --- Limits (images/limits/) ----------------------------------------------------------------
+# Largest `data` of one document, as BSON bytes (upload, import, PATCH, PUT; 413 past it).
+MAX_DATA_SIZE = env_int("MAX_DATA_SIZE", 1024 * 1024, minimum=1024)
+# An archive's mongodb_data.json: all of it decompressed, and one of its documents.
+MAX_MANIFEST_SIZE = env_int("MAX_MANIFEST_SIZE", 1024 * 1024 * 1024, minimum=1024)
+MAX_MANIFEST_ITEM_SIZE = env_int("MAX_MANIFEST_ITEM_SIZE", MAX_DATA_SIZE + 64 * 1024, minimum=1024)
+# What one import may decompress in all, and how many times an entry may expand.
+MAX_IMPORT_UNPACKED_SIZE = env_int("MAX_IMPORT_UNPACKED_SIZE", 10 * 1024**3, minimum=1)
+MAX_COMPRESSION_RATIO = env_int("MAX_COMPRESSION_RATIO", 100, minimum=1)
+# Local storage keeps this many bytes free: writes past it are refused (507), readiness fails.
+STORAGE_MIN_FREE_SPACE = env_int("STORAGE_MIN_FREE_SPACE", 256 * 1024 * 1024)
+
 # --- Write path (images/writes) --------------------------------------------------------------
 # A write lease on a path expires after this many seconds (then a successor recovers the write);
 # a writer waits this long for a busy path before answering 503.
@@ -187,7 +199,6 @@ USE_I18N = False
 # --- Django ----------------------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.staticfiles",
-    "corsheaders",
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
@@ -198,7 +209,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "images.middleware.RequestLogMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    "images.cors.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -223,8 +234,33 @@ TEMPLATES = [
     }
 ]
 
-CORS_ALLOW_ALL_ORIGINS = True
-CORS_EXPOSE_HEADERS = ["Content-Disposition"]
+
+# --- Data keys (GET /fields) -------------------------------------------------------------------
+# GET /fields reads the keys of at most this many images, the newest (the original samples 100,000).
+FIELDS_SAMPLE_SIZE = env_int("FIELDS_SAMPLE_SIZE", 20000, minimum=1)
+
+
+# --- CORS (images.cors) ----------------------------------------------------------------------
+def cors_allowed_origins() -> tuple[str, ...]:
+    """CORS_ALLOWED_ORIGINS: `*` (every origin, as the original) or comma-separated origins."""
+    origins = []
+    for raw in (env_str("CORS_ALLOWED_ORIGINS") or "*").split(","):
+        origin = raw.strip().rstrip("/").lower()
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        if origin not in {"*", "null"} and (
+            parts.scheme not in {"http", "https"} or not parts.hostname or parts.path
+        ):
+            raise ImproperlyConfigured(
+                "CORS_ALLOWED_ORIGINS must be * or comma-separated origins such as "
+                f"https://gui.example.com, got {raw.strip()!r}"
+            )
+        origins.append(origin)
+    return tuple(origins)
+
+
+CORS_ALLOWED_ORIGINS = cors_allowed_origins()
 
 REST_FRAMEWORK = {
     # Both do nothing while OIDC_JWKS_URI is unset (read per request).
@@ -233,7 +269,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["images.renderers.OrjsonRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "images.negotiation.SingleRendererNegotiation",
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["images.limits.bounded_json.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "images.exceptions.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

@@ -18,15 +18,16 @@ from django.http import QueryDict
 from pymongo.errors import CursorNotFound
 
 from images.archives import ArchiveExporter, manifest_items
-from images.archives import export as archive_export
 from images.archives import importer as archive_importer
 from images.archives import layout as archive_layout
+from images.archives import streams as archive_streams
 from images.query import parse_query
 from images.repository import ImageRepository
 from images.storage import LocalFileStore, get_file_store
 from tests.helpers import image_bytes, upload
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+# Archives exported by the original service, kept as test data.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PNG = image_bytes("PNG", (20, 10), "blue")
 JPEG = image_bytes()
 
@@ -238,7 +239,7 @@ def test_export_stream_closed_early_leaves_no_temporary_files(api, dataset, tmp_
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    monkeypatch.setattr(archive_export, "OUTPUT_CHUNK", 1)
+    monkeypatch.setattr(archive_streams, "OUTPUT_CHUNK", 1)
     query = parse_query(QueryDict(""), default_limit=0)
     stream = ArchiveExporter(ImageRepository(), get_file_store(), query).stream()
     next(stream)
@@ -283,7 +284,7 @@ def test_reimport_over_existing_images_keeps_ids_and_count(api, dataset, collect
 
 # --- reference archives of the original --------------------------------------------------------
 def test_imports_the_original_v1_20_2_export_with_nothing_lost(api, uploads, collection):
-    path = REFERENCE / "original-export-v1.20.2.zip"
+    path = FIXTURES / "original-export-v1.20.2.zip"
     response = post_archive(api, path.read_bytes(), name=path.name)
     assert response.status_code == 200, response.content
     assert response.json() == {"file": path.name, "imported": 5, "skipped": []}
@@ -310,7 +311,7 @@ def test_imports_the_original_v1_20_2_export_with_nothing_lost(api, uploads, col
 
 
 def test_imports_the_original_2022_export(api):
-    path = REFERENCE / "original-export-2022.zip"
+    path = FIXTURES / "original-export-2022.zip"
     response = post_archive(api, path.read_bytes(), name=path.name)
     assert response.json() == {"file": path.name, "imported": 1, "skipped": []}
     (document,) = all_documents(api)
@@ -558,7 +559,7 @@ def test_storage_failure_midway_leaves_no_document_without_its_file(
     monkeypatch.setattr(LocalFileStore, "save", failing_save)
     content = make_zip({f"{i}.png": PNG for i in range(6)})
     response = post_archive(api, content)
-    assert response.status_code == 500
+    assert response.status_code == 507
     files = {d["file"] for d in collection.find()}
     assert set(stored_keys()) == files
     assert files == ({"0.png", "1.png"} if batch == 2 else set())

@@ -47,7 +47,7 @@ def assert_json_4xx(response, status: int | None = None) -> str:
 
 
 @pytest.mark.parametrize("position", ["before", "after"])
-@pytest.mark.parametrize("value", [b"{bad", b"5", b"[1,2]", b'"abc"', b"null"])
+@pytest.mark.parametrize("value", [b"{bad", b"5", b"[1,2]", b'"abc"', b"", b"nul"])
 def test_malformed_json_field_before_or_after_the_file(client, uploads, position, value):
     fields = [("json", None, value)]
     file = [("image", "x.jpg", image_bytes())]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import upload
 
 
@@ -15,10 +17,37 @@ def seed(api):
     upload(api, "c.jpg", json='{"nested": {"a": {"b": "c"}}}')
 
 
+KEYS = ["count", "key1", "key3", "nested", "parentKey"]
+
+
 def test_field_names(api):
     seed(api)
-    assert sorted(api.get("/fields").json()) == ["count", "key1", "key3", "nested", "parentKey"]
-    assert sorted(api.get("/fields?file=c.jpg").json()) == ["nested"]
+    assert api.get("/fields").json() == KEYS
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "file=c.jpg",
+        "limit=10&skip=0&sort=time&order=-1&camera=none",
+        'filter={"$and":[{"data.camera":"nothing matches"}]}',
+        "filter=half-typed{",
+        "from=2999-01-01",
+    ],
+)
+def test_field_names_ignore_the_query_as_the_original(api, query):
+    # Clients send their list's query and build columns from the answer.
+    seed(api)
+    assert api.get(f"/fields?{query}").json() == KEYS
+
+
+def test_field_names_read_a_bounded_number_of_the_newest_images(api, settings):
+    seed(api)
+    upload(api, "d.jpg", newest="1")
+    settings.FIELDS_SAMPLE_SIZE = 2
+    assert api.get("/fields").json() == ["nested", "newest"]
+    settings.FIELDS_SAMPLE_SIZE = 1
+    assert api.get("/fields").json() == ["newest"]
 
 
 def test_field_values(api):

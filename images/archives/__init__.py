@@ -1,4 +1,5 @@
-"""Whole datasets as zip archives: a streamed export and a safe import, in the original's format.
+"""Whole datasets as archives: streamed exports (the original's zip and training formats) and a
+safe import of the original's zip.
 
 An archive holds every image at its `file` path, then `mongodb_data.json` (a JSON array of the
 documents as the API prints them) and `mongodb_data.xlsx` (one row per document). When a
@@ -12,17 +13,25 @@ storage into the zip. `entries` checks and sorts an uploaded zip's entries befor
 written and parses `mongodb_data.json` as a stream; `importer` stores the files entry by entry
 and hands their documents, in batches and after their files, to `document_writer`.
 `import_index` keeps the manifest on disk while an import runs; `spreadsheet` writes the xlsx.
+
+`formats` maps the `format` parameter of an export to its writer: `export` (the zip above),
+`webdataset` (a tar of samples), `imagefolder` (label folders, named by `folder_names`) and
+`jsonl` (documents only); `streams` holds what they share.
 """
 
 from images.archives.entries import manifest_items
 from images.archives.export import ArchiveExporter
+from images.archives.formats import FORMATS, ExportRequest, parse_export
 from images.archives.importer import ArchiveImporter, ImportResult
 from images.archives.layout import archive_file_name
 
 __all__ = [
+    "FORMATS",
     "ArchiveExporter",
     "ArchiveImporter",
+    "ExportRequest",
     "ImportResult",
     "archive_file_name",
     "manifest_items",
+    "parse_export",
 ]

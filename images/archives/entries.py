@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import ijson
 from django.conf import settings
 
 from images.archives.layout import MANIFEST_JSON, MANIFESTS, READ_CHUNK
 from images.exceptions import BadRequest
+from images.limits import bounded_json
+from images.limits.archives import unpacked_size
 from images.paths import RESERVED_PREFIX, validate_file_path
 from images.storage import is_storable_key
 
@@ -29,6 +30,7 @@ class ArchivePlan:
     images: list[zipfile.ZipInfo] = field(default_factory=list)
     manifest: zipfile.ZipInfo | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    unpacked_size: int = 0
 
 
 def open_zip(path: str | Path) -> zipfile.ZipFile:
@@ -57,7 +59,14 @@ def plan_archive(archive: zipfile.ZipFile) -> ArchivePlan:
             plan.skipped.append((name, reason))
         else:
             plan.images.append(info)
+    read = [*plan.images, *([plan.manifest] if plan.manifest else [])]
+    plan.unpacked_size = unpacked_size(read, _archive_bytes(archive))
     return plan
+
+
+def _archive_bytes(archive: zipfile.ZipFile) -> int:
+    archive.fp.seek(0, 2)
+    return archive.fp.tell()
 
 
 def check_entry_name(name: str) -> None:
@@ -109,23 +118,5 @@ def copy_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: IO[bytes]) 
 
 
 def manifest_items(stream: IO[bytes]) -> Iterator[Any]:
-    """The items of a JSON array read as a stream (a block at a time); 400 if it is not one."""
-    items = ijson.sendable_list()
-    parser = ijson.items_coro(items, "item", use_float=True)
-    started = False
-    try:
-        while block := stream.read(READ_CHUNK):
-            if not started:
-                head = block.lstrip(b" \t\r\n\xef\xbb\xbf")
-                if head and not head.startswith(b"["):
-                    raise BadRequest(f"{MANIFEST_JSON} must be a JSON array of documents")
-                started = bool(head)
-            parser.send(block)
-            yield from items
-            del items[:]
-        if not started:
-            raise BadRequest(f"{MANIFEST_JSON} is empty")
-        parser.close()
-    except ijson.JSONError as error:
-        raise BadRequest(f"{MANIFEST_JSON} is not valid JSON") from error
-    yield from items
+    """The items of a JSON array read as a stream, their depth and size bounded as it is read."""
+    return bounded_json.array_items(stream, MANIFEST_JSON, bounded_json.MAX_DATA_DEPTH + 2)

@@ -33,6 +33,8 @@ from images.archives.import_index import ImportIndex
 from images.archives.layout import MANIFEST_JSON, Progress
 from images.dates import now, parse_date
 from images.exceptions import BadRequest
+from images.limits.disk import ensure_room
+from images.limits.documents import check_data
 from images.paths import storage_key, validate_file_path
 from images.query import parse_object_id
 from images.repository import ImageRepository
@@ -102,6 +104,7 @@ class ArchiveImporter:
             plan = plan_archive(archive)
             for info in plan.images:  # every final key within the limits, before any write
                 self.storage_key(info.filename)
+            ensure_room(self.files, plan.unpacked_size)
             for entry, reason in plan.skipped:
                 result.skip(entry, reason)
             if self.progress is not None:
@@ -190,6 +193,7 @@ class ArchiveImporter:
             if not isinstance(data, dict):
                 raise BadRequest("'data' must be a JSON object")
             validate_data(data)
+            check_data({**data, **self.extra_data}, f"{where}: its data")
         except BadRequest as error:
             raise BadRequest(f"{where}: {error.detail}") from None
         return self.storage_key(file), {"_id": image_id, "time": time, "data": data}

@@ -20,6 +20,6 @@ class Progress(Protocol):
     def update(self, n: int = 1) -> object: ...
 
 
-def archive_file_name(moment: dt.datetime | None = None) -> str:
+def archive_file_name(moment: dt.datetime | None = None, extension: str = "zip") -> str:
     moment = (moment or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    return f"images-{moment.strftime('%Y-%m-%dT%H%M%SZ')}.zip"
+    return f"images-{moment.strftime('%Y-%m-%dT%H%M%SZ')}.{extension}"

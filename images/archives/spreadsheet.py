@@ -27,13 +27,27 @@ MAX_CELL_TEXT = 32767
 
 
 def write_documents_xlsx(documents_jsonl: Path, data_keys: Iterable[str], target: Path) -> None:
-    """One sheet: `_id`, `file`, `time`, then the `data` keys; values as text, nested as JSON."""
+    """One sheet: `_id`, `file`, `time`, then the `data` keys; values as text, nested as JSON.
+
+    Every cell but `time` (a date) is written as a string cell, so text starting with `=`
+    stays text: no cell of the sheet is a formula.
+    """
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
 
     columns = list(data_keys)[: MAX_COLUMNS - len(FIXED_COLUMNS)]
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Sheet1")
-    sheet.append([*FIXED_COLUMNS, *(_text(key) for key in columns)])
+
+    def text_cell(value: Any) -> Any:
+        text = _text(value)
+        if text is None:
+            return None
+        cell = WriteOnlyCell(sheet, text)
+        cell.data_type = "s"
+        return cell
+
+    sheet.append([text_cell(name) for name in (*FIXED_COLUMNS, *columns)])
     with open(documents_jsonl, "rb") as lines:
         for line in lines:
             document = orjson.loads(line)
@@ -41,10 +55,10 @@ def write_documents_xlsx(documents_jsonl: Path, data_keys: Iterable[str], target
             data = data if isinstance(data, dict) else {}
             sheet.append(
                 [
-                    _text(document.get("_id")),
-                    _text(document.get("file")),
-                    _time(document.get("time")),
-                    *(_text(data.get(key)) for key in columns),
+                    text_cell(document.get("_id")),
+                    text_cell(document.get("file")),
+                    _time(document.get("time"), text_cell),
+                    *(text_cell(data.get(key)) for key in columns),
                 ]
             )
     workbook.save(target)
@@ -57,14 +71,14 @@ def _text(value: Any) -> str | None:
     return ILLEGAL_CHARACTERS_RE.sub("", text)[:MAX_CELL_TEXT]
 
 
-def _time(value: Any) -> dt.datetime | str | None:
+def _time(value: Any, text_cell) -> Any:
     """A date cell (UTC, as Excel has no zones) when `time` is ISO 8601, else its text."""
     if not isinstance(value, str):
-        return _text(value)
+        return text_cell(value)
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        return _text(value)
+        return text_cell(value)
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
     return parsed

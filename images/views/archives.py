@@ -1,4 +1,5 @@
-"""`GET /export` (a zip streamed as it is made) and `POST /import` (a zip in field `archive`)."""
+"""`GET /export` (an archive streamed as it is made, in the format asked for) and `POST /import`
+(a zip in field `archive`)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from images.archives import ArchiveExporter, ArchiveImporter, archive_file_name
+from images.archives import ArchiveImporter, ExportRequest, archive_file_name, parse_export
 from images.exceptions import BadRequest, PayloadTooLarge
-from images.query import QUERY_PARAMETERS, parse_query
-from images.schemas import ERROR, IMPORT_REQUEST_SCHEMA, IMPORT_RESULT_SCHEMA
+from images.schemas import (
+    ERROR,
+    EXPORT_PARAMETERS,
+    EXPORT_RESPONSES,
+    IMPORT_REQUEST_SCHEMA,
+    IMPORT_RESULT_SCHEMA,
+)
 from images.scope import repository_for
 from images.storage import get_file_store
 from images.uploads import MULTIPART_OVERHEAD, parse_metadata
@@ -50,31 +55,34 @@ class ArchiveUploadHandler(TemporaryFileUploadHandler):
 
 class ExportView(APIView):
     @extend_schema(
-        summary="Export the matching images and their documents as a zip (streamed)",
-        parameters=QUERY_PARAMETERS,
-        responses={
-            (200, "application/zip"): OpenApiTypes.BINARY,
-            400: ERROR,
-            503: ERROR,
-        },
+        summary="Export the matching images and their documents (streamed)",
+        description=(
+            "`format=zip` (default): the original's archive. `webdataset`: a tar of samples "
+            "`<_id>.<ext>` + `<_id>.json`. `imagefolder`: a zip of `<data.<by>>/<name>` "
+            "folders (`_unlabelled/` without a value) and `metadata.jsonl`. `jsonl`: the "
+            "documents only, one per line (honours `select`)."
+        ),
+        parameters=EXPORT_PARAMETERS,
+        responses={**EXPORT_RESPONSES, 400: ERROR, 503: ERROR},
     )
     def get(self, request: Request) -> StreamingHttpResponse:
-        query = parse_query(request.query_params, default_limit=0)
-        exporter = ArchiveExporter(repository_for(request), get_file_store(), query)
+        export = parse_export(request.query_params)
+        exporter = export.exporter(repository_for(request), get_file_store())
         response = StreamingHttpResponse(
-            _started(exporter.stream()), content_type="application/zip"
+            _started(exporter.stream()), content_type=export.format.media_type
         )
-        return _export_headers(response)
+        return _export_headers(response, export)
 
     @extend_schema(exclude=True)
     def head(self, request: Request) -> HttpResponse:
         """The export's headers without making it (the query is still checked)."""
-        parse_query(request.query_params, default_limit=0)
-        return _export_headers(HttpResponse(content_type="application/zip"))
+        export = parse_export(request.query_params)
+        return _export_headers(HttpResponse(content_type=export.format.media_type), export)
 
 
-def _export_headers(response: HttpResponse) -> HttpResponse:
-    response["Content-Disposition"] = f'attachment; filename="{archive_file_name()}"'
+def _export_headers(response: HttpResponse, export: ExportRequest) -> HttpResponse:
+    name = archive_file_name(extension=export.format.extension)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "no-store"
     return response
 

@@ -12,13 +12,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import UnsupportedMediaType
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from images.documents import to_api
 from images.downloads import file_response
 from images.exceptions import BadRequest, ImageNotFound
+from images.limits.bounded_json import BoundedJSONParser
+from images.limits.documents import growth_conditions, refuse_growth
 from images.query import QUERY_PARAMETERS, ImageQuery, parse_object_id, parse_query
 from images.renderers import dumps
 from images.repository import ImageRepository
@@ -47,7 +49,7 @@ DELETE_BATCH = 1000
 
 
 class ImageViewSet(viewsets.ViewSet):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser]
 
     # --- collection -------------------------------------------------------------------------
     @extend_schema(
@@ -99,7 +101,10 @@ class ImageViewSet(viewsets.ViewSet):
         update = build_patch(_json_body(request))
         if not update:
             return Response(_update_result(False, 0, 0))
-        result = repository_for(request).update_many(query.filter, update)
+        repository = repository_for(request)
+        result = repository.update_many(
+            _within_data_limit(repository, query.filter, update), update
+        )
         return Response(_update_result(True, result.matched_count, result.modified_count))
 
     @extend_schema(
@@ -136,7 +141,9 @@ class ImageViewSet(viewsets.ViewSet):
         repository = repository_for(request)
         if not update:
             return Response(to_api(_get_or_404(repository, pk)))
-        document = repository.update_one(image_id, update)
+        document = repository.update_one(
+            image_id, update, _within_data_limit(repository, {"_id": image_id}, update)
+        )
         if document is None:
             raise ImageNotFound(pk)
         return Response(to_api(document))
@@ -197,6 +204,21 @@ def _list_total(repository: ImageRepository, query: ImageQuery, found: int) -> i
     if found < query.limit and (found or not query.skip):
         return query.skip + found
     return repository.count(query.filter)
+
+
+def _within_data_limit(
+    repository: ImageRepository, query_filter: dict[str, Any], update: dict[str, Any]
+) -> dict[str, Any]:
+    """The filter narrowed to the documents the update keeps within MAX_DATA_SIZE; 413 (and
+    nothing written) when it would take a matched document over it."""
+    conditions = growth_conditions(update)
+    if conditions is None:
+        return query_filter
+    fits, outgrows = conditions
+    over = repository.first_id({"$and": [query_filter, outgrows]})
+    if over is not None:
+        raise refuse_growth(over)
+    return {"$and": [query_filter, fits]}
 
 
 def _get_or_404(repository: ImageRepository, pk: str) -> dict[str, Any]:

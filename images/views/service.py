@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from images.limits.disk import is_full
 from images.repository import ping
 from images.storage import get_file_store
 
@@ -88,20 +89,24 @@ class ReadyView(APIView):
 
     @extend_schema(summary="Readiness: MongoDB and storage reachable", responses={200: dict})
     def get(self, request: Request) -> Response:
-        checks = {"mongodb": ping(), "storage": _storage_ok()}
+        storage = _storage_state()
+        checks = {"mongodb": ping(), "storage": storage == "ok"}
         ready = all(checks.values())
-        return Response(
-            {"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503
-        )
+        body = {"status": "ok" if ready else "unavailable", **checks}
+        if storage == "full":
+            body["storageFull"] = True
+        return Response(body, status=200 if ready else 503)
 
 
-def _storage_ok() -> bool:
+def _storage_state() -> str:
+    """`ok`, `full` (less free than STORAGE_MIN_FREE_SPACE) or `unreachable`."""
+    files = get_file_store()
     try:
-        get_file_store().check()
-        return True
+        files.check()
     except Exception as error:
         logger.warning("Storage check failed: %s", error)
-        return False
+        return "unreachable"
+    return "full" if is_full(files) else "ok"
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

@@ -14,9 +14,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from images import signing
+from images.archives import parse_export
 from images.exceptions import ImageNotFound
-from images.query import QUERY_PARAMETERS, parse_object_id, parse_query
-from images.schemas import ERROR, EXPORT_LINK_SCHEMA, IMAGE_LINKS_SCHEMA
+from images.query import parse_object_id
+from images.schemas import ERROR, EXPORT_LINK_SCHEMA, EXPORT_PARAMETERS, IMAGE_LINKS_SCHEMA
 from images.scope import repository_for
 
 # Per-image GET routes a link is made for, when the service has them (`thumbnail` may not).
@@ -70,12 +71,12 @@ class SignedImageUrlView(APIView):
 class SignedExportUrlView(APIView):
     @extend_schema(
         summary="A signed link to GET /export with this request's query parameters",
-        parameters=QUERY_PARAMETERS,
+        parameters=EXPORT_PARAMETERS,
         request=None,
         responses={200: EXPORT_LINK_SCHEMA, 400: ERROR},
     )
     def post(self, request: Request) -> Response:
         params: QueryDict = request.query_params
-        parse_query(params)  # a bad filter is reported now, not when the link is followed
+        parse_export(params)  # a bad query is reported now, not when the link is followed
         signed = signing.sign("/export", params, signer_id(request))
         return Response({"export": absolute_link(request, signed), "expires": signed.expires})

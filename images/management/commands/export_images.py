@@ -1,4 +1,5 @@
-"""`python manage.py export_images OUT.zip [--filter JSON] ...`: the export of `GET /export`."""
+"""`python manage.py export_images OUT [--format F] [--filter JSON] ...`: `GET /export` to a
+file."""
 
 from __future__ import annotations
 
@@ -11,19 +12,20 @@ from django.http import QueryDict
 from rest_framework.exceptions import APIException
 from tqdm import tqdm
 
-from images.archives import ArchiveExporter
-from images.query import parse_query
+from images.archives import FORMATS, parse_export
 from images.repository import ImageRepository
 from images.storage import get_file_store
 
-QUERY_OPTIONS = ("filter", "limit", "skip", "sort", "order")
+QUERY_OPTIONS = ("format", "by", "filter", "limit", "skip", "sort", "order")
 
 
 class Command(BaseCommand):
-    help = "Write the matching images and their documents to a zip archive, as GET /export does."
+    help = "Write the matching images and their documents to a file, as GET /export does."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("out", help="the zip file to write")
+        parser.add_argument("out", help="the file to write")
+        parser.add_argument("--format", choices=list(FORMATS), help="as GET /export (default zip)")
+        parser.add_argument("--by", help="with --format imagefolder: the data key of the folders")
         parser.add_argument("--filter", help="MongoDB query document (JSON), as in GET /images")
         parser.add_argument("--limit", help="at most this many images (0 = all)")
         parser.add_argument("--skip", help="skip this many images first")
@@ -40,11 +42,12 @@ class Command(BaseCommand):
         partial = target.with_name(f".{target.name}.partial")
         started = time.monotonic()
         try:
-            query = parse_query(params, default_limit=0)
+            export = parse_export(params)
+            query = export.query
             repository = ImageRepository(owner=user or None)
             total = _expected_count(repository.count(query.filter), query.skip, query.limit)
             with tqdm(total=total, unit="image", desc="exporting", disable=None) as bar:
-                exporter = ArchiveExporter(repository, get_file_store(), query, progress=bar)
+                exporter = export.exporter(repository, get_file_store(), progress=bar)
                 with open(partial, "wb") as archive:
                     for chunk in exporter.stream():
                         archive.write(chunk)

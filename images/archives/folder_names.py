@@ -1,0 +1,132 @@
+"""Names inside an ImageFolder export: a folder per label value, and file names that never
+collide.
+
+A label becomes one path component that is safe on every common file system. Characters that
+are unsafe somewhere (`/`, `\\`, `:`, `*`, `?`, `"`, `<`, `>`, `|`, control characters) and `%`
+itself are written as `%XX` (UTF-8 bytes), so two different labels never share a folder;
+other characters, accents and scripts included, stay as they are. Folders already taken by the
+export's own names are escaped the same way, and over-long labels are cut and suffixed with a
+hash of the full value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from images.exceptions import BadRequest
+
+UNLABELLED = "_unlabelled"
+METADATA_JSONL = "metadata.jsonl"
+MISSING_JSON = "missing_files.json"
+RESERVED_FOLDERS = frozenset({UNLABELLED, METADATA_JSONL, MISSING_JSON})
+MAX_COMPONENT_BYTES = 255
+MAX_FIELD_LENGTH = 256
+MAX_SUFFIX_LENGTH = 16
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|%]')
+
+
+def parse_label_field(raw: str) -> str:
+    """The `by` parameter: a `data` key, dotted for nested values."""
+    if not raw or len(raw) > MAX_FIELD_LENGTH:
+        raise BadRequest(f"Parameter 'by' must be a data key of 1 to {MAX_FIELD_LENGTH} characters")
+    if "$" in raw or "\x00" in raw or any(part == "" for part in raw.split(".")):
+        raise BadRequest(f"Parameter 'by' {raw!r} is not a data key (no '$', no empty part)")
+    return raw
+
+
+def label_value(data: Any, field: str) -> Any:
+    """The value at a dotted path inside `data`; None when any step is missing."""
+    value = data
+    for part in field.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def label_folder(value: Any) -> str:
+    """The folder of a label value; `_unlabelled` for none, null or an empty string."""
+    if value is None or value == "":
+        return UNLABELLED
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    folder = _UNSAFE.sub(_escape, text)
+    if folder.strip(".") == "" or folder in RESERVED_FOLDERS or folder[0] in " .":
+        folder = _escape_char(folder[0]) + folder[1:]
+    if folder[-1] in " .":  # Windows drops trailing dots and spaces
+        folder = folder[:-1] + _escape_char(folder[-1])
+    return _fit(folder, text)
+
+
+def _escape(match: re.Match) -> str:
+    return _escape_char(match.group())
+
+
+def _escape_char(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
+
+
+def _fit(folder: str, text: str) -> str:
+    if len(folder.encode("utf-8")) <= MAX_COMPONENT_BYTES:
+        return folder
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    cut = _cut(folder, MAX_COMPONENT_BYTES - 17)
+    percent = cut.rfind("%", len(cut) - 2)  # never end inside an escape
+    return (cut[:percent] if percent >= 0 else cut) + "~" + digest
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    """The longest prefix of `text` within `max_bytes` of UTF-8."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
+
+
+class FolderNames:
+    """The paths given out so far, on disk (SQLite) so memory does not grow with the export.
+
+    Paths are compared case-folded: an archive unpacked on a case-insensitive file system
+    loses nothing either.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.connection = sqlite3.connect(path)
+        self.connection.execute("PRAGMA journal_mode = OFF")
+        self.connection.execute("PRAGMA synchronous = OFF")
+        self.connection.execute("CREATE TABLE taken (path TEXT PRIMARY KEY)")
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def claim(self, folder: str, file: str, image_id: str) -> str:
+        """A free path for `file` (a storage path) in `folder`: its own name, or, when that is
+        taken, the name with the image's id before the extension."""
+        name = posixpath.basename(file)
+        stem, suffix = posixpath.splitext(name)
+        if len(suffix) > MAX_SUFFIX_LENGTH:
+            stem, suffix = name, ""
+        candidates = [name, _with_tag(stem, suffix, image_id)]
+        attempt = 1
+        while True:
+            for candidate in candidates:
+                path = f"{folder}/{candidate}"
+                if self._take(path):
+                    return path
+            attempt += 1
+            candidates = [_with_tag(stem, suffix, f"{image_id}-{attempt}")]
+
+    def _take(self, path: str) -> bool:
+        try:
+            self.connection.execute("INSERT INTO taken VALUES (?)", (path.casefold(),))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+
+def _with_tag(stem: str, suffix: str, tag: str) -> str:
+    room = MAX_COMPONENT_BYTES - len(f"-{tag}{suffix}".encode())
+    return f"{_cut(stem, max(room, 1))}-{tag}{suffix}"

@@ -1,0 +1,141 @@
+"""`GET /export?format=webdataset`: the selected images as a tar of WebDataset samples.
+
+Each image is one sample of two members, `<key>.<ext>` (its bytes) then `<key>.json` (its
+document as the API prints it). The key is the image's `_id`: stable from one export to the
+next, unique, and free of the dots and slashes WebDataset reads as the end of a key. The
+extension comes from the decoded format (`jpg`, `png`, ...), so decoders pick the right codec
+whatever the stored name says; bytes that are not a known image format are `bin`. Images whose
+file cannot be read are left out; their documents and the reason are listed at the end in
+`__imagestore__/missing_files.json`, a name WebDataset skips as metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from images.archives.layout import READ_CHUNK
+from images.archives.streams import StreamedExport, UnreadableFile, file_chunks, open_stored
+from images.documents import to_api
+from images.renderers import dumps
+
+MISSING_MEMBER = "__imagestore__/missing_files.json"
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+# A file is copied aside before its header is written, so that the size in the header is the
+# size of the bytes that follow even if the stored file changes meanwhile.
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+# Pillow's format names → the extension WebDataset's decoders know.
+FORMAT_EXTENSIONS = {
+    "JPEG": "jpg",
+    "MPO": "jpg",
+    "PNG": "png",
+    "GIF": "gif",
+    "WEBP": "webp",
+    "TIFF": "tiff",
+    "BMP": "bmp",
+    "PPM": "ppm",
+    "ICO": "ico",
+    "JPEG2000": "jp2",
+    "AVIF": "avif",
+}
+FALLBACK_EXTENSION = "bin"
+
+
+def sample_extension(document: dict[str, Any]) -> str:
+    """The member extension of a document's image bytes."""
+    known = FORMAT_EXTENSIONS.get(document.get("format") or "")
+    if known:
+        return known
+    file = document.get("file")
+    suffix = posixpath.splitext(file)[1][1:].lower() if isinstance(file, str) else ""
+    return suffix if suffix in FORMAT_EXTENSIONS.values() else FALLBACK_EXTENSION
+
+
+class WebDatasetExporter(StreamedExport):
+    """The images selected by `query` as a WebDataset tar, produced while it is sent."""
+
+    def _pieces(self) -> Iterator[bytes]:
+        tar = TarStream()
+        with tempfile.TemporaryDirectory(prefix="imagestore-export-") as scratch:
+            missing_path = Path(scratch) / "missing.json"
+            with open(missing_path, "wb") as missing:
+                for document in self._documents():
+                    try:
+                        yield from self._sample(tar, document, scratch)
+                    except UnreadableFile as problem:
+                        report = {"_id": str(document["_id"]), "file": document.get("file")}
+                        missing.write(b"," if self.missing else b"[")
+                        missing.write(dumps({**report, "reason": str(problem)}))
+                        self.missing += 1
+                if self.missing:
+                    missing.write(b"]")
+            if self.missing:
+                size = missing_path.stat().st_size
+                yield from tar.member(MISSING_MEMBER, size, file_chunks(missing_path))
+            yield tar.end()
+
+    def _sample(self, tar: TarStream, document: dict[str, Any], scratch: str) -> Iterator[bytes]:
+        printed = to_api(document)
+        key = printed["_id"]
+        mtime = _timestamp(document.get("time"))
+        opened = open_stored(self.files, document.get("file"))
+        with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=scratch) as spool:
+            size = _copy(opened.chunks, spool)
+            spool.seek(0)
+            image = f"{key}.{sample_extension(document)}"
+            yield from tar.member(image, size, _read_all(spool), mtime)
+        described = dumps(printed)
+        yield from tar.member(f"{key}.json", len(described), iter([described]), mtime)
+
+
+class TarStream:
+    """A POSIX tar written member by member, as bytes to send."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def member(self, name: str, size: int, chunks: Iterator[bytes], mtime: int = 0):
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mtime = mtime
+        info.mode = 0o644
+        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+        yield header
+        yield from chunks
+        padding = b"\0" * (-size % BLOCK)
+        yield padding
+        self.offset += len(header) + size + len(padding)
+
+    def end(self) -> bytes:
+        """Two zero blocks, then zeros up to a whole record, as tar itself ends an archive."""
+        closing = 2 * BLOCK
+        closing += -(self.offset + closing) % RECORD
+        self.offset += closing
+        return b"\0" * closing
+
+
+def _copy(chunks: Iterator[bytes], out: IO[bytes]) -> int:
+    size = 0
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            size += len(chunk)
+    except (FileNotFoundError, NotADirectoryError):
+        raise UnreadableFile("file removed from storage while it was read") from None
+    return size
+
+
+def _read_all(source: IO[bytes]) -> Iterator[bytes]:
+    while chunk := source.read(READ_CHUNK):
+        yield chunk
+
+
+def _timestamp(value: Any) -> int:
+    return int(value.timestamp()) if isinstance(value, dt.datetime) else 0

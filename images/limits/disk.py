@@ -1,0 +1,38 @@
+"""A floor of free space on local storage: writes that would leave less than
+STORAGE_MIN_FREE_SPACE are refused (507) before they start, readiness reports the storage as
+full below it, and a disk that fills anyway answers 507 (see `images.exceptions`)."""
+
+from __future__ import annotations
+
+import shutil
+
+from django.conf import settings
+
+from images.exceptions import InsufficientStorage
+from images.storage import FileStore, LocalFileStore
+
+
+def free_bytes(files: FileStore) -> int | None:
+    """Free bytes where local files are stored; None for object storage (no such limit)."""
+    if not isinstance(files, LocalFileStore):
+        return None
+    try:
+        return shutil.disk_usage(files.root).free
+    except OSError:
+        return None
+
+
+def ensure_room(files: FileStore, needed: int) -> None:
+    """507 when writing `needed` bytes would leave less than STORAGE_MIN_FREE_SPACE free."""
+    free = free_bytes(files)
+    reserve = settings.STORAGE_MIN_FREE_SPACE
+    if free is not None and free - needed < reserve:
+        raise InsufficientStorage(
+            f"The storage is full: {free} bytes free, {needed} needed and "
+            f"{reserve} kept free (STORAGE_MIN_FREE_SPACE)"
+        )
+
+
+def is_full(files: FileStore) -> bool:
+    free = free_bytes(files)
+    return free is not None and free < settings.STORAGE_MIN_FREE_SPACE
