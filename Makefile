@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-dev browser bench clean
+.PHONY: run test lint install install-dev browser bench bench-compare bench-growth clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ test: install-dev browser lint
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run
+
+# The original (built by ../shared/tools/original.sh) and imagestore side by side.
+bench-compare: install-dev
+	$(BIN)/python -m benchmarks.run --compare original
+
+# List, get, upload and /fields at 2,000, 20,000 and 200,000 documents.
+bench-growth: install-dev
+	$(BIN)/python -m benchmarks.run --growth
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -66,16 +66,17 @@ def import_body(jpeg: bytes, images: int) -> bytes:
     )
 
 
-def seed_documents(count: int, batch: int = 1000) -> Iterator[list[dict[str, Any]]]:
-    """Documents as the service stores them, `data.camera` spread over SEED_CAMERAS values."""
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+def seed_documents(count: int, batch: int = 1000, start: int = 0) -> Iterator[list[dict[str, Any]]]:
+    """Documents as the service stores them, `data.camera` spread over SEED_CAMERAS values;
+    numbered from `start` (a collection grown in steps keeps its paths unique)."""
+    first_time = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     documents = []
-    for index in range(count):
+    for index in range(start, start + count):
         documents.append(
             {
                 "file": f"seed/{index:06d}.jpg",
                 "userId": None,
-                "time": start + dt.timedelta(seconds=index),
+                "time": first_time + dt.timedelta(seconds=index),
                 "data": {
                     "camera": f"cam{index % SEED_CAMERAS:02d}",
                     "site": f"site{index % 7}",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks import payloads
+from benchmarks import compare, growth, payloads
 from benchmarks.processes import load_average, rss_bytes
 from benchmarks.report import Row, RunFigures, mib, table
 from benchmarks.scenarios import SCENARIO_GROUPS, Fixtures, Scenario, build_scenarios
@@ -58,6 +58,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, help="runs per scenario (medians are printed)")
     parser.add_argument("--seconds", type=float, help="time limit of one run")
     parser.add_argument("--requests", type=int, help="request limit of one run")
+    parser.add_argument(
+        "--compare",
+        metavar="original|PATH",
+        help="run the original (needs ../shared/tools/original.sh), or imagestore at another "
+        "checkout PATH, side by side with this one",
+    )
+    parser.add_argument("--growth", action="store_true", help="cost of requests by collection size")
+    compare.add_arguments(parser)
+    growth.add_arguments(parser)
     arguments = parser.parse_args(argv)
     groups = [name.strip() for name in arguments.scenarios.split(",") if name.strip()]
     unknown = sorted(set(groups) - set(SCENARIO_GROUPS))
@@ -165,12 +174,8 @@ class Runner:
             print(f"  {scenario.label}: {row.note}", flush=True)
             return row
         self.set_camera_index(scenario.camera_index)
-        body_path = None
-        if scenario.body is not None:
-            body_path = self.workdir / f"body-{number}.bin"
-            body_path.write_bytes(scenario.body)
         for run in range(self.plan.repeat):
-            row.runs.append(self.run_once(scenario, body_path, f"{number}-{run}-"))
+            row.runs.append(self.run_scenario(scenario, f"{number}-{run}-"))
             figures = row.runs[-1]
             print(
                 f"  {scenario.label} run {run + 1}: {figures.throughput:.0f} req/s, "
@@ -179,6 +184,14 @@ class Runner:
                 flush=True,
             )
         return row
+
+    def run_scenario(self, scenario: Scenario, prefix: str) -> RunFigures:
+        """One run; `prefix` makes the names of uploaded files unique to it."""
+        body_path = None
+        if scenario.body is not None:
+            body_path = self.workdir / "body.bin"
+            body_path.write_bytes(scenario.body)
+        return self.run_once(scenario, body_path, prefix)
 
     def run_once(self, scenario: Scenario, body_path: Path | None, prefix: str) -> RunFigures:
         limit = min(self.plan.max_requests, scenario.max_requests or self.plan.max_requests)
@@ -245,6 +258,10 @@ def describe(arguments: argparse.Namespace, plan: Plan) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_args(argv)
+    if arguments.compare:
+        return compare.run(arguments, Runner)
+    if arguments.growth:
+        return growth.run(arguments, Runner)
     plan = plan_for(arguments)
     print(describe(arguments, plan), flush=True)
     options = ServerOptions(arguments.workers, arguments.threads, arguments.worker_class)

@@ -1,4 +1,9 @@
-"""The service under test: a fresh SecantusDB and `manage.py serve` in a temporary directory."""
+"""The services under test: a fresh SecantusDB and `manage.py serve` in a temporary directory.
+
+`BenchDatabase` is the SecantusDB server; `BenchService` is imagestore against a database of its
+own (or against a shared `BenchDatabase`, for side-by-side runs); `benchmarks.original` runs the
+original service the same way.
+"""
 
 from __future__ import annotations
 
@@ -27,20 +32,61 @@ class ServerOptions:
     worker_class: str | None = None
 
 
-class BenchService:
-    """Starts the database, then the service against it; both stopped by `stop()`."""
+class BenchDatabase:
+    """A SecantusDB server in `workdir/db`, on a free port, stopped by `stop()`."""
 
-    def __init__(self, workdir: Path, options: ServerOptions) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.options = options
-        self.db_port = embedded_db.free_port()
         self.port = embedded_db.free_port()
-        self.db_process: subprocess.Popen | None = None
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        storage = self.workdir / "db"
+        storage.mkdir(parents=True)
+        self.process = embedded_db.start_process(storage, self.port, self.workdir / "db.log")
+        embedded_db.wait_until_listening(self.port, self.process, 60)
+
+    def uri(self, database: str) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/{database}"
+
+    def group(self) -> ProcessGroup:
+        return ProcessGroup([self.process.pid])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            embedded_db.stop_pid(self.process.pid)
+
+
+class BenchService:
+    """imagestore on a free port; it starts (and stops) its own database unless given one."""
+
+    name = "imagestore"
+    ready_path = "/health/live"
+
+    def __init__(
+        self,
+        workdir: Path,
+        options: ServerOptions | None = None,
+        database: BenchDatabase | None = None,
+        database_name: str = DATABASE,
+        root: Path = REPO_ROOT,
+    ) -> None:
+        self.workdir = workdir
+        self.root = root
+        self.options = options or ServerOptions()
+        self.owns_database = database is None
+        self.database = database or BenchDatabase(workdir)
+        self.database_name = database_name
+        self.port = embedded_db.free_port()
         self.process: subprocess.Popen | None = None
 
     @property
+    def db_port(self) -> int:
+        return self.database.port
+
+    @property
     def mongodb_uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.db_port}/{DATABASE}"
+        return self.database.uri(self.database_name)
 
     @property
     def base_url(self) -> str:
@@ -49,6 +95,10 @@ class BenchService:
     @property
     def uploads(self) -> Path:
         return self.workdir / "uploads"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
 
     def environment(self) -> dict[str, str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "OIDC_"))}
@@ -62,12 +112,8 @@ class BenchService:
         )
         return environment
 
-    def start(self) -> None:
-        storage = self.workdir / "db"
-        storage.mkdir(parents=True)
-        self.db_process = embedded_db.start_process(storage, self.db_port, self.workdir / "db.log")
-        embedded_db.wait_until_listening(self.db_port, self.db_process, 60)
-        command = [sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--host", "127.0.0.1"]
+    def command(self) -> list[str]:
+        command = [sys.executable, str(self.root / "manage.py"), "serve", "--host", "127.0.0.1"]
         for flag, value in (
             ("--workers", self.options.workers),
             ("--threads", self.options.threads),
@@ -75,9 +121,14 @@ class BenchService:
         ):
             if value is not None:
                 command += [flag, str(value)]
-        with open(self.workdir / "service.log", "ab") as log:
+        return command
+
+    def start(self) -> None:
+        if self.owns_database:
+            self.database.start()
+        with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=self.environment(), stdout=log, stderr=log
+                self.command(), cwd=self.root, env=self.environment(), stdout=log, stderr=log
             )
         self.wait_until_ready()
 
@@ -85,30 +136,30 @@ class BenchService:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                log = (self.workdir / "service.log").read_text()[-2000:]
-                raise RuntimeError(f"the service exited:\n{log}")
+                log = self.log_path.read_text()[-2000:]
+                raise RuntimeError(f"{self.name} exited:\n{log}")
             try:
-                if httpx.get(f"{self.base_url}/health/live", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url}{self.ready_path}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("the service did not answer /health/live in time")
+        raise RuntimeError(f"{self.name} did not answer {self.ready_path} in time")
 
     def service_group(self) -> ProcessGroup:
-        """The gunicorn master and its workers (looked up again: a worker may be replaced)."""
+        """The server process and its children (looked up again: a worker may be replaced)."""
         return ProcessGroup([self.process.pid, *children(self.process.pid)])
 
     def database_group(self) -> ProcessGroup:
-        return ProcessGroup([self.db_process.pid])
+        return self.database.group()
 
     def mongo(self) -> MongoClient:
         return MongoClient(self.mongodb_uri, tz_aware=True)
 
     def manage(self, *arguments: str) -> str:
         completed = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "manage.py"), *arguments],
-            cwd=REPO_ROOT,
+            [sys.executable, str(self.root / "manage.py"), *arguments],
+            cwd=self.root,
             env=self.environment(),
             capture_output=True,
             text=True,
@@ -124,5 +175,5 @@ class BenchService:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.db_process is not None:
-            embedded_db.stop_pid(self.db_process.pid)
+        if self.owns_database:
+            self.database.stop()
