@@ -161,29 +161,38 @@ class LocalFileStore(FileStore):
                 continue
             sync_directory(created.parent)
 
-    def _write_atomically(self, key: str, write: Callable[[Path], object]) -> None:
-        """`write` fills a temporary file beside the target, which is then renamed into place."""
+    def _write_atomically(
+        self, key: str, write: Callable[[Path], object], durable: bool = False
+    ) -> None:
+        """`write` fills a temporary file beside the target, which is then renamed into place
+        (`durable`: its data reaches the disk first)."""
         target = self.path(key)
         self._make_parents(target)
         # Of fixed length: a name of up to NAME_MAX bytes must still leave room for it.
         temporary = target.parent / f".{uuid.uuid4().hex}.tmp"
         try:
             write(temporary)
-            sync_file(temporary)
+            if durable:
+                sync_file(temporary)
             os.replace(temporary, target)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
 
-    def save(self, key: str, source: IO[bytes]) -> None:
+    def save(self, key: str, source: IO[bytes], durable: bool = False) -> None:
         def copy(temporary: Path) -> None:
             with open(temporary, "wb") as out:
                 shutil.copyfileobj(source, out, CHUNK_SIZE)
 
-        self._write_atomically(key, copy)
+        self._write_atomically(key, copy, durable)
 
-    def save_path(self, key: str, source_path: str) -> None:
-        self._write_atomically(key, lambda temporary: shutil.copyfile(source_path, temporary))
+    def stage(self, source: IO[bytes], staging: str) -> None:
+        self.save(staging, source, durable=True)
+
+    def save_path(self, key: str, source_path: str, durable: bool = False) -> None:
+        self._write_atomically(
+            key, lambda temporary: shutil.copyfile(source_path, temporary), durable
+        )
 
     def stage_path(self, source_path: str, staging: str) -> None:
         """Rename a temporary file in when it is on the same filesystem, else copy it."""
@@ -192,7 +201,7 @@ class LocalFileStore(FileStore):
         try:
             os.replace(source_path, target)
         except OSError:
-            self.save_path(staging, source_path)
+            self.save_path(staging, source_path, durable=True)
             return
         os.chmod(target, 0o644)
         sync_file(target)

@@ -388,8 +388,8 @@ def test_full_disk_is_507_with_nothing_stored(api, collection, monkeypatch):
     def full(self, key, source):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(LocalFileStore, "save", full)
-    monkeypatch.setattr(LocalFileStore, "move_into_place", full)
+    monkeypatch.setattr(LocalFileStore, "stage", full)
+    monkeypatch.setattr(LocalFileStore, "stage_path", full)
     response = upload(api, "a.jpg")
     assert "full" in detail(response, 507)
     big = upload(api, "b.jpg", noise_image(800, 800))  # spooled to a temporary file
