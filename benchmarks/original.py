@@ -17,11 +17,13 @@ class OriginalUnavailable(RuntimeError):
 
 
 def find_tool() -> Path:
-    """`original.sh` from $IMAGESTORE_SHARED, else from a `shared` directory beside the
-    repository or beside one of its parents (a worktree sits one level deeper than a clone)."""
+    """`original.sh` from $IMAGESTORE_SHARED when set, else from a `shared` directory beside
+    the repository or beside one of its parents (a worktree sits deeper than a clone)."""
     configured = os.environ.get("IMAGESTORE_SHARED", "").strip()
-    candidates = [Path(configured)] if configured else []
-    candidates += [parent / "shared" for parent in REPO_ROOT.parents]
+    if configured:
+        candidates = [Path(configured)]
+    else:
+        candidates = [parent / "shared" for parent in REPO_ROOT.parents]
     for shared in candidates:
         if (shared / TOOL).is_file():
             return shared / TOOL

@@ -173,7 +173,7 @@ def parse_filter(raw: str | None) -> dict[str, Any]:
     """The `filter` parameter: a JSON object using query operators only."""
     if raw is None or len(raw) > MAX_FILTER_LENGTH:
         raise BadRequest(f"Malformed filter: at most {MAX_FILTER_LENGTH} characters of JSON")
-    document = bounded_json.loads(raw, "Malformed filter: the text", MAX_FILTER_DEPTH)
+    document = bounded_json.loads(raw, "The filter", MAX_FILTER_DEPTH)
     if not isinstance(document, dict):
         raise BadRequest("Malformed filter: must be a JSON object")
     return _clean_document(document, depth=1)

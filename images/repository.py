@@ -23,6 +23,7 @@ from pymongo.collection import Collection
 from pymongo.errors import (
     BulkWriteError,
     CursorNotFound,
+    DuplicateKeyError,
     ExecutionTimeout,
     OperationFailure,
     PyMongoError,
@@ -112,6 +113,8 @@ def ensure_indexes(collection: Collection | None = None, data_fields: list[str] 
         collection.create_index([("time", ASCENDING)]),
         collection.create_index([("userId", ASCENDING)]),
         collection.create_index([("sha256", ASCENDING)]),
+        # Duplicates of one owner, read in hash order (images.duplicates).
+        collection.create_index([("userId", ASCENDING), ("sha256", ASCENDING)]),
         collection.create_index([("file", ASCENDING)]),
     ]
     names += [collection.create_index([(f"data.{name}", ASCENDING)]) for name in data_fields]
@@ -294,6 +297,55 @@ class ImageRepository:
 
     def get_by_file(self, file: str) -> dict[str, Any] | None:
         return self.collection.find_one({"userId": self.owner, "file": file})
+
+    # --- duplicates (images.duplicates) -----------------------------------------------------
+    def oldest_with_sha256(self, sha256: str, exclude_file: str) -> dict[str, Any] | None:
+        found = self.collection.find(
+            self.scoped({"sha256": sha256, "file": {"$ne": exclude_file}}),
+            sort=[("_id", ASCENDING)],
+            limit=1,
+            max_time_ms=self.max_time_ms,
+        )
+        return next(iter(found), None)
+
+    def iter_sha256(self, after: str = "") -> Iterator[str]:
+        """Every hash in scope greater than `after`, in order, one per document (read from
+        the index: nothing else is projected)."""
+        cursor = self.collection.find(
+            self.scoped({"sha256": {"$gt": after}}),
+            {"sha256": 1, "_id": 0},
+            sort=[("sha256", ASCENDING)],
+            batch_size=1000,
+            max_time_ms=self.max_time_ms,
+        )
+        with cursor:
+            for document in cursor:
+                yield document["sha256"]
+
+    def files_with_sha256(self, sha256: str, limit: int) -> list[dict[str, str]]:
+        found = self.collection.find(
+            self.scoped({"sha256": sha256}),
+            {"_id": 1, "file": 1},
+            sort=[("_id", ASCENDING)],
+            limit=limit,
+            max_time_ms=self.max_time_ms,
+        )
+        return [{"_id": str(doc["_id"]), "file": doc.get("file")} for doc in found]
+
+    def take_claim(self, name: str, token: str, stale_seconds: int) -> bool:
+        """Hold the claim `name` (see images.duplicates.claims); False while another holds it."""
+        claims = self.collection.database["claims"]
+        moment = dt.datetime.now(dt.UTC)
+        stale = moment - dt.timedelta(seconds=stale_seconds)
+        claims.delete_one({"_id": name, "at": {"$lt": stale}})
+        try:
+            claims.insert_one({"_id": name, "token": token, "at": moment})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def release_claim(self, name: str, token: str) -> None:
+        self.collection.database["claims"].delete_one({"_id": name, "token": token})
 
     def field_names(self, sample_size: int) -> list[str]:
         """Top-level `data` keys of the newest `sample_size` images in scope.

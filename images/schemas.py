@@ -77,6 +77,13 @@ IMPORT_REQUEST_SCHEMA = inline_serializer(
         "time": serializers.DateTimeField(
             required=False, help_text="Time of the images that `mongodb_data.json` lacks."
         ),
+        "on_duplicate": serializers.ChoiceField(
+            ["reject", "skip"],
+            required=False,
+            help_text="An entry whose bytes the caller already stores at another path (or an "
+            "earlier entry brought) is not stored and is listed in `duplicates`; with `reject` "
+            "it is listed in `skipped` too. Absent: stored anyway.",
+        ),
     },
 )
 IMPORT_RESULT_SCHEMA = inline_serializer(
@@ -90,6 +97,15 @@ IMPORT_RESULT_SCHEMA = inline_serializer(
         ),
         "skippedCount": serializers.IntegerField(
             required=False, help_text="Present when more were skipped than listed."
+        ),
+        "duplicates": serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            help_text="With `on_duplicate`: `{entry, _id, file}` of the image each entry "
+            "repeats (`_id` null when it is an earlier entry of the same archive).",
+        ),
+        "duplicatesCount": serializers.IntegerField(
+            required=False, help_text="Present when more duplicates were found than listed."
         ),
     },
 )
@@ -136,6 +152,62 @@ EXPORT_RESPONSES = {
 EXPORT_LINK_SCHEMA = inline_serializer(
     "SignedExportUrl",
     {"export": serializers.URLField(), "expires": serializers.IntegerField()},
+)
+
+DUPLICATE_PAGE_PARAMETERS = [
+    OpenApiParameter(
+        "after",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=False,
+        description="The `next` of the previous page: groups with a greater sha256.",
+    ),
+    OpenApiParameter(
+        "limit",
+        OpenApiTypes.INT,
+        OpenApiParameter.QUERY,
+        required=False,
+        description="Groups per page, 1 to 1000 (default 100).",
+    ),
+]
+DUPLICATE_ITEM_SCHEMA = inline_serializer(
+    "DuplicateItem", {"_id": serializers.CharField(), "file": serializers.CharField()}
+)
+DUPLICATE_GROUP_SCHEMA = inline_serializer(
+    "DuplicateGroup",
+    {
+        "sha256": serializers.CharField(),
+        "count": serializers.IntegerField(help_text="Images with these bytes."),
+        "items": DUPLICATE_ITEM_SCHEMA.__class__(many=True, help_text="Oldest first, ≤ 1000."),
+    },
+)
+DUPLICATE_PAGE_SCHEMA = inline_serializer(
+    "DuplicatePage",
+    {
+        "limit": serializers.IntegerField(),
+        "items": DUPLICATE_GROUP_SCHEMA.__class__(many=True),
+        "next": serializers.CharField(
+            allow_null=True, help_text="`after` for the next page; null on the last page."
+        ),
+    },
+)
+DUPLICATE_CONFLICT_SCHEMA = inline_serializer(
+    "DuplicateConflict",
+    {
+        "detail": serializers.CharField(),
+        "_id": serializers.CharField(help_text="The image already holding these bytes."),
+        "file": serializers.CharField(),
+    },
+)
+ON_DUPLICATE_PARAMETER = OpenApiParameter(
+    "on_duplicate",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    required=False,
+    enum=["reject", "skip"],
+    description="When the caller already stores the same bytes (sha256) at another path: "
+    "`reject` answers 409 with that image's `_id` and `file`, `skip` answers 200 with its "
+    "document; nothing is stored. Absent: stored anyway (the original's behaviour).",
 )
 
 ERROR_SCHEMA = inline_serializer("Error", {"detail": serializers.CharField()})

@@ -17,6 +17,8 @@ from django.http import QueryDict
 from PIL import Image, UnidentifiedImageError
 
 from images.dates import now, parse_date
+from images.duplicates.claims import claimed
+from images.duplicates.policy import OnDuplicate, rejection, stored_copy
 from images.exceptions import BadRequest, Conflict, PayloadTooLarge
 from images.limits import bounded_json
 from images.limits.disk import ensure_room
@@ -193,10 +195,15 @@ class UploadStore:
         self.writer = FileWriter(files)
 
     def store(
-        self, upload: UploadedFile, meta: UploadMetadata, digest: tuple[str, int] | None
+        self,
+        upload: UploadedFile,
+        meta: UploadMetadata,
+        digest: tuple[str, int] | None,
+        on_duplicate: OnDuplicate | None = None,
     ) -> dict[str, Any]:
-        owner = self.repository.owner
-        key = storage_key(meta.file or upload_file_name(upload.name), owner)
+        """The stored document; with `on_duplicate`, bytes the owner already stores at another
+        path are not stored again: 409 (reject) or that image's document (skip)."""
+        key = storage_key(meta.file or upload_file_name(upload.name), self.repository.owner)
         if upload.size == 0:
             raise BadRequest("The uploaded file is empty")
         facts = inspect_image(upload, key)
@@ -205,7 +212,21 @@ class UploadStore:
         ensure_room(self.files, size)
         if meta.image_id is not None:
             self._check_chosen_id(key, meta.image_id)
-        staged = self._stage(key, upload, sha256, size)
+        if on_duplicate is None:
+            return self._write(key, upload, meta, facts)
+        with claimed(self.repository, sha256):
+            existing = stored_copy(self.repository, sha256, key)
+            if existing is None:
+                return self._write(key, upload, meta, facts)
+        if on_duplicate is OnDuplicate.REJECT:
+            raise rejection(existing)
+        return existing
+
+    def _write(
+        self, key: str, upload: UploadedFile, meta: UploadMetadata, facts: dict[str, Any]
+    ) -> dict[str, Any]:
+        sha256 = facts["sha256"]
+        staged = self._stage(key, upload, sha256, facts["size"])
         outcome: dict[str, Any] = {}
 
         def write_document(items: list[StagedFile]) -> list[str]:

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from images.thumbnails import AnyAcceptNegotiation
 from images.views.archives import ExportView, ImportView
+from images.views.duplicates import DuplicateListView
 from images.views.fields import FieldListView, FieldValuesView
 from images.views.gallery import GalleryView
 from images.views.images import ImageViewSet
@@ -26,6 +27,7 @@ image_thumbnail = ImageViewSet.as_view(
 urlpatterns = [
     path("", InfoView.as_view(), name="info"),
     path("images", images, name="images"),
+    path("images/duplicates", DuplicateListView.as_view(), name="image-duplicates"),
     path("images/<str:pk>", image, name="image"),
     path("images/<str:pk>/image", image_file, name="image-file"),
     path("images/<str:pk>/file", image_file, name="image-file-alias"),

@@ -548,15 +548,15 @@ def test_storage_failure_midway_leaves_no_document_without_its_file(
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setattr(archive_importer, "DOCUMENT_BATCH", batch)
     saves = []
-    original_save = LocalFileStore.save
+    original_stage = LocalFileStore.stage
 
-    def failing_save(self, key, source):
-        saves.append(key)
+    def failing_stage(self, source, staging):
+        saves.append(staging)
         if len(saves) == 4:
             raise OSError(28, "No space left on device")
-        return original_save(self, key, source)
+        return original_stage(self, source, staging)
 
-    monkeypatch.setattr(LocalFileStore, "save", failing_save)
+    monkeypatch.setattr(LocalFileStore, "stage", failing_stage)
     content = make_zip({f"{i}.png": PNG for i in range(6)})
     response = post_archive(api, content)
     assert response.status_code == 507

@@ -14,6 +14,7 @@ import openpyxl
 import pytest
 from PIL import Image
 
+from images.limits.bounded_json import DepthGauge
 from images.storage import LocalFileStore, get_file_store
 from tests.helpers import image_bytes, noise_image, upload
 
@@ -84,6 +85,27 @@ def test_json_within_the_depth_limit_is_kept(api):
     assert image.status_code == 200, image.content
     put = api.put(f"/images/{image.json()['_id']}", {"x": value}, format="json")
     assert put.status_code == 200 and put.json()["data"] == {"x": value}
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64, 10**6])
+def test_depth_is_measured_the_same_whatever_the_pieces(piece):
+    text = json.dumps(
+        [{"s": 'a"[[{\\', "t": "]]}}", "n": [[[1]]], "e": ""}, [[["x\\"]]], {"k": {"j": []}}]
+    ).encode()
+    gauge = DepthGauge()
+    for start in range(0, len(text), piece):
+        gauge.feed(text[start : start + piece])
+    assert (gauge.peak, gauge.depth, gauge.carry) == (5, 0, b"")
+
+
+def test_hostile_strings_are_measured_in_one_pass(api):
+    image = upload(api, "a.jpg").json()
+    escaped_quotes = '{"x": "' + '\\"' * 400_000 + '"}'
+    response = api.patch(f"/images/{image['_id']}", escaped_quotes, content_type="application/json")
+    assert response.status_code == 200 and response.json()["data"]["x"] == '"' * 400_000
+    unterminated = "[" * 40 + '"' + '\\"' * 400_000
+    response = api.patch(f"/images/{image['_id']}", unterminated, content_type="application/json")
+    assert "deeper than" in detail(response, 400)
 
 
 @pytest.mark.parametrize("depth", [17, 5_000])
@@ -271,6 +293,9 @@ def test_values_set_over_the_limit_by_themselves_are_413(api, small_data_limit):
     upload(api, "a.jpg")
     response = api.patch("/images", {"b": "y" * 11_000}, format="json")
     assert "MAX_DATA_SIZE" in detail(response, 413)
+    # Each level a dotted key creates counts: 60 keys 20 levels deep, 4 KB flat, 12 KB stored.
+    deep = {".".join([f"p{i}"] * 20): 1 for i in range(60)}
+    assert "MAX_DATA_SIZE" in detail(api.patch("/images", deep, format="json"), 413)
 
 
 def test_concurrent_bulk_patches_cannot_pass_the_limit_together(api, small_data_limit):

@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 import zipfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -120,6 +121,7 @@ def test_database_stopped_mid_reupload_leaves_one_whole_version(api, own_databas
 
     def database_frozen(self, *args, **kwargs):
         os.kill(own_database.process.pid, signal.SIGSTOP)  # the document write hangs
+        wait_until_stopped(own_database.process.pid)
         return real_upsert(self, *args, **kwargs)
 
     ImageRepository.upsert = database_frozen
@@ -137,6 +139,13 @@ def test_database_stopped_mid_reupload_leaves_one_whole_version(api, own_databas
     assert document["sha256"] == sha(stored("a.jpg"))
     assert stored("a.jpg") in (OLD, NEW)
     assert "0 files not matching their sha256" in integrity()
+
+
+def wait_until_stopped(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
 
 def test_storage_failing_after_the_document_is_finished_by_recovery(api, settings, monkeypatch):

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from images.exceptions import BadRequest
+from images.scratch import scratch_database
 
 UNLABELLED = "_unlabelled"
 METADATA_JSONL = "metadata.jsonl"
@@ -94,10 +95,7 @@ class FolderNames:
     """
 
     def __init__(self, path: Path) -> None:
-        self.connection = sqlite3.connect(path)
-        self.connection.execute("PRAGMA journal_mode = OFF")
-        self.connection.execute("PRAGMA synchronous = OFF")
-        self.connection.execute("CREATE TABLE taken (path TEXT PRIMARY KEY)")
+        self.connection = scratch_database(path, "CREATE TABLE taken (path TEXT PRIMARY KEY)")
 
     def close(self) -> None:
         self.connection.close()

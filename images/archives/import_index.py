@@ -6,17 +6,18 @@ stored or skipped, so that each document is matched with its file by key.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from images.scratch import scratch_database
+
 _SCHEMA = """
 CREATE TABLE documents (position INTEGER PRIMARY KEY, key TEXT NOT NULL, record BLOB NOT NULL);
 CREATE INDEX documents_key ON documents (key);
--- stored = 0: the entry was in the archive but skipped.
+-- stored = 0: the entry was in the archive but skipped; 2: not stored, a duplicate.
 CREATE TABLE entries (key TEXT PRIMARY KEY, stored INTEGER NOT NULL);
 -- Keys whose document this import wrote (each counted once).
 CREATE TABLE written (key TEXT PRIMARY KEY);
@@ -27,10 +28,7 @@ _LAST_ITEM = "d.position = (SELECT MAX(position) FROM documents WHERE key = d.ke
 
 class ImportIndex:
     def __init__(self, path: Path) -> None:
-        self.connection = sqlite3.connect(path)
-        self.connection.execute("PRAGMA journal_mode = OFF")
-        self.connection.execute("PRAGMA synchronous = OFF")
-        self.connection.executescript(_SCHEMA)
+        self.connection = scratch_database(path, _SCHEMA)
 
     def close(self) -> None:
         self.connection.close()
@@ -52,6 +50,11 @@ class ImportIndex:
 
     def written_count(self) -> int:
         return self.connection.execute("SELECT COUNT(*) FROM written").fetchone()[0]
+
+    def add_duplicate(self, key: str) -> None:
+        """An entry not stored because its bytes already are: its manifest document is
+        dropped without a report of its own (the entry's report says why)."""
+        self.connection.execute("INSERT OR IGNORE INTO entries VALUES (?, 2)", (key,))
 
     def documents_for(self, keys: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         """The manifest document of each of these keys (the last item for it)."""

@@ -32,6 +32,8 @@ from images.archives.entries import (
 from images.archives.import_index import ImportIndex
 from images.archives.layout import MANIFEST_JSON, Progress
 from images.dates import now, parse_date
+from images.duplicates.imports import ImportDuplicates
+from images.duplicates.policy import OnDuplicate
 from images.exceptions import BadRequest
 from images.limits.disk import ensure_room
 from images.limits.documents import check_data
@@ -64,17 +66,29 @@ class ImportResult:
     imported: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     skipped_count: int = 0
+    # With `on_duplicate`: the entries not stored because their bytes already were.
+    duplicates: list[dict[str, Any]] | None = None
+    duplicates_count: int = 0
 
     def skip(self, entry: str, reason: str) -> None:
         self.skipped_count += 1
         if len(self.skipped) < MAX_REPORTED_SKIPS:
             self.skipped.append({"entry": entry, "reason": reason})
 
+    def duplicate(self, entry: str, copy: dict[str, Any]) -> None:
+        self.duplicates_count += 1
+        if self.duplicates is not None and len(self.duplicates) < MAX_REPORTED_SKIPS:
+            self.duplicates.append({"entry": entry, **copy})
+
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"file": self.file, "imported": self.imported}
         body["skipped"] = self.skipped
         if self.skipped_count > len(self.skipped):
             body["skippedCount"] = self.skipped_count
+        if self.duplicates is not None:
+            body["duplicates"] = self.duplicates
+            if self.duplicates_count > len(self.duplicates):
+                body["duplicatesCount"] = self.duplicates_count
         return body
 
 
@@ -89,6 +103,7 @@ class ArchiveImporter:
         time: dt.datetime | None = None,
         batch_size: int | None = None,
         progress: Progress | None = None,
+        on_duplicate: OnDuplicate | None = None,
     ) -> None:
         self.repository = repository
         self.files = files
@@ -97,6 +112,8 @@ class ArchiveImporter:
         self.batch_size = batch_size or DOCUMENT_BATCH
         self.progress = progress
         self.file_writer = FileWriter(files)
+        self.on_duplicate = on_duplicate
+        self.duplicates: ImportDuplicates | None = None
 
     def run(self, archive_path: str | Path, name: str) -> ImportResult:
         result = ImportResult(file=name)
@@ -111,10 +128,16 @@ class ArchiveImporter:
                 self.progress.reset(total=len(plan.images))
             with tempfile.TemporaryDirectory(prefix="imagestore-import-") as scratch:
                 index = ImportIndex(Path(scratch) / "index.sqlite3")
+                if self.on_duplicate is not None:
+                    result.duplicates = []
+                    hashes = Path(scratch) / "hashes.sqlite3"
+                    self.duplicates = ImportDuplicates(self.repository, self.on_duplicate, hashes)
                 try:
                     self._import(archive, plan, index, scratch, result)
                 finally:
                     index.close()
+                    if self.duplicates is not None:
+                        self.duplicates.close()
         return result
 
     def _import(
@@ -212,7 +235,7 @@ class ArchiveImporter:
         stored: dict[str, tuple[StagedFile, dict[str, Any]]] = {}
         for info in images:
             key = self.storage_key(info.filename)
-            staged = self._store_entry(archive, info, key, scratch, result)
+            staged = self._store_entry(archive, info, key, scratch, result, index)
             index.add_entry(key, staged is not None)
             if staged is not None:
                 if key in stored:  # the same name twice: the later entry wins
@@ -232,6 +255,7 @@ class ArchiveImporter:
         key: str,
         scratch: str,
         result: ImportResult,
+        index: ImportIndex,
     ) -> tuple[StagedFile, dict[str, Any]] | None:
         """Stage one entry for `key`, with its facts; None when it is skipped."""
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=scratch) as spool:
@@ -240,6 +264,11 @@ class ArchiveImporter:
                 facts = inspect_image(spool, key)
             except BadRequest as error:
                 result.skip(info.filename, str(error.detail))
+                return None
+            if self.duplicates is not None and self.duplicates.found(
+                info.filename, sha256, key, result
+            ):
+                index.add_duplicate(key)
                 return None
             spool.seek(0)
             try:
@@ -250,6 +279,8 @@ class ArchiveImporter:
             except PATH_CONFLICTS:
                 result.skip(info.filename, "its path conflicts with a stored file or folder")
                 return None
+            if self.duplicates is not None:
+                self.duplicates.remember(sha256, key)
         return staged, {**facts, "size": size, "sha256": sha256}
 
     # --- documents --------------------------------------------------------------------------

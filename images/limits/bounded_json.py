@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import IO, Any
 
 import ijson
@@ -26,25 +27,48 @@ MAX_DATA_DEPTH = 32
 MAX_FILTER_DEPTH = 16
 MAX_BODY_DEPTH = MAX_DATA_DEPTH + 2
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
+# Text up to the first string left open: runs of non-quotes and complete strings, taken
+# possessively (no backtracking, one pass whatever the input).
+_CLOSED_PART = re.compile(rb'(?:[^"]++|"(?:[^"\\]++|\\.)*+")*+', re.DOTALL)
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_DELTA = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+class DepthGauge:
+    """The nesting depth of a JSON text fed in pieces, brackets inside strings excluded.
+
+    Each piece is reduced at C speed: complete strings removed, everything but brackets
+    dropped, the depth after each bracket summed up. A string still open at the end of a
+    piece is carried over to the next one.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.peak = 0
+        self.lowest = 0
+        self.carry = b""
+
+    def feed(self, piece: bytes) -> None:
+        data = self.carry + piece if self.carry else piece
+        closed = _CLOSED_PART.match(data).end()
+        self.carry = data[closed:]
+        brackets = _STRING.sub(b"", data[:closed]).translate(None, _NOT_BRACKETS)
+        self.lowest = self.depth
+        if brackets:
+            levels = list(accumulate(map(_DELTA.__getitem__, brackets), initial=self.depth))
+            self.peak = max(self.peak, max(levels))
+            self.lowest = min(levels)
+            self.depth = levels[-1]
 
 
 def nesting_exceeds(raw: bytes, max_depth: int) -> bool:
-    """True when the JSON text nests arrays/objects deeper than `max_depth`.
-
-    Each pass removes the innermost pairs of brackets (strings taken out first), so the
-    number of passes is the depth; it stops after `max_depth` of them.
-    """
+    """True when the JSON text nests arrays/objects deeper than `max_depth`."""
     if raw.count(b"[") + raw.count(b"{") <= max_depth:
         return False
-    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    for _ in range(max_depth):
-        brackets, removed = _INNERMOST_PAIR.subn(b"", brackets)
-        if not brackets or not removed:
-            return False  # within the limit, or unbalanced: the decoder will say so
-    return bool(brackets)
+    gauge = DepthGauge()
+    gauge.feed(raw)
+    return gauge.peak > max_depth
 
 
 def check_text(raw: bytes | str, what: str, max_depth: int, max_bytes: int | None) -> bytes:
@@ -78,88 +102,79 @@ class BoundedJSONParser(JSONParser):
             raise BadRequest(f"Request body is not valid JSON: {error}") from None
 
 
-class _ItemBuilder:
-    """Builds the items of a top-level array from parser events, within the caps."""
-
-    def __init__(self, what: str, max_depth: int, max_item_bytes: int) -> None:
-        self.what = what
-        self.max_depth = max_depth
-        self.max_item_bytes = max_item_bytes
-        self.depth = 0
-        self.position = 0
-        self.item_bytes = 0
-        self.builder: ijson.ObjectBuilder | None = None
-        self.ready: list[Any] = []
-
-    def event(self, name: str, value: Any) -> None:
-        if self.depth == 0:
-            if name != "start_array":
-                raise BadRequest(f"{self.what} must be a JSON array of documents")
-            self.depth = 1
-            return
-        if self.depth == 1 and name == "end_array":
-            self.depth = 0
-            return
-        if self.builder is None:
-            self.builder = ijson.ObjectBuilder()
-            self.item_bytes = 0
-        self._count(name, value)
-        self.builder.event(name, value)
-        if name in ("start_map", "start_array"):
-            self.depth += 1
-            if self.depth - 1 > self.max_depth:
-                raise BadRequest(
-                    f"{self.what} item {self.position} is nested deeper than "
-                    f"{self.max_depth} levels"
-                )
-        elif name in ("end_map", "end_array"):
-            self.depth -= 1
-        if self.depth == 1:
-            self.ready.append(self.builder.value)
-            self.builder = None
-            self.position += 1
-
-    def _count(self, name: str, value: Any) -> None:
-        self.item_bytes += len(value) + 8 if isinstance(value, str) else 16
-        if self.item_bytes > self.max_item_bytes:
-            raise PayloadTooLarge(
-                f"{self.what} item {self.position} is larger than {self.max_item_bytes} bytes "
-                "(MAX_MANIFEST_ITEM_SIZE)"
-            )
-
-
 def array_items(
     stream: IO[bytes], what: str, max_depth: int, block: int = 64 * 1024
 ) -> Iterator[Any]:
-    """The items of a JSON array read as a stream; 400 when it is not one or nests too deep,
-    413 past MAX_MANIFEST_SIZE bytes in all or MAX_MANIFEST_ITEM_SIZE for one item."""
-    max_total = settings.MAX_MANIFEST_SIZE
-    items = _ItemBuilder(what, max_depth, settings.MAX_MANIFEST_ITEM_SIZE)
-    events = ijson.sendable_list()
-    parser = ijson.basic_parse_coro(events, use_float=True)
-    total = 0
+    """The items of a JSON array read as a stream; 400 when it is not one or an item nests
+    deeper than `max_depth`, 413 past MAX_MANIFEST_SIZE in all or MAX_MANIFEST_ITEM_SIZE for
+    one item. Each block is measured before the parser sees it, so the parser (ijson's C
+    builder, which keeps a prefix per level) never goes deeper than allowed."""
+    reader = _ManifestReader(what, max_depth)
+    items = ijson.sendable_list()
+    parser = ijson.items_coro(items, "item", use_float=True)
     try:
         while chunk := stream.read(block):
-            total += len(chunk)
-            if total > max_total:
-                raise PayloadTooLarge(
-                    f"{what} is larger than {max_total} bytes (MAX_MANIFEST_SIZE)"
-                )
-            if total == len(chunk):
-                chunk = chunk.removeprefix(b"\xef\xbb\xbf")
-            parser.send(chunk)
-            yield from _drain(events, items)
-        if total == 0:
-            raise BadRequest(f"{what} is empty")
+            parser.send(reader.measure(chunk))
+            yield from reader.checked(items)
+        reader.finish()
         parser.close()
-        yield from _drain(events, items)
+        yield from reader.checked(items)
     except ijson.JSONError as error:
         raise BadRequest(f"{what} is not valid JSON") from error
 
 
-def _drain(events: list, items: _ItemBuilder) -> Iterator[Any]:
-    for name, value in events:
-        items.event(name, value)
-    del events[:]
-    ready, items.ready = items.ready, []
-    yield from ready
+class _ManifestReader:
+    def __init__(self, what: str, max_depth: int) -> None:
+        self.what = what
+        self.max_depth = max_depth
+        self.max_total = settings.MAX_MANIFEST_SIZE
+        self.max_item = settings.MAX_MANIFEST_ITEM_SIZE
+        self.gauge = DepthGauge()
+        self.total = 0
+        self.open_item = 0  # bytes of the item still open at the end of the last block
+        self.position = 0
+        self.started = False
+
+    def measure(self, chunk: bytes) -> bytes:
+        if self.total == 0:
+            chunk = chunk.removeprefix(b"\xef\xbb\xbf")
+        if not self.started:
+            head = chunk.lstrip(b" \t\r\n")
+            if head and not head.startswith(b"["):
+                raise BadRequest(f"{self.what} must be a JSON array of documents")
+            self.started = bool(head)
+        self.total += len(chunk)
+        if self.total > self.max_total:
+            raise PayloadTooLarge(
+                f"{self.what} is larger than {self.max_total} bytes (MAX_MANIFEST_SIZE)"
+            )
+        gauge = self.gauge
+        gauge.feed(chunk)
+        if gauge.peak > self.max_depth + 1:  # the array itself is one level
+            raise BadRequest(f"{self.what} has an item nested deeper than {self.max_depth} levels")
+        self.open_item = self.open_item + len(chunk) if gauge.lowest >= 2 else 0
+        if max(self.open_item, len(gauge.carry)) > self.max_item:
+            raise self.item_too_large(self.position)
+        return chunk
+
+    def checked(self, items: list) -> Iterator[Any]:
+        for item in items:
+            try:
+                size = len(orjson.dumps(item))
+            except orjson.JSONEncodeError:
+                size = 0  # a number out of range: refused where the item is read
+            if size > self.max_item:
+                raise self.item_too_large(self.position)
+            self.position += 1
+            yield item
+        del items[:]
+
+    def finish(self) -> None:
+        if not self.started:
+            raise BadRequest(f"{self.what} is empty")
+
+    def item_too_large(self, position: int) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"{self.what} item {position} is larger than {self.max_item} bytes "
+            "(MAX_MANIFEST_ITEM_SIZE)"
+        )

@@ -60,12 +60,26 @@ def growth_conditions(update: dict[str, Any]) -> tuple[dict, dict] | None:
     assignments = update.get("$set")
     if not assignments:
         return None
-    added = bson_size(assignments)
+    added = bson_size(_nested(assignments))
     if added > data_limit():
         raise _too_large("The values set", added)
     current = {"$bsonSize": {"$ifNull": ["$data", {}]}}
     room = data_limit() - added
     return {"$expr": {"$lte": [current, room]}}, {"$expr": {"$gt": [current, room]}}
+
+
+def _nested(assignments: dict[str, Any]) -> dict[str, Any]:
+    """`{"data.a.b": v}` as the documents it creates, `{"data": {"a": {"b": v}}}`, so each level
+    a dotted key creates is counted."""
+    tree: dict[str, Any] = {}
+    for path, value in assignments.items():
+        *parents, leaf = path.split(".")
+        node = tree
+        for part in parents:
+            child = node.get(part)
+            node = node.setdefault(part, {}) if not isinstance(child, dict) else child
+        node[leaf] = value
+    return tree
 
 
 def refuse_growth(image_id: Any) -> PayloadTooLarge:

@@ -10,6 +10,7 @@ and always for backreferences and lookaround, which the cost model cannot bound.
 
 from __future__ import annotations
 
+import functools
 import re
 import re._constants as sre
 import re._parser as sre_parse
@@ -44,8 +45,11 @@ _REFUSED = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def check_pattern(pattern: str, options: str = "", where: str = "$regex") -> None:
-    """400 naming the construct when `pattern` could make the database backtrack for ever."""
+    """400 naming the construct when `pattern` could make the database backtrack for ever.
+
+    Accepted patterns are remembered (a refusal raises, and is not)."""
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise BadRequest(f"{where} takes a string of at most {MAX_PATTERN_LENGTH} characters")
     flags = (re.VERBOSE if "x" in options else 0) | (re.IGNORECASE if "i" in options else 0)
@@ -169,14 +173,17 @@ def _charset(items: list) -> set[int]:
             found |= set(range(min(low, OTHER), min(high, OTHER - 1) + 1))
             if high >= OTHER:
                 found.add(OTHER)
-        elif op == sre.CATEGORY and argument in _CATEGORIES:
-            found |= _category(*_CATEGORIES[argument])
+        elif op == sre.CATEGORY and argument in _CATEGORY_SETS:
+            found |= _CATEGORY_SETS[argument]
         else:
             found |= ANYTHING
     return set(ANYTHING - found) | {OTHER} if negate else found
 
 
-def _category(expression: str, beyond_ascii: bool) -> set[int]:
+def _category(expression: str, beyond_ascii: bool) -> frozenset[int]:
     matcher = re.compile(expression)
     chars = {ord(c) for c in _ASCII if matcher.fullmatch(c)}
-    return chars | {OTHER} if beyond_ascii else chars
+    return frozenset(chars | {OTHER} if beyond_ascii else chars)
+
+
+_CATEGORY_SETS = {name: _category(*spec) for name, spec in _CATEGORIES.items()}

@@ -15,6 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from images.archives import ArchiveImporter, ExportRequest, archive_file_name, parse_export
+from images.duplicates import parse_on_duplicate
+from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, PayloadTooLarge
 from images.schemas import (
     ERROR,
@@ -104,11 +106,18 @@ class ImportView(APIView):
         request._request.upload_handlers = [ArchiveUploadHandler(request._request)]
         archive = single_file(request, ARCHIVE_FIELD)
         try:
-            meta = parse_metadata(request.POST)
+            on_duplicate = parse_on_duplicate(
+                request.POST.get(ON_DUPLICATE, request.query_params.get(ON_DUPLICATE))
+            )
+            meta = parse_metadata(request.POST, ignore=(ON_DUPLICATE,))
             if meta.file is not None or meta.image_id is not None:
                 raise BadRequest("'file' and '_id' cannot be given for a whole archive")
             importer = ArchiveImporter(
-                repository_for(request), get_file_store(), extra_data=meta.data, time=meta.time
+                repository_for(request),
+                get_file_store(),
+                extra_data=meta.data,
+                time=meta.time,
+                on_duplicate=on_duplicate,
             )
             result = importer.run(archive.temporary_file_path(), archive.name or "")
         finally:

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.parsers import MultiPartParser
@@ -18,6 +18,8 @@ from rest_framework.response import Response
 
 from images.documents import to_api
 from images.downloads import file_response
+from images.duplicates import parse_on_duplicate
+from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, ImageNotFound
 from images.limits.bounded_json import BoundedJSONParser
 from images.limits.documents import growth_conditions, refuse_growth
@@ -27,10 +29,12 @@ from images.repository import ImageRepository
 from images.schemas import (
     DELETE_RESULT_SCHEMA,
     DELETED_SCHEMA,
+    DUPLICATE_CONFLICT_SCHEMA,
     ERROR,
     ERRORS,
     IMAGE_SCHEMA,
     LIST_SCHEMA,
+    ON_DUPLICATE_PARAMETER,
     UPDATE_RESULT_SCHEMA,
     UPLOAD_SCHEMA,
 )
@@ -75,18 +79,29 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Upload an image",
+        parameters=[ON_DUPLICATE_PARAMETER],
         request={"multipart/form-data": UPLOAD_SCHEMA},
-        responses={200: IMAGE_SCHEMA, 409: ERROR, 413: None, **ERRORS},
+        responses={
+            200: IMAGE_SCHEMA,
+            409: OpenApiResponse(
+                DUPLICATE_CONFLICT_SCHEMA,
+                description="`_id` taken by another file, or `on_duplicate=reject` and the "
+                "same bytes are stored (then with `_id` and `file` of that image).",
+            ),
+            413: None,
+            **ERRORS,
+        },
     )
     def create(self, request: Request) -> Response:
         if not (request.content_type or "").startswith("multipart/form-data"):
             # As the original: any other body is an upload without a file.
             raise BadRequest("File not provided: send multipart/form-data with the file in 'image'")
+        on_duplicate = parse_on_duplicate(request.query_params.get(ON_DUPLICATE))
         upload = single_file(request, "image")
         meta = parse_metadata(request.POST)
         digests = request._request.__dict__.get("upload_digests", {}).get("image")
         store = UploadStore(repository_for(request), get_file_store())
-        document = store.store(upload, meta, digests[0] if digests else None)
+        document = store.store(upload, meta, digests[0] if digests else None, on_duplicate)
         return Response(to_api(document))
 
     @extend_schema(

@@ -39,7 +39,7 @@ class Deleter:
             if removed is not None:
                 self._remove_unreferenced([key])
                 delete_thumbnails(self.files, removed)
-            self.leases.release(held)
+            self.leases.release_quietly(held)  # done: a lease left behind is harmless
         return removed
 
     def delete_many(self, targets: list[tuple[ObjectId, Any]]) -> int:
@@ -56,7 +56,7 @@ class Deleter:
             deleted += self._under_lease(held, lambda ids=ids: self.repository.delete_ids(ids))
             self._remove_unreferenced(held.keys)
             delete_keys(self.files, thumbnails)
-            self.leases.release(held)
+            self.leases.release_quietly(held)  # done: a lease left behind is harmless
         return deleted
 
     def _under_lease(self, held: Held, delete_documents):

@@ -121,7 +121,7 @@ class FileWriter:
         for item in replaced:
             if item.key in written:
                 self.files.promote(item.staging, item.key, item.size)  # fails: recovery
-        self.leases.release(held)
+        self.leases.release_quietly(held)  # the write is done: a lease left behind is harmless
         return written
 
     def _promote_new(self, new: list[StagedFile]) -> list[StagedFile]:

@@ -1,0 +1,77 @@
+"""`GET /images/duplicates`: the owner's hashes stored more than once, a page at a time.
+
+The hashes are read in `sha256` index order with nothing but the hash projected, counting runs
+of equal values, so memory holds one hash whatever the collection's size; the documents of a
+run longer than one are then read by hash. A page ends after `limit` groups; `next` is the
+hash to pass as `after` for the following page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import QueryDict
+
+from images.exceptions import BadRequest
+from images.repository import ImageRepository
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+# A group lists this many documents (oldest first); `count` is always the full number.
+MAX_GROUP_ITEMS = 1000
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class DuplicatePage:
+    limit: int
+    items: list[dict[str, Any]] = field(default_factory=list)
+    next: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"limit": self.limit, "items": self.items, "next": self.next}
+
+
+def parse_page(params: QueryDict) -> tuple[str, int]:
+    """`after` (a sha256, or nothing for the first page) and `limit` (1 to MAX_LIMIT)."""
+    after = (params.get("after") or "").strip().lower()
+    if after and not _SHA256.match(after):
+        raise BadRequest("Parameter 'after' must be a sha256: 64 hexadecimal characters")
+    raw = (params.get("limit") or "").strip()
+    if not raw:
+        return after, DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadRequest(f"Parameter 'limit' must be an integer from 1 to {MAX_LIMIT}")
+    return after, int(raw)
+
+
+def duplicate_groups(repository: ImageRepository, after: str, limit: int) -> DuplicatePage:
+    page = DuplicatePage(limit=limit)
+    runs = _repeated(repository.iter_sha256(after))
+    with contextlib.closing(runs):
+        for sha256, count in runs:
+            items = repository.files_with_sha256(sha256, MAX_GROUP_ITEMS)
+            page.items.append({"sha256": sha256, "count": count, "items": items})
+            if len(page.items) == limit:
+                page.next = sha256
+                break
+    return page
+
+
+def _repeated(hashes: Iterator[str]) -> Iterator[tuple[str, int]]:
+    """(hash, count) for each run of equal hashes longer than one, from sorted hashes."""
+    current, count = None, 0
+    with contextlib.closing(hashes):
+        for sha256 in hashes:
+            if sha256 == current:
+                count += 1
+                continue
+            if count > 1:
+                yield current, count
+            current, count = sha256, 1
+        if count > 1:
+            yield current, count
