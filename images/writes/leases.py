@@ -111,7 +111,11 @@ class Leases:
                 raise
             busy = [records[e["index"]]["_id"] for e in errors]
         taken = [key for key in intents if key not in set(busy)]
-        taken += [key for key in busy if self._take_over(key, intents[key], token, now)]
+        try:
+            taken += [key for key in busy if self._take_over(key, intents[key], token, now)]
+        except BaseException:  # a recovery failed (storage down): give back what was taken
+            self.release_quietly(Held(token, taken))
+            raise
         return Held(token, taken)
 
     def _take_over(self, key: str, intent: Intent, token: str, now: dt.datetime) -> bool:
