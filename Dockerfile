@@ -1,9 +1,11 @@
-# imagestore: python manage.py serve on $APP_PORT, as a non-root user.
+# imagestore: python manage.py serve on 0.0.0.0:$APP_PORT, as a non-root user (set OIDC_JWKS_URI
+# or keep the port private: with auth off anyone who reaches it can delete every image).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     APP_PORT=3000 \
+    APP_HOST=0.0.0.0 \
     DATA_DIRECTORY=/var/lib/imagestore/data \
     UPLOADS_DIRECTORY=/var/lib/imagestore/uploads
 

@@ -19,7 +19,12 @@ $(VENV)/.dev-installed: requirements/base.txt requirements/dev.txt | $(BIN)/pyth
 
 install: $(VENV)/.base-installed
 
-install-dev: $(VENV)/.dev-installed
+# The client package (client/), installed as users get it: the `imagestore` command.
+$(VENV)/.client-installed: client/pyproject.toml $(wildcard client/src/imagestore_client/*.py) | $(VENV)/.dev-installed
+	$(BIN)/pip install --quiet ./client
+	touch $@
+
+install-dev: $(VENV)/.dev-installed $(VENV)/.client-installed
 
 run: install
 	$(BIN)/python manage.py serve

@@ -1,8 +1,10 @@
-"""`python -m benchmarks.archives [--images N] [--size-kb K]`: export and import over HTTP.
+"""`python -m benchmarks.archives [--images N] [--size-kb K] [--formats F,...]`: export and
+import over HTTP.
 
 Starts a fresh database and `manage.py serve` (benchmarks.service, local disk), seeds N
-images of about K KB through `POST /images`, then times `GET /export` (streamed to a file) and,
-after deleting everything, `POST /import` of that archive. Prints wall time, MB/s and the
+images of about K KB through `POST /images` (32 distinct files, so most bytes are stored many
+times), then times `GET /export` in each format (streamed to a file), pages through
+`GET /images/duplicates` and, after deleting everything, `POST /import` of the zip. Prints wall time, MB/s and the
 growth of the service's peak RSS over idle (VmHWM of the gunicorn master and workers, each reset
 before the measured request, summed: VmHWM is per process). It asserts nothing.
 """
@@ -43,13 +45,13 @@ class Figures:
         growth = (self.peak_rss - self.idle_rss) / MIB
         first = f"{self.first_byte * 1000:8.0f}" if self.first_byte is not None else "       -"
         return (
-            f"{self.label:<7} {self.seconds:8.2f} {self.size / 1e6:9.1f} {throughput:8.1f} "
+            f"{self.label:<18} {self.seconds:8.2f} {self.size / 1e6:9.1f} {throughput:8.1f} "
             f"{first} {self.idle_rss / MIB:9.1f} {self.peak_rss / MIB:9.1f} {growth:8.1f}"
         )
 
 
 HEADER = (
-    f"{'':<7} {'wall s':>8} {'MB':>9} {'MB/s':>8} {'1st ms':>8} "
+    f"{'':<18} {'wall s':>8} {'MB':>9} {'MB/s':>8} {'1st ms':>8} "
     f"{'idle MiB':>9} {'peak MiB':>9} {'grow MiB':>8}"
 )
 
@@ -92,20 +94,40 @@ def settle(memory: ProcessGroup) -> int:
     return memory.rss_bytes()
 
 
-def measure_export(client: httpx.Client, memory: ProcessGroup, target: Path) -> Figures:
+def measure_export(
+    client: httpx.Client, memory: ProcessGroup, target: Path, export_format: str = "zip"
+) -> Figures:
     idle = settle(memory)
     started = time.perf_counter()
     first_byte = None
-    with client.stream("GET", "/export") as response, open(target, "wb") as out:
+    url = f"/export?format={export_format}"
+    with client.stream("GET", url) as response, open(target, "wb") as out:
         response.raise_for_status()
         for chunk in response.iter_raw(1024 * 1024):
             if first_byte is None:
                 first_byte = time.perf_counter() - started
             out.write(chunk)
     seconds = time.perf_counter() - started
-    return Figures(
-        "export", seconds, target.stat().st_size, idle, memory.peak_rss_bytes(), first_byte
-    )
+    label = f"export {export_format}"
+    return Figures(label, seconds, target.stat().st_size, idle, memory.peak_rss_bytes(), first_byte)
+
+
+def measure_duplicates(client: httpx.Client, memory: ProcessGroup) -> tuple[Figures, int]:
+    """Every page of GET /images/duplicates; the figures and the number of groups."""
+    idle = settle(memory)
+    started = time.perf_counter()
+    groups, size, after = 0, 0, ""
+    while True:
+        response = client.get("/images/duplicates", params={"limit": 100, "after": after})
+        response.raise_for_status()
+        size += len(response.content)
+        page = response.json()
+        groups += len(page["items"])
+        if page["next"] is None:
+            break
+        after = page["next"]
+    seconds = time.perf_counter() - started
+    return Figures("duplicates", seconds, size, idle, memory.peak_rss_bytes()), groups
 
 
 def measure_import(
@@ -125,7 +147,7 @@ def measure_import(
     return Figures("import", seconds, archive.stat().st_size, idle, memory.peak_rss_bytes())
 
 
-def run(images: int, size_kb: int, workers: int) -> None:
+def run(images: int, size_kb: int, workers: int, formats: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="imagestore-bench-") as workdir:
         service = BenchService(Path(workdir), ServerOptions(workers=workers))
         service.start()
@@ -138,13 +160,19 @@ def run(images: int, size_kb: int, workers: int) -> None:
             )
             memory = service.service_group()
             archive = Path(workdir) / "export.zip"
-            exported = measure_export(client, memory, archive)
+            exports = [measure_export(client, memory, archive)]
+            for export_format in formats:
+                target = Path(workdir) / f"export-{export_format}"
+                exports.append(measure_export(client, memory, target, export_format))
+                target.unlink()
+            duplicates, groups = measure_duplicates(client, memory)
             client.delete("/images").raise_for_status()
             imported = measure_import(client, memory, archive, images)
             print(f"{images} images x {size_kb} KB, {workers} workers (pids {memory.pids})")
             print(HEADER)
-            print(exported.row())
-            print(imported.row())
+            for figures in [*exports, imported, duplicates]:
+                print(figures.row())
+            print(f"duplicates: {groups} groups")
         finally:
             service.stop()
 
@@ -154,8 +182,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--size-kb", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--formats",
+        default="webdataset,imagefolder,jsonl",
+        help="export formats timed after the zip (comma-separated; empty for none)",
+    )
     arguments = parser.parse_args(argv)
-    run(arguments.images, arguments.size_kb, arguments.workers)
+    formats = [name for name in arguments.formats.split(",") if name]
+    run(arguments.images, arguments.size_kb, arguments.workers, formats)
 
 
 if __name__ == "__main__":

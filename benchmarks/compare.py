@@ -46,6 +46,7 @@ class Side:
     service: BenchService
     fixtures: Fixtures | None = None
     idle_pss_mib: float = 0.0
+    list_commands: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,9 +92,7 @@ def prepare(side: Side, plan: ComparePlan) -> None:
         image = post(client, jpeg, "download.jpg", "download")
         for index in range(plan.archive_images if plan.bulk else 0):
             post(client, jpeg, f"{EXPORT_CAMERA}/{index:05d}.jpg", EXPORT_CAMERA)
-        for _ in range(10):
-            for path in ("/", COMPARE_LIST, f"/images/{image}", f"/images/{image}/image"):
-                client.get(path).raise_for_status()
+    service.warm_up(["/", COMPARE_LIST, f"/images/{image}", f"/images/{image}/image"])
     side.fixtures = Fixtures(
         image_id=image,
         etag="",
@@ -103,6 +102,27 @@ def prepare(side: Side, plan: ComparePlan) -> None:
     )
     time.sleep(1.0)
     side.idle_pss_mib = service.service_group().pss_bytes() / MIB
+    side.list_commands = database_commands(service, COMPARE_LIST)
+
+
+def database_commands(service: BenchService, path: str) -> list[str]:
+    """The commands one GET of `path` sends to the database, from the database's profiler."""
+    noise = {"lsid", "$db", "$clusterTime", "$readPreference", "txnNumber"}
+    with service.mongo() as client:
+        database = client[service.database_name]
+        database["system.profile"].drop()
+        database.command("profile", 2)
+        try:
+            httpx.get(f"{service.base_url}{path}", timeout=120).raise_for_status()
+        finally:
+            database.command("profile", 0)
+        entries = list(database["system.profile"].find({"ns": f"{database.name}.images"}))
+        database["system.profile"].drop()
+    return [
+        f"{entry.get('millis', '?')} ms: "
+        f"{ {k: v for k, v in entry['command'].items() if k not in noise} }"
+        for entry in entries
+    ]
 
 
 def post(client: httpx.Client, jpeg: bytes, name: str, camera: str) -> str:
@@ -352,6 +372,10 @@ def run(arguments: argparse.Namespace, runner_class) -> int:
             database.stop()
     print()
     print(table(small, bulk, sides, title))
+    print()
+    for side in sides.values():
+        print(f"database commands of one GET {COMPARE_LIST}, {side.service.name}:")
+        print("\n".join(f"  {line}" for line in side.list_commands))
     print()
     print(f"load average (1/5/15 min): before {load_before}, after {load_average()}")
     return 0

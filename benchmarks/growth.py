@@ -89,8 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def line(size: int, row: Row) -> str:
+    throughput = row.median("throughput")
+    rate = f"{throughput:,.1f}" if throughput >= 1 else f"{throughput:.3f}"
     return (
-        f"| {size:,} | {row.label} | {row.median('throughput'):,.1f} | {row.median('p50_ms'):.1f} "
+        f"| {size:,} | {row.label} | {rate} | {row.median('p50_ms'):.1f} "
         f"| {row.median('service_cpu_ms'):.2f} | {row.median('database_cpu_ms'):.2f} |"
     )
 

@@ -53,8 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: serve's)")
-    parser.add_argument("--threads", type=int, help="threads per gthread worker")
-    parser.add_argument("--worker-class", help="gunicorn worker class: gthread or sync")
+    parser.add_argument("--threads", type=int, help="threads per gthread worker (gthread only)")
+    parser.add_argument(
+        "--worker-class", help="gunicorn worker class: gevent (default), gthread or sync"
+    )
     parser.add_argument("--repeat", type=int, help="runs per scenario (medians are printed)")
     parser.add_argument("--seconds", type=float, help="time limit of one run")
     parser.add_argument("--requests", type=int, help="request limit of one run")
@@ -123,11 +125,7 @@ def prepare(service: BenchService, plan: Plan) -> Fixtures:
 def warm_up(service: BenchService, fixtures: Fixtures) -> None:
     """Touch every route in every worker, so idle memory is that of a worker that has served."""
     paths = ["/", "/images?limit=5", f"/images/{fixtures.image_id}", "/fields"]
-    paths.append(f"/images/{fixtures.image_id}/image")
-    with httpx.Client(base_url=service.base_url, timeout=60) as client:
-        for _ in range(10):
-            for path in paths:
-                client.get(path)
+    service.warm_up([*paths, f"/images/{fixtures.image_id}/image"])
 
 
 def idle_memory(service: BenchService) -> str:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,18 @@ class BenchService:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not answer {self.ready_path} in time")
+
+    def warm_up(self, paths: list[str], rounds: int = 10) -> None:
+        """GETs each path `rounds` times, 8 at once, each on a new connection: a kept-alive
+        connection stays with one worker, and every worker must have served (its first
+        request makes the indexes; idle memory is that of workers that have served)."""
+
+        def get(path: str) -> None:
+            headers = {"Connection": "close"}
+            httpx.get(f"{self.base_url}{path}", headers=headers, timeout=120).raise_for_status()
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(get, paths * rounds))
 
     def service_group(self) -> ProcessGroup:
         """The server process and its children (looked up again: a worker may be replaced)."""

@@ -6,7 +6,9 @@ with `Authorization: Bearer <JWT>`, or, for GET/HEAD, with a signed URL (images.
 
 from __future__ import annotations
 
+import re
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,8 @@ LEEWAY_SECONDS = 30
 JWKS_TIMEOUT_SECONDS = 5
 WWW_AUTHENTICATE = 'Bearer realm="imagestore"'
 SIGNED_METHODS = frozenset({"GET", "HEAD"})
+# As images.paths: a stored path may not start like a Windows drive (`c:`).
+_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
@@ -159,21 +163,48 @@ def _decode_options(algorithms: list[str]) -> dict[str, Any]:
 
 
 def user_id_from_claims(claims: dict[str, Any]) -> str | None:
-    """The id in USER_IDENTIFIER's claim, else `sub`; `service-account:alice` gives `alice`."""
+    """The id in USER_IDENTIFIER's claim, else `sub`, verbatim.
+
+    Only the exact prefixes named by USER_ID_STRIP_PREFIX are cut (data stored by the original
+    service, which kept the text after the last `:`). An id with leading or trailing whitespace
+    or control characters is refused rather than cleaned: `alice\t` is not alice.
+    """
     for name in (settings.USER_IDENTIFIER, "sub"):
         value = claims.get(name)
-        if isinstance(value, str) and value.strip():
-            return value.rsplit(":", 1)[-1].strip() or None
+        if isinstance(value, str) and value:
+            user_id = _without_configured_prefix(value)
+            for checked in (value, user_id or ""):
+                if checked != checked.strip() or _has_control_characters(checked):
+                    raise AuthenticationFailed(
+                        f"The user id in claim '{name}' has surrounding spaces or control "
+                        "characters"
+                    )
+            return user_id
     return None
 
 
+def _without_configured_prefix(user_id: str) -> str | None:
+    for prefix in settings.USER_ID_STRIP_PREFIX:
+        if user_id.startswith(prefix):
+            return user_id[len(prefix) :] or None
+    return user_id
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in text)
+
+
 def unsafe_user_id(user_id: str) -> bool:
-    """True when the id could not serve as one storage path component (`<userId>/...`)."""
+    """True when the id could not serve, verbatim, as one storage path component (`<userId>/`).
+
+    Such ids are refused (401), never rewritten: a rewritten id could equal another user's.
+    """
     return (
         user_id.startswith(".")
+        or _DRIVE_LETTER.match(user_id) is not None
         or ".." in user_id
         or any(ch in user_id for ch in "/\\")
-        or any(ord(ch) < 32 or ord(ch) == 127 for ch in user_id)
+        or _has_control_characters(user_id)
         or len(user_id.encode("utf-8", "surrogatepass")) > 255
     )
 
@@ -239,3 +270,8 @@ class OIDCAuthenticationScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list]]:
+        # With auth off a call needs no token: `{}` lets clients call without one.
+        bearer = {self.name: []}
+        return [bearer] if settings.OIDC_JWKS_URI else [bearer, {}]

@@ -6,9 +6,9 @@ answers no `Range`; this module adds that, and streams S3 objects from the boto3
 
 from __future__ import annotations
 
-import mimetypes
 import posixpath
 import re
+from typing import Any
 
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -19,6 +19,26 @@ from images.exceptions import RangeNotSatisfiable
 from images.storage import FileStore, LocalFileStore, S3FileStore, StoredFile
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+OCTET_STREAM = "application/octet-stream"
+# Image types a browser could run script from, whatever the detected format says.
+_ACTIVE_IMAGE_TYPES = frozenset({"image/svg+xml"})
+
+
+def served_content_type(document: dict[str, Any]) -> str:
+    """The type detected from the bytes at upload (`contentType` of a decoded image).
+
+    Never the client's extension: a verified PNG named `.html` is `image/png`, and a file that
+    is not a decoded image (ALLOW_NON_IMAGES, older documents) is `application/octet-stream`.
+    """
+    content_type = document.get("contentType")
+    if (
+        document.get("format")
+        and isinstance(content_type, str)
+        and content_type.startswith("image/")
+        and content_type not in _ACTIVE_IMAGE_TYPES
+    ):
+        return content_type
+    return OCTET_STREAM
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -46,10 +66,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def file_response(
-    request: HttpRequest, files: FileStore, key: str, stored: StoredFile
+    request: HttpRequest, files: FileStore, key: str, stored: StoredFile, content_type: str
 ) -> HttpResponse:
     headers = {
-        "Content-Type": mimetypes.guess_type(key)[0] or "application/octet-stream",
+        "Content-Type": content_type,
         "Content-Disposition": content_disposition_header(True, posixpath.basename(key)),
         "Accept-Ranges": "bytes",
         "ETag": stored.etag,
@@ -90,9 +110,17 @@ def file_response(
 def _whole_file(request, files, key, stored, headers) -> HttpResponse:
     if isinstance(files, LocalFileStore):
         name = posixpath.basename(key)
-        response = FileResponse(files.open(key), as_attachment=True, filename=name, headers=headers)
+        # FileResponse guesses the type from the name unless it is given as `content_type`.
+        others = {k: v for k, v in headers.items() if k != "Content-Type"}
+        response = FileResponse(
+            files.open(key),
+            as_attachment=True,
+            filename=name,
+            content_type=headers["Content-Type"],
+            headers=others,
+        )
     elif isinstance(files, S3FileStore) and settings.S3_PRESIGNED_DOWNLOADS:
-        url = files.presigned_url(key, headers["Content-Disposition"])
+        url = files.presigned_url(key, headers["Content-Disposition"], headers["Content-Type"])
         return HttpResponse(status=307, headers={"Location": url, "Cache-Control": "no-store"})
     else:
         response = StreamingHttpResponse(files.read_chunks(key), headers=headers)

@@ -2,8 +2,13 @@
 
 It is SecantusDB's `secantusd-py` program (GPL-2.0), run as a separate process and spoken to
 only through PyMongo, exactly as a real MongoDB; the service never imports it. One server runs
-per data directory: a lock file serialises start-up and `db.json` records its pid and port so
-that a second `serve` on the same directory reuses it.
+per data directory, shared by every `serve` and management command using that directory:
+
+- `db.lock` (exclusive flock) serialises starting, stopping and restarting it;
+- `db.json` records the running server's pid and port; `db.port` keeps the port across
+  restarts, so that clients of a server that went away reconnect to its successor by themselves;
+- `db.users` is held with a shared flock by each process using the server (a `Lease`). The
+  last one to leave stops it; a forked child (a gunicorn worker) never does.
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 logger = logging.getLogger(__name__)
 
 PROGRAM = "secantusd-py"
 START_TIMEOUT = 60.0
+STOP_TIMEOUT = 5.0
 
 
 @dataclass
@@ -121,48 +128,121 @@ def _locked(lock_path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _read_state(data_directory: Path) -> EmbeddedServer | None:
+    """The server recorded for `data_directory`, when it is alive and listening."""
+    try:
+        state = json.loads((data_directory / "db.json").read_text())
+        pid, port = int(state["pid"]), int(state["port"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    if is_alive(pid) and is_listening(port):
+        return EmbeddedServer(pid, port, started_here=False)
+    return None
+
+
+def _preferred_port(data_directory: Path) -> int:
+    """The port this data directory's server had before, when it is free again; else a new one."""
+    try:
+        port = int((data_directory / "db.port").read_text())
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+        return port
+    except (FileNotFoundError, ValueError, OSError):
+        return free_port()
+
+
+def _start(data_directory: Path) -> EmbeddedServer:
+    port = _preferred_port(data_directory)
+    process = start_process(data_directory / "db", port, data_directory / "db.log")
+    wait_until_listening(port, process, START_TIMEOUT)
+    (data_directory / "db.json").write_text(json.dumps({"pid": process.pid, "port": port}))
+    (data_directory / "db.port").write_text(str(port))
+    return EmbeddedServer(process.pid, port, started_here=True)
+
+
 def ensure_running(data_directory: Path) -> EmbeddedServer:
     """Reuse the server recorded for `data_directory`, or start one."""
-    state_path = data_directory / "db.json"
     with _locked(data_directory / "db.lock"):
-        try:
-            state = json.loads(state_path.read_text())
-            if is_alive(state["pid"]) and is_listening(state["port"]):
-                return EmbeddedServer(state["pid"], state["port"], started_here=False)
-        except (FileNotFoundError, ValueError, KeyError):
-            pass
-        port = free_port()
-        process = start_process(data_directory / "db", port, data_directory / "db.log")
-        wait_until_listening(port, process, START_TIMEOUT)
-        state_path.write_text(json.dumps({"pid": process.pid, "port": port}))
-        return EmbeddedServer(process.pid, port, started_here=True)
+        return _read_state(data_directory) or _start(data_directory)
 
 
-def stop(server: EmbeddedServer, data_directory: Path, timeout: float = 15.0) -> None:
-    """Stop a server this process started (SIGTERM, then SIGKILL after `timeout`)."""
-    if not server.started_here:
-        return
-    stop_pid(server.pid, timeout)
+@dataclass
+class Lease:
+    """This process's use of a data directory's server (see the module docstring)."""
+
+    data_directory: Path
+    server: EmbeddedServer
+    users: IO = field(repr=False)
+    owner_pid: int = field(default_factory=os.getpid)
+
+    @property
+    def uri(self) -> str:
+        return self.server.uri
+
+    def revive(self) -> EmbeddedServer | None:
+        """Start the server again if it died (same port when free); the new one, or None."""
+        if is_alive(self.server.pid) and is_listening(self.server.port):
+            return None
+        with _locked(self.data_directory / "db.lock"):
+            current = _read_state(self.data_directory)
+            if current is None:
+                logger.warning("The embedded database (pid %s) is gone: starting it again",
+                               self.server.pid)  # fmt: skip
+                current = _start(self.data_directory)
+        changed = current.pid != self.server.pid
+        self.server = current
+        return current if changed else None
+
+    def release(self) -> None:
+        """Leave; the last user stops the server. Does nothing in a forked child."""
+        if os.getpid() != self.owner_pid or self.users.closed:
+            return
+        with _locked(self.data_directory / "db.lock"):
+            try:
+                fcntl.flock(self.users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                last = True
+            except BlockingIOError:
+                last = False
+            if last:
+                current = _read_state(self.data_directory)
+                if current is not None:
+                    stop_pid(current.pid, STOP_TIMEOUT)
+                (self.data_directory / "db.json").unlink(missing_ok=True)
+            self.users.close()
+
+
+def acquire(data_directory: Path) -> Lease:
+    """Use the data directory's server, starting it when none runs."""
+    data_directory.mkdir(parents=True, exist_ok=True)
     with _locked(data_directory / "db.lock"):
-        (data_directory / "db.json").unlink(missing_ok=True)
+        server = _read_state(data_directory) or _start(data_directory)
+        users = open(data_directory / "db.users", "a")  # noqa: SIM115 (held while in use)
+        fcntl.flock(users, fcntl.LOCK_SH)
+    return Lease(data_directory, server, users)
 
 
 def stop_pid(pid: int, timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; waits for a child, polls any other process."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            finished, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            finished = 0 if is_alive(pid) else pid
-        if finished == pid or not is_alive(pid):
+        if _finished(pid):
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     try:
         os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+    except ProcessLookupError:
+        return
+    while not _finished(pid):
+        time.sleep(0.05)
+
+
+def _finished(pid: int) -> bool:
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        return finished == pid
+    except ChildProcessError:
+        return not is_alive(pid)

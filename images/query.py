@@ -20,8 +20,6 @@ from typing import Any
 
 from bson import ObjectId
 from django.http import QueryDict
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
 
 from images.dates import parse_date
 from images.exceptions import BadRequest
@@ -63,6 +61,8 @@ DEFAULT_LIMIT = 100
 SYSTEM_PARAMS = frozenset(
     {"filter", "ids", "from", "to", "sort", "order", "limit", "skip", "select", "regex", "file"}
 )
+# System parameters that shape the result rather than select images.
+SHAPING_PARAMS = frozenset({"sort", "order", "limit", "skip", "select", "regex"})
 # Parameters of signed URLs and downloads that select nothing.
 TRANSPORT_PARAMS = frozenset({"expires", "signature", "user"})
 
@@ -105,6 +105,30 @@ def parse_query(params: QueryDict, default_limit: int = DEFAULT_LIMIT) -> ImageQ
         projection=_projection(select) if select else None,
         select=select,
     )
+
+
+def check_bulk_selection(params: QueryDict) -> None:
+    """What a bulk PATCH or DELETE may not be given: 400 rather than acting on every match.
+
+    `skip` and `limit` (a window of the matches is not what a bulk change acts on: only 0,
+    meaning all of them, is accepted), and any selecting parameter with an empty value (`from=`,
+    `to=`, `ids=`, `file=`, `filter=`, `key=`): an empty search box must never mean "everything".
+    """
+    for name in ("skip", "limit"):
+        if any(value.strip() != "0" for value in params.getlist(name)):
+            raise BadRequest(
+                f"Parameter '{name}' is not supported on bulk PATCH and DELETE, which act on "
+                "every match: narrow the filter or name the images with 'ids'"
+            )
+    for key in params:
+        name = key[:-2] if key.endswith("[]") else key
+        if name in SHAPING_PARAMS or name in TRANSPORT_PARAMS:
+            continue
+        if any(value.strip() == "" for value in params.getlist(key)):
+            raise BadRequest(
+                f"Parameter '{key}' is empty: a bulk PATCH or DELETE needs a value for every "
+                "filter it is given"
+            )
 
 
 def _conditions(params: QueryDict) -> Iterable[dict[str, Any]]:
@@ -308,35 +332,3 @@ def _projection(select: str) -> dict[str, int]:
     if len(modes) > 1:
         raise BadRequest("Parameter 'select' cannot mix included and excluded fields")
     return projection
-
-
-def _param(name: str, description: str, type_=OpenApiTypes.STR, many: bool = False):
-    return OpenApiParameter(
-        name, type_, OpenApiParameter.QUERY, required=False, description=description, many=many
-    )
-
-
-# Published on every route that takes the query parameters above.
-QUERY_PARAMETERS = [
-    _param("filter", "MongoDB query document (JSON) using query operators only, ANDed."),
-    _param("ids", "Image id (repeatable, or comma-separated).", many=True),
-    _param("file", "Exact `file` path (partial and case-insensitive with `regex=true`)."),
-    _param("regex", "`true` makes `key=value` and `file` case-insensitive partial matches."),
-    _param("from", "Images with `time` at or after this ISO 8601 date."),
-    _param("to", "Images with `time` at or before this ISO 8601 date."),
-    _param("sort", "Field to sort on (`time`, `file`, `data.camera`, ...)."),
-    _param("order", "`1`/`asc` or `-1`/`desc`."),
-    _param("skip", "Number of images to skip.", OpenApiTypes.INT),
-    _param("limit", "Maximum number of images (0 = no limit).", OpenApiTypes.INT),
-    _param("select", "Space-separated projection, e.g. `file time` or `-data`."),
-    OpenApiParameter(
-        "data",
-        OpenApiTypes.OBJECT,
-        OpenApiParameter.QUERY,
-        required=False,
-        style="form",
-        explode=True,
-        description="Any other `key=value` matches `data.key` (dotted keys reach nested "
-        "values; repeat a key to match any of its values).",
-    ),
-]

@@ -288,12 +288,20 @@ class ImageRepository:
     def get(self, image_id: ObjectId) -> dict[str, Any] | None:
         return self.collection.find_one(self.scoped({"_id": image_id}))
 
-    def first_id(self, query_filter: dict[str, Any]) -> ObjectId | None:
-        """The `_id` of one matching document, or None when nothing matches."""
-        found = self.collection.find_one(
-            self.scoped(query_filter), {"_id": 1}, max_time_ms=self.max_time_ms
-        )
-        return found["_id"] if found else None
+    def first_id_where(
+        self, query_filter: dict[str, Any], condition: dict[str, Any]
+    ) -> ObjectId | None:
+        """The `_id` of one document matching the filter and then `condition` (an `$expr`),
+        or None. Two stages, so the filter alone picks the index (the embedded server scans
+        the whole collection for a query holding `$expr`)."""
+        pipeline = [
+            {"$match": self.scoped(query_filter)},
+            {"$match": condition},
+            {"$limit": 1},
+            {"$project": {"_id": 1}},
+        ]
+        found = list(self.collection.aggregate(pipeline, maxTimeMS=self.max_time_ms))
+        return found[0]["_id"] if found else None
 
     def get_by_file(self, file: str) -> dict[str, Any] | None:
         return self.collection.find_one({"userId": self.owner, "file": file})
@@ -332,6 +340,23 @@ class ImageRepository:
         )
         return [{"_id": str(doc["_id"]), "file": doc.get("file")} for doc in found]
 
+    def files_with_sha256_in(self, hashes: list[str]) -> dict[str, list[dict[str, str]]]:
+        """`{_id, file}` of every document with one of these hashes, by hash, oldest first."""
+        if not hashes:
+            return {}
+        found = self.collection.find(
+            self.scoped({"sha256": {"$in": hashes}}),
+            {"_id": 1, "file": 1, "sha256": 1},
+            sort=[("_id", ASCENDING)],
+            max_time_ms=self.max_time_ms,
+        )
+        listed: dict[str, list[dict[str, str]]] = {}
+        for doc in found:
+            listed.setdefault(doc["sha256"], []).append(
+                {"_id": str(doc["_id"]), "file": doc.get("file")}
+            )
+        return listed
+
     def take_claim(self, name: str, token: str, stale_seconds: int) -> bool:
         """Hold the claim `name` (see images.duplicates.claims); False while another holds it."""
         claims = self.collection.database["claims"]
@@ -341,11 +366,16 @@ class ImageRepository:
         try:
             claims.insert_one({"_id": name, "token": token, "at": moment})
         except DuplicateKeyError:
-            return False
+            return claims.count_documents({"_id": name, "token": token}) > 0  # already ours
         return True
 
-    def release_claim(self, name: str, token: str) -> None:
-        self.collection.database["claims"].delete_one({"_id": name, "token": token})
+    def release_claims(self, token: str) -> None:
+        """Give back every claim taken with `token`. Failing to is not the request's failure:
+        a claim left behind is taken over once it is stale."""
+        try:
+            self.collection.database["claims"].delete_many({"token": token})
+        except PyMongoError:
+            logger.warning("Claims %s not given back; they expire on their own", token)
 
     def field_names(self, sample_size: int) -> list[str]:
         """Top-level `data` keys of the newest `sample_size` images in scope.

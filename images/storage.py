@@ -343,13 +343,16 @@ class S3FileStore(FileStore):
             self.client.copy(source, self.bucket.name, key, Config=self.storage.transfer_config)
         self.client.delete_object(Bucket=self.bucket.name, Key=staging)
 
-    def presigned_url(self, key: str, filename_header: str, expires: int = 300) -> str:
+    def presigned_url(
+        self, key: str, filename_header: str, content_type: str, expires: int = 300
+    ) -> str:
         return self.client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket.name,
                 "Key": key,
                 "ResponseContentDisposition": filename_header,
+                "ResponseContentType": content_type,
             },
             ExpiresIn=expires,
         )

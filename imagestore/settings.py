@@ -13,20 +13,41 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+class SettingError(ImproperlyConfigured):
+    """A wrong environment variable; its message names the variable and the accepted values.
+
+    `manage.py` prints it as one line and exits with status 2.
+    """
+
+
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
 
 
-def env_int(name: str, default: int, minimum: int = 0) -> int:
+def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    accepted = f"an integer from {minimum}" + (f" to {maximum}" if maximum is not None else " up")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name} must be {accepted}, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise SettingError(f"{name} must be {accepted}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = float(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+        value = float("nan")
+    if not value >= minimum:  # also refuses nan
+        raise SettingError(f"{name} must be a number of at least {minimum:g}, got {raw!r}")
     return value
 
 
@@ -38,13 +59,14 @@ def env_bool(name: str, default: bool = False) -> bool:
         return True
     if raw in {"0", "false", "no", "off"}:
         return False
-    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+    raise SettingError(f"{name} must be true or false (also 1/0, yes/no, on/off), got {raw!r}")
 
 
 def env_choice(name: str, choices: set[str], default: str = "") -> str:
     value = env_str(name, default)
     if value not in choices:
-        raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        accepted = " or ".join(repr(c) if c else "empty" for c in sorted(choices))
+        raise SettingError(f"{name} must be {accepted}, got {value!r}")
     return value
 
 
@@ -78,11 +100,31 @@ def _secret_key(data_directory: Path) -> str:
 # --- Service ---------------------------------------------------------------------------------
 APPLICATION_NAME = "imagestore"
 VERSION = "1.0.0"
-APP_PORT = env_int("APP_PORT", 3000, minimum=1)
+APP_PORT = env_int("APP_PORT", 3000, minimum=1, maximum=65535)
 DATA_DIRECTORY = Path(env_str("DATA_DIRECTORY", "data")).resolve()
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = _secret_key(DATA_DIRECTORY)
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+# --- Serving (images.serving) ----------------------------------------------------------------
+# Empty APP_HOST: 127.0.0.1 while auth is off (an open API stays on this machine), else 0.0.0.0.
+APP_HOST = env_str("APP_HOST")
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=64)
+GUNICORN_WORKER_CLASS = env_choice("GUNICORN_WORKER_CLASS", {"gevent", "gthread", "sync"}, "gevent")
+GUNICORN_THREADS = env_int("GUNICORN_THREADS", 4, minimum=1, maximum=256)
+# Connections one gevent worker holds at once (each costs a greenlet, not a thread).
+WORKER_CONNECTIONS = env_int("WORKER_CONNECTIONS", 1000, minimum=10)
+# A worker is replaced after this many requests (plus up to the jitter); 0: never.
+MAX_REQUESTS = env_int("MAX_REQUESTS", 10000, minimum=0)
+MAX_REQUESTS_JITTER = env_int("MAX_REQUESTS_JITTER", 1000, minimum=0)
+# Seconds an idle keep-alive connection stays open, and a request head may take to arrive.
+HTTP_KEEPALIVE_TIMEOUT = env_int("HTTP_KEEPALIVE_TIMEOUT", 5, minimum=1, maximum=30)
+# Seconds a connection may stay silent while a body is read or a response written.
+HTTP_IDLE_TIMEOUT = env_int("HTTP_IDLE_TIMEOUT", 30, minimum=1, maximum=3600)
+# Longest request line in bytes: a 64 KiB `filter`, percent-encoded, fits in it.
+HTTP_MAX_REQUEST_LINE = env_int("HTTP_MAX_REQUEST_LINE", 256 * 1024, minimum=4096, maximum=1048576)
+# Seconds SIGTERM gives in-flight requests before workers are stopped.
+GRACEFUL_TIMEOUT = env_int("GRACEFUL_TIMEOUT", 20, minimum=1, maximum=3600)
 
 # --- MongoDB ---------------------------------------------------------------------------------
 # Empty means: `manage.py serve` starts the embedded MongoDB-wire server and sets it.
@@ -105,7 +147,9 @@ def s3_endpoint_url() -> str:
         return ""
     if "://" in endpoint:
         if not urlsplit(endpoint).hostname:
-            raise ImproperlyConfigured(f"S3_ENDPOINT is not a valid URL: {endpoint!r}")
+            raise SettingError(
+                f"S3_ENDPOINT must be a URL such as http://minio:9000, got {endpoint!r}"
+            )
         return endpoint
     scheme = "https" if env_bool("S3_USE_SSL", True) else "http"
     port = env_str("S3_PORT")
@@ -184,10 +228,45 @@ OIDC_ISSUER = env_str("OIDC_ISSUER")
 IMAGE_SCOPE = env_choice("IMAGE_SCOPE", {"", "user"})
 USER_IDENTIFIER = env_str("USER_IDENTIFIER", "preferred_username")
 SIGNED_URL_LIFETIME = env_int("SIGNED_URL_LIFETIME", 300, minimum=1)
+# The user id is the claim verbatim. For data stored by the original service, which kept only
+# the text after the last ':', name the exact prefixes to cut (comma-separated), e.g.
+# `system:serviceaccount:team-a:`; nothing is cut by default.
+USER_ID_STRIP_PREFIX = [p.strip() for p in env_str("USER_ID_STRIP_PREFIX").split(",") if p.strip()]
 # The JWKS is cached this many seconds (a removed key stops working after it); an unknown `kid`
 # refetches it at most once per cooldown.
 OIDC_JWKS_LIFESPAN = env_int("OIDC_JWKS_LIFESPAN", 300, minimum=1)
 OIDC_JWKS_COOLDOWN = env_int("OIDC_JWKS_COOLDOWN", 10, minimum=0)
+
+# --- Public surface: the info page, signed links, response headers ----------------------------
+# GET / shows the uploads directory and path-valued MongoDB URI options only when this is true.
+SHOW_STORAGE_PATHS = env_bool("SHOW_STORAGE_PATHS", False)
+
+
+def public_url() -> str:
+    """PUBLIC_URL: the base signed links are built on (`https://images.example/api`), or ""."""
+    raw = env_str("PUBLIC_URL")
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+        raise ImproperlyConfigured(
+            f"PUBLIC_URL must be an http(s) URL without query or fragment, got {raw!r}"
+        )
+    return raw.rstrip("/")
+
+
+PUBLIC_URL = public_url()
+# Django adds `X-Content-Type-Options: nosniff` to every response (SecurityMiddleware).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Thumbnails ------------------------------------------------------------------------------
+# Renders at once per process and the decoding memory they may hold together (others wait, at
+# most THUMBNAIL_WAIT_SECONDS, then 503; one needing more alone: 422), and the largest source
+# image in pixels a thumbnail is made of (422 past it).
+THUMBNAIL_CONCURRENCY = env_int("THUMBNAIL_CONCURRENCY", 2, minimum=1)
+THUMBNAIL_MEMORY_MB = env_int("THUMBNAIL_MEMORY_MB", 320, minimum=16)
+THUMBNAIL_WAIT_SECONDS = env_int("THUMBNAIL_WAIT_SECONDS", 30, minimum=1)
+THUMBNAIL_MAX_PIXELS = env_int("THUMBNAIL_MAX_PIXELS", 100_000_000, minimum=1)
 
 # --- Dates -----------------------------------------------------------------------------------
 # Zone for date strings without an offset (`from`, `to`, `time`). Django itself runs in UTC.
@@ -208,6 +287,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     "images.middleware.RequestLogMiddleware",
     "images.cors.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -293,8 +373,13 @@ LOG_FORMAT = env_choice("LOG_FORMAT", {"text", "json"}, "text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Control characters in logged values are escaped: no value can start a forged line.
+    "filters": {"escape_control": {"()": "images.log_escaping.EscapeControlCharacters"}},
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {
+            "()": "images.log_escaping.OneLineFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(levelname)s %(name)s %(message)s",
@@ -302,7 +387,14 @@ LOGGING = {
             "timestamp": "time",
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["escape_control"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # libvips reports each step of a render at INFO.
+    "loggers": {"django.request": {"level": "ERROR"}, "pyvips": {"level": "WARNING"}},
 }

@@ -5,15 +5,26 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from moto.server import ThreadedMotoServer
+from playwright.sync_api import Browser, sync_playwright
+from pymongo import MongoClient
 from rest_framework.test import APIClient
 
 from images import embedded_db, repository
-from tests.helpers import S3_CREDENTIALS, image_bytes, s3_client
+from tests.helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    S3_CREDENTIALS,
+    Server,
+    image_bytes,
+    s3_client,
+    start_service,
+)
 from tests.oidc import oidc  # noqa: F401  (the fixture, for every test module)
 from tests.services import two_services  # noqa: F401  (two serve processes, one backend)
 
@@ -136,3 +147,41 @@ def backend(request) -> str:
 @pytest.fixture
 def jpeg() -> bytes:
     return image_bytes()
+
+
+# --- a served service, and a browser -------------------------------------------------------------
+@pytest.fixture
+def start_server(tmp_path, mongodb_uri) -> Iterator:
+    """Starts `manage.py serve` on a database of its own; stops it and drops the database."""
+    started: list = []
+
+    def start(**env: str) -> Server:
+        port = embedded_db.free_port()
+        database_uri = f"{mongodb_uri.rsplit('/', 1)[0]}/served_{uuid.uuid4().hex[:10]}"
+        process = start_service(
+            {
+                "MONGODB_CONNECTION_STRING": database_uri,
+                "UPLOADS_DIRECTORY": str(tmp_path / "uploads"),
+                "DATA_DIRECTORY": str(tmp_path / "data"),
+                **env,
+            },
+            tmp_path,
+            port,
+        )
+        started.append((process, database_uri))
+        return Server(f"http://127.0.0.1:{port}", database_uri)
+
+    yield start
+    for process, database_uri in started:
+        process.terminate()
+        process.communicate(timeout=30)
+        with MongoClient(database_uri) as client:
+            client.drop_database(database_uri.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -15,6 +16,17 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Debian's Chromium, driven by Playwright in the browser tests.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 S3_CREDENTIALS = {"access_key": "testing", "secret_key": "testing", "region_name": "us-east-1"}
 
 
@@ -48,9 +60,11 @@ def upload(api: APIClient, name: str = "photo.jpg", content: bytes | None = None
     return api.post("/images", {"image": file, **fields}, format="multipart")
 
 
-def wait_for_http(port: int, timeout: float = 60.0) -> None:
+def wait_for_http(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the service exited with status {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -70,5 +84,13 @@ def start_service(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a test can kill the whole group (master and workers)
     )
-    wait_for_http(port)
+    wait_for_http(port, process=process)
     return process
+
+
+@dataclass
+class Server:
+    """A `manage.py serve` started by the `start_server` fixture, on a database of its own."""
+
+    url: str
+    database_uri: str

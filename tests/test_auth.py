@@ -311,8 +311,8 @@ def stored_file(api, headers) -> str:
     ("claims", "expected"),
     [
         ({"preferred_username": "alice"}, "alice"),
-        ({"preferred_username": "service-account:alice"}, "alice"),
-        ({"preferred_username": "a:b:carol"}, "carol"),
+        ({"preferred_username": "service-account:alice"}, "service-account:alice"),
+        ({"preferred_username": "ab:c:carol"}, "ab:c:carol"),
         ({"preferred_username": None, "sub": "f3a1-99"}, "f3a1-99"),
         ({"preferred_username": "", "sub": "f3a1-99"}, "f3a1-99"),
         ({"preferred_username": 42, "sub": "f3a1-99"}, "f3a1-99"),
@@ -336,11 +336,13 @@ def test_token_without_a_user_id_is_401_only_under_user_scope(api, oidc, setting
     assert api.get("/images", **headers).status_code == 200
     settings.IMAGE_SCOPE = "user"
     assert_unauthorized(api.get("/images", **headers), "no user id")
+    settings.USER_ID_STRIP_PREFIX = ["service-account:"]
     assert_unauthorized(api.get("/images", **oidc.auth(user="service-account:")), "no user id")
 
 
 @pytest.mark.parametrize(
-    "user_id", ["a/b", "a\\b", "..", "a..b", ".hidden", "x\x00y", "tab\there", "é" * 200]
+    "user_id",
+    ["a/b", "a\\b", "..", "a..b", ".hidden", "x\x00y", "tab\there", "é" * 200, "c:carol", "a:b"],
 )
 def test_user_id_unsafe_as_a_folder_name_is_401(api, oidc, settings, user_id):
     settings.IMAGE_SCOPE = "user"

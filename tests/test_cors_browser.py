@@ -8,17 +8,11 @@ sends every call with `fetch` and the request header the GUI's axios sets on eve
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
-from pymongo import MongoClient
-
-from images import embedded_db
-from tests.helpers import start_service
-from tests.test_gallery_browser import CHROMIUM, CHROMIUM_ARGS
+from playwright.sync_api import Page
 
 PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>another origin</title></head><body>
@@ -96,39 +90,6 @@ def page_origin() -> Iterator[str]:
 
 
 @pytest.fixture
-def start_api(tmp_path, mongodb_uri) -> Iterator:
-    """`manage.py serve` on a database of its own; stopped and dropped afterwards."""
-    started = []
-
-    def start(**env: str) -> str:
-        port = embedded_db.free_port()
-        database_uri = f"{mongodb_uri.rsplit('/', 1)[0]}/cors_{uuid.uuid4().hex[:10]}"
-        environment = {
-            "MONGODB_CONNECTION_STRING": database_uri,
-            "UPLOADS_DIRECTORY": str(tmp_path / f"uploads-{port}"),
-            "DATA_DIRECTORY": str(tmp_path / "data"),
-            **env,
-        }
-        started.append((start_service(environment, tmp_path, port), database_uri))
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for process, database_uri in started:
-        process.terminate()
-        process.communicate(timeout=30)
-        with MongoClient(database_uri) as client:
-            client.drop_database(database_uri.rsplit("/", 1)[1])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
 def page(browser) -> Iterator[Page]:
     context = browser.new_context()
     page = context.new_page()
@@ -142,8 +103,8 @@ def run_calls(page: Page, page_origin: str, api: str) -> dict[str, dict]:
     return {result["name"]: result for result in page.evaluate("runCalls", api)}
 
 
-def test_a_page_on_another_origin_lists_uploads_edits_and_deletes(page, page_origin, start_api):
-    api = start_api()
+def test_a_page_on_another_origin_lists_uploads_edits_and_deletes(page, page_origin, start_server):
+    api = start_server().url
     results = run_calls(page, page_origin, api)
     assert {name: r.get("error") for name, r in results.items() if "error" in r} == {}
     assert {name: r["status"] for name, r in results.items()} == dict.fromkeys(results, 200)
@@ -161,7 +122,7 @@ def test_a_page_on_another_origin_lists_uploads_edits_and_deletes(page, page_ori
     assert results["list after delete"]["body"]["total"] == 0
 
 
-def test_an_origin_not_listed_is_refused_by_the_browser(page, page_origin, start_api):
-    api = start_api(CORS_ALLOWED_ORIGINS="https://gui.example.com")
+def test_an_origin_not_listed_is_refused_by_the_browser(page, page_origin, start_server):
+    api = start_server(CORS_ALLOWED_ORIGINS="https://gui.example.com").url
     results = run_calls(page, page_origin, api)
     assert all("Failed to fetch" in r.get("error", "") for r in results.values()), results

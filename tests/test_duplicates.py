@@ -26,6 +26,14 @@ GREEN = image_bytes(color="green")
 BLUE = image_bytes(color="blue")
 
 
+@pytest.fixture(autouse=True)
+def no_claims(collection):
+    """Claims live in their own collection, which the service fixture does not empty."""
+    collection.database["claims"].delete_many({})
+    yield
+    collection.database["claims"].delete_many({})
+
+
 def sha(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
@@ -221,6 +229,36 @@ def test_reimport_with_skip_updates_the_same_paths(api, collection):
     assert collection.find_one({"file": "new/a.jpg"})["data"] == {"n": 1, "batch": 2}
 
 
+def test_import_entries_repeating_one_stored_image_all_name_it(api, collection):
+    existing = send(api, "old/red.jpg", RED).json()
+    content = make_zip({"x/1.jpg": RED, "x/2.jpg": RED, "x/3.jpg": GREEN})
+    body = post_archive(api, content, on_duplicate="skip").json()
+    assert body["imported"] == 1
+    assert body["duplicates"] == [
+        {"entry": "x/1.jpg", "_id": existing["_id"], "file": "old/red.jpg"},
+        {"entry": "x/2.jpg", "_id": existing["_id"], "file": "old/red.jpg"},
+    ]
+    assert collection.database["claims"].count_documents({}) == 0
+
+
+def test_import_leaves_out_bytes_another_request_is_storing(api, collection):
+    repository = ImageRepository()
+    assert repository.take_claim(f"sha256::{sha(RED)}", "upload-in-flight", 120)
+    content = make_zip({"a.jpg": RED, "b.jpg": GREEN})
+    body = post_archive(api, content, on_duplicate="reject").json()
+    assert body["imported"] == 1
+    assert body["duplicates"] == [{"entry": "a.jpg", "_id": None, "file": None}]
+    assert body["skipped"] == [
+        {
+            "entry": "a.jpg",
+            "reason": "the same bytes are already stored by another request right now",
+        }
+    ]
+    assert stored_files() == ["b.jpg"]
+    claims_left = list(collection.database["claims"].find({}, {"token": 1, "_id": 0}))
+    assert claims_left == [{"token": "upload-in-flight"}]
+
+
 def test_import_policy_is_checked_in_scope_and_bad_values_are_400(world):
     alice, bob = world.clients["alice"], world.clients["bob"]
     content = make_zip({"blue.jpg": BOB_BLUE, "red.jpg": ALICE_RED})
@@ -318,12 +356,24 @@ def test_duplicates_are_the_callers_own(world):
 
 
 @pytest.mark.parametrize(
-    "query", ["after=xyz", f"after={'0' * 63}", "limit=0", "limit=1001", "limit=-1", "limit=a"]
+    "query", [f"after={'0' * 129}", "after=a%00b", "limit=0", "limit=1001", "limit=-1", "limit=a"]
 )
 def test_bad_duplicate_page_parameters_are_400(api, query):
     response = api.get(f"/images/duplicates?{query}")
     assert response.status_code == 400
     assert "'after'" in response.json()["detail"] or "'limit'" in response.json()["detail"]
+
+
+def test_hashes_written_by_other_services_page_too(api, collection):
+    send(api, "a.jpg", RED)
+    send(api, "b.jpg", RED)
+    collection.insert_many(
+        [{"file": f"legacy{i}.jpg", "sha256": "0ABC-legacy", "userId": None} for i in range(2)]
+    )
+    first = api.get("/images/duplicates?limit=1").json()
+    assert first["next"] == "0ABC-legacy"
+    second = api.get("/images/duplicates", {"limit": 1, "after": first["next"]}).json()
+    assert [g["sha256"] for g in second["items"]] == [sha(RED)]
 
 
 def test_the_owner_hash_index_exists(collection, api):

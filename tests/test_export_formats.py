@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import tarfile
+import tempfile
 import uuid
 import zipfile
 from pathlib import Path
@@ -17,11 +19,15 @@ import requests
 import webdataset
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.http import QueryDict
 from PIL import Image
 from rest_framework.test import APIClient
 
 from images import embedded_db
-from images.archives import folder_names
+from images.archives import folder_names, parse_export
+from images.archives import streams as archive_streams
+from images.archives import webdataset as webdataset_export
+from images.repository import ImageRepository
 from images.storage import get_file_store
 from tests.helpers import image_bytes, start_service, upload
 from tests.test_scope import relative
@@ -135,6 +141,52 @@ def test_webdataset_from_s3(api, s3_bucket, tmp_path):
     assert [(s["__key__"], s["png"]) for s in samples] == [(document["_id"], PNG)]
 
 
+def test_webdataset_spools_large_files_to_disk_and_cleans_up(api, dataset, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(webdataset_export, "SPOOL_IN_MEMORY", 16)
+    samples = read_webdataset(body(api.get("/export?format=webdataset")), tmp_path)
+    assert [s.get("jpg", s.get("png")) for s in samples] == [JPEG, JPEG, PNG, JPEG]
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("export_format", ["webdataset", "imagefolder", "jsonl"])
+def test_stream_closed_early_leaves_no_temporary_files(
+    api, dataset, tmp_path, monkeypatch, export_format
+):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(archive_streams, "OUTPUT_CHUNK", 1)
+    export = parse_export(QueryDict(f"format={export_format}"))
+    stream = export.exporter(ImageRepository(), get_file_store()).stream()
+    next(stream)
+    stream.close()
+    assert list(scratch.iterdir()) == []
+
+
+def test_ids_of_other_kinds_never_bring_unsafe_names(api, collection, uploads, tmp_path):
+    (uploads / "other").mkdir()
+    (uploads / "odd.jpg").write_bytes(JPEG)
+    (uploads / "other/odd.jpg").write_bytes(JPEG)
+    collection.insert_many(  # as a service other than this one may have written them
+        [
+            {"_id": 7, "file": "odd.jpg", "data": {"label": "a"}, "format": "JPEG"},
+            {"_id": "../../x.y", "file": "other/odd.jpg", "data": {"label": "a"}, "format": "JPEG"},
+        ]
+    )
+    content = body(api.get("/export?format=webdataset"))
+    with tarfile.open(fileobj=io.BytesIO(content)) as archive:
+        names = archive.getnames()
+    assert len(names) == 4
+    assert all(re.fullmatch(r"id-[0-9a-f]{24}\.(jpg|json)", name) for name in names), names
+    samples = read_webdataset(content, tmp_path)
+    assert [json.loads(s["json"])["file"] for s in samples] == ["odd.jpg", "other/odd.jpg"]
+    folder = open_zip(api.get("/export?format=imagefolder")).namelist()
+    assert folder[0] == "a/odd.jpg" and re.fullmatch(r"a/odd-id-[0-9a-f]{24}\.jpg", folder[1])
+
+
 def test_empty_webdataset_is_a_valid_empty_tar(api, tmp_path):
     content = body(api.get("/export?format=webdataset"))
     assert content == b"\0" * tarfile.RECORDSIZE
@@ -211,6 +263,9 @@ def test_imagefolder_default_field_is_label_and_by_reaches_nested_values(api):
         ("con:sole*?", "con%3Asole%2A%3F"),
         ("line\nbreak\x00", "line%0Abreak%00"),
         ("chat noir ✓", "chat noir ✓"),
+        ("CON", "%43ON"),
+        ("nul.txt", "%6Eul.txt"),
+        ("console", "console"),
         ("", "_unlabelled"),
         (None, "_unlabelled"),
         (3, "3"),
@@ -224,6 +279,7 @@ def test_label_values_become_one_safe_folder_each(label, folder):
 
 def test_distinct_labels_never_share_a_folder():
     labels = ["a/b", "a%2Fb", "a_b", "a%252Fb", "_unlabelled", "%5Funlabelled", ".", "%2E"]
+    labels += ["CON", "%43ON", "con", "%63on"]
     folders = [folder_names.label_folder(label) for label in labels]
     assert len(set(folders)) == len(labels)
     assert all("/" not in f and "\\" not in f and f not in (".", "..") for f in folders)

@@ -8,75 +8,18 @@ from __future__ import annotations
 import colorsys
 import io
 import json
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image, ImageDraw
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from pymongo import MongoClient
+from playwright.sync_api import Page, expect
 
-from images import embedded_db
-from tests.helpers import REPO_ROOT, start_service
+from tests.helpers import REPO_ROOT, Server
 from tests.oidc import IdentityProvider, rsa_key
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
-
-
-@dataclass
-class Server:
-    url: str
-    database_uri: str
-
-
-@pytest.fixture
-def start_server(tmp_path, mongodb_uri) -> Iterator:
-    """Starts `manage.py serve` on a database of its own; stops it and drops the database."""
-    started: list = []
-
-    def start(**env: str) -> Server:
-        port = embedded_db.free_port()
-        database_uri = f"{mongodb_uri.rsplit('/', 1)[0]}/gallery_{uuid.uuid4().hex[:10]}"
-        process = start_service(
-            {
-                "MONGODB_CONNECTION_STRING": database_uri,
-                "UPLOADS_DIRECTORY": str(tmp_path / "uploads"),
-                "DATA_DIRECTORY": str(tmp_path / "data"),
-                **env,
-            },
-            tmp_path,
-            port,
-        )
-        started.append((process, database_uri))
-        return Server(f"http://127.0.0.1:{port}", database_uri)
-
-    yield start
-    for process, database_uri in started:
-        process.terminate()
-        process.communicate(timeout=30)
-        with MongoClient(database_uri) as client:
-            client.drop_database(database_uri.rsplit("/", 1)[1])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import struct
 import threading
 import zipfile
 from urllib.parse import urlencode
@@ -460,3 +461,12 @@ def test_spreadsheet_cells_are_strings_never_formulas(api):
     assert {"=cmd|' /C calc'!A0", "=1+1", '=HYPERLINK("http://evil.example","x")', "5"} <= values
     with zipfile.ZipFile(io.BytesIO(raw)) as workbook:
         assert b"<f>" not in workbook.read("xl/worksheets/sheet1.xml")
+
+
+def test_entry_lying_about_its_size_is_read_no_further(api, collection):
+    """The limits trust the zip directory's sizes: the reader stops at them."""
+    content = bytearray(make_zip({"a.bmp": solid_bmp(1500, 1000)}))
+    for signature, offset in ((b"PK\x01\x02", 24), (b"PK\x03\x04", 22)):
+        struct.pack_into("<I", content, content.find(signature) + offset, 1000)
+    assert "corrupt" in detail(post_archive(api, bytes(content)), 400)
+    assert collection.count_documents({}) == 0 and stored_keys() == []

@@ -11,9 +11,11 @@ def test_info_document(api, settings):
     body = api.get("/").json()
     assert body["application_name"] == "imagestore"
     assert body["mongodb"]["connected"] is True
-    assert body["storage"] == {
-        "directories": {"uploadsDirectoryPath": str(settings.UPLOADS_DIRECTORY)}
-    }
+    assert body["storage"] == {"directories": {"uploadsDirectoryPath": None}}
+    assert str(settings.UPLOADS_DIRECTORY) not in api.get("/").content.decode()
+    settings.SHOW_STORAGE_PATHS = True
+    shown = api.get("/").json()["storage"]
+    assert shown == {"directories": {"uploadsDirectoryPath": str(settings.UPLOADS_DIRECTORY)}}
     assert body["auth"]["enabled"] is False
     assert body["image_scope"] is None
 

@@ -5,8 +5,9 @@ A label becomes one path component that is safe on every common file system. Cha
 are unsafe somewhere (`/`, `\\`, `:`, `*`, `?`, `"`, `<`, `>`, `|`, control characters) and `%`
 itself are written as `%XX` (UTF-8 bytes), so two different labels never share a folder;
 other characters, accents and scripts included, stay as they are. Folders already taken by the
-export's own names are escaped the same way, and over-long labels are cut and suffixed with a
-hash of the full value.
+export's own names and the device names Windows reserves (`CON`, `NUL`, ...) have their first
+character escaped the same way, and over-long labels are cut and suffixed with a hash of the
+full value.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ METADATA_JSONL = "metadata.jsonl"
 MISSING_JSON = "missing_files.json"
 RESERVED_FOLDERS = frozenset({UNLABELLED, METADATA_JSONL, MISSING_JSON})
 MAX_COMPONENT_BYTES = 255
+# Names Windows keeps for devices, whatever their extension.
+WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10)]
+)
 MAX_FIELD_LENGTH = 256
 MAX_SUFFIX_LENGTH = 16
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|%]')
@@ -58,11 +63,22 @@ def label_folder(value: Any) -> str:
         return UNLABELLED
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
     folder = _UNSAFE.sub(_escape, text)
-    if folder.strip(".") == "" or folder in RESERVED_FOLDERS or folder[0] in " .":
+    if _taken_name(folder):
         folder = _escape_char(folder[0]) + folder[1:]
     if folder[-1] in " .":  # Windows drops trailing dots and spaces
         folder = folder[:-1] + _escape_char(folder[-1])
     return _fit(folder, text)
+
+
+def _taken_name(folder: str) -> bool:
+    """Names that mean something else: `.`/`..`, the export's own names, hidden names (a
+    leading dot, or a leading space some tools drop) and Windows device names."""
+    return (
+        folder.strip(".") == ""
+        or folder in RESERVED_FOLDERS
+        or folder[0] in " ."
+        or folder.split(".")[0].upper() in WINDOWS_DEVICES
+    )
 
 
 def _escape(match: re.Match) -> str:

@@ -91,7 +91,9 @@ def parse_export(params: QueryDict) -> ExportRequest:
     name = _single(params, "format") or DEFAULT_FORMAT
     export_format = FORMATS.get(name)
     if export_format is None:
-        raise BadRequest(f"Parameter 'format' must be one of {', '.join(FORMATS)}, got {name!r}")
+        raise BadRequest(
+            f"Parameter 'format' must be one of {', '.join(FORMATS)}, got {name[:40]!r}"
+        )
     by = _single(params, "by")
     if by is not None and export_format.name != "imagefolder":
         raise BadRequest("Parameter 'by' applies to format=imagefolder only")

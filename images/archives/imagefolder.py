@@ -30,6 +30,7 @@ from images.archives.streams import (
     StreamedExport,
     UnreadableFile,
     file_chunks,
+    id_key,
     json_array,
     open_stored,
 )
@@ -62,7 +63,7 @@ class ImageFolderExporter(StreamedExport):
                             missing.write(dumps({**report, "reason": str(problem)}) + b"\n")
                         else:
                             folder = label_folder(label_value(printed.get("data"), self.by))
-                            path = names.claim(folder, printed["file"], printed["_id"])
+                            path = names.claim(folder, printed["file"], id_key(document["_id"]))
                             archive.add(opened.chunks, path, size=opened.size)
                             metadata.write(dumps({"file_name": path, **printed}) + b"\n")
                         yield from archive.all_files()

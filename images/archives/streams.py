@@ -5,8 +5,10 @@ output pieces joined into larger writes."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import queue
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -25,6 +27,19 @@ from images.storage import FileStore
 OUTPUT_CHUNK = 512 * 1024
 FILE_NOT_FOUND = "file not found in storage"
 UNSAFE_PATH = "unsafe file path"
+
+
+_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+def id_key(image_id: Any) -> str:
+    """An image's `_id` as a name part: its 24 hex digits, or for an `_id` of another kind
+    (documents written by other services) a digest of it, so no `_id` brings a dot, a slash or
+    `..` into an archive's names."""
+    text = str(image_id)
+    if _OBJECT_ID.match(text):
+        return text
+    return "id-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 class UnreadableFile(Exception):

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from images.archives.layout import READ_CHUNK
-from images.archives.streams import StreamedExport, UnreadableFile, file_chunks, open_stored
+from images.archives.streams import (
+    StreamedExport,
+    UnreadableFile,
+    file_chunks,
+    id_key,
+    open_stored,
+)
 from images.documents import to_api
 from images.renderers import dumps
 
@@ -83,7 +89,7 @@ class WebDatasetExporter(StreamedExport):
 
     def _sample(self, tar: TarStream, document: dict[str, Any], scratch: str) -> Iterator[bytes]:
         printed = to_api(document)
-        key = printed["_id"]
+        key = id_key(document.get("_id"))
         mtime = _timestamp(document.get("time"))
         opened = open_stored(self.files, document.get("file"))
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=scratch) as spool:

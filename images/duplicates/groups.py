@@ -9,7 +9,7 @@ hash to pass as `after` for the following page.
 from __future__ import annotations
 
 import contextlib
-import re
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +23,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # A group lists this many documents (oldest first); `count` is always the full number.
 MAX_GROUP_ITEMS = 1000
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_AFTER_LENGTH = 128
 
 
 @dataclass
@@ -38,9 +38,13 @@ class DuplicatePage:
 
 def parse_page(params: QueryDict) -> tuple[str, int]:
     """`after` (a sha256, or nothing for the first page) and `limit` (1 to MAX_LIMIT)."""
-    after = (params.get("after") or "").strip().lower()
-    if after and not _SHA256.match(after):
-        raise BadRequest("Parameter 'after' must be a sha256: 64 hexadecimal characters")
+    # Any hash a page answered as `next` is accepted back, even one another service wrote.
+    after = params.get("after") or ""
+    if len(after) > MAX_AFTER_LENGTH or "\x00" in after:
+        raise BadRequest(
+            f"Parameter 'after' must be the 'next' of a page (a sha256), at most "
+            f"{MAX_AFTER_LENGTH} characters"
+        )
     raw = (params.get("limit") or "").strip()
     if not raw:
         return after, DEFAULT_LIMIT
@@ -53,12 +57,15 @@ def duplicate_groups(repository: ImageRepository, after: str, limit: int) -> Dup
     page = DuplicatePage(limit=limit)
     runs = _repeated(repository.iter_sha256(after))
     with contextlib.closing(runs):
-        for sha256, count in runs:
-            items = repository.files_with_sha256(sha256, MAX_GROUP_ITEMS)
-            page.items.append({"sha256": sha256, "count": count, "items": items})
-            if len(page.items) == limit:
-                page.next = sha256
-                break
+        found = list(itertools.islice(runs, limit))
+    # Groups small enough to list whole are read in one query; larger ones one at a time.
+    small = [sha256 for sha256, count in found if count <= MAX_GROUP_ITEMS]
+    listed = repository.files_with_sha256_in(small)
+    for sha256, count in found:
+        items = listed.get(sha256) or repository.files_with_sha256(sha256, MAX_GROUP_ITEMS)
+        page.items.append({"sha256": sha256, "count": count, "items": items})
+    if len(found) == limit:
+        page.next = found[-1][0]
     return page
 
 

@@ -1,11 +1,13 @@
 """`on_duplicate` for the entries of one import: an entry whose bytes the owner already stores
-at another path, or that an earlier entry of the same archive brought, is not stored."""
+at another path, that an earlier entry of the same archive brought, or that another request is
+storing at that moment, is not stored."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Protocol
 
+from images.duplicates.claims import STALE_SECONDS, claim_name, new_token
 from images.duplicates.policy import OnDuplicate, stored_copy
 from images.repository import ImageRepository
 from images.scratch import scratch_database
@@ -28,9 +30,12 @@ class ImportDuplicates:
         self.policy = policy
         schema = "CREATE TABLE stored (sha256 TEXT PRIMARY KEY, key TEXT)"
         self.connection = scratch_database(path, schema)
+        self.token = new_token()
 
     def close(self) -> None:
+        """After the import's documents are written (or it failed): its claims are given back."""
         self.connection.close()
+        self.repository.release_claims(self.token)
 
     def found(self, entry: str, sha256: str, key: str, report: DuplicateReport) -> bool:
         """Whether the entry repeats stored bytes; if so it is reported (and, under `reject`,
@@ -40,7 +45,8 @@ class ImportDuplicates:
             return False
         report.duplicate(entry, copy)
         if self.policy is OnDuplicate.REJECT:
-            report.skip(entry, f"the same bytes are already stored as '{copy['file']}'")
+            where = f"as '{copy['file']}'" if copy["file"] else "by another request right now"
+            report.skip(entry, f"the same bytes are already stored {where}")
         return True
 
     def remember(self, sha256: str, key: str) -> None:
@@ -54,6 +60,9 @@ class ImportDuplicates:
         if row is not None:
             # Its document is not written yet: no `_id` to give.
             return None if row[0] == key else {"_id": None, "file": row[0]}
+        name = claim_name(self.repository, sha256)
+        if not self.repository.take_claim(name, self.token, STALE_SECONDS):
+            return {"_id": None, "file": None}  # another request is storing these bytes
         existing = stored_copy(self.repository, sha256, key)
         if existing is None:
             return None

@@ -23,7 +23,7 @@ def parse_on_duplicate(raw: str | None) -> OnDuplicate | None:
     try:
         return OnDuplicate(raw.strip().lower())
     except ValueError:
-        raise BadRequest(f"'{PARAMETER}' must be reject or skip, got {raw!r}") from None
+        raise BadRequest(f"'{PARAMETER}' must be reject or skip, got {raw[:40]!r}") from None
 
 
 def stored_copy(repository: ImageRepository, sha256: str, file: str) -> dict[str, Any] | None:

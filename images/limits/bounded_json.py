@@ -1,10 +1,11 @@
 """Untrusted JSON parsed with its depth and size bounded while it is read, never afterwards.
 
-In-memory texts (form fields, request bodies, `filter`) are measured first: a count of the
-brackets outside strings, made at C speed, refuses a text nested deeper than allowed before a
-decoder builds anything. An archive's manifest is read as a stream of parser events (no
-prefix per level, unlike ijson's item builders); each item is built only while its depth and
-size stay under their caps, and the whole text is counted against its own cap.
+`DepthGauge` measures the nesting of a JSON text outside its strings in one possessive pass
+at C speed, fed whole or block by block. In-memory texts (form fields, request bodies,
+`filter`) are measured before a decoder builds anything. An archive's manifest is measured a
+block at a time before ijson's item builder (which keeps a prefix per level, so its memory
+grows with the square of the depth) is given the block; the bytes of the whole text, of an
+item still open across blocks and of each built item are counted against their caps.
 """
 
 from __future__ import annotations

@@ -19,11 +19,10 @@ from images.duplicates import parse_on_duplicate
 from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, PayloadTooLarge
 from images.schemas import (
-    ERROR,
     EXPORT_PARAMETERS,
     EXPORT_RESPONSES,
     IMPORT_REQUEST_SCHEMA,
-    IMPORT_RESULT_SCHEMA,
+    IMPORT_RESPONSES,
 )
 from images.scope import repository_for
 from images.storage import get_file_store
@@ -65,7 +64,7 @@ class ExportView(APIView):
             "documents only, one per line (honours `select`)."
         ),
         parameters=EXPORT_PARAMETERS,
-        responses={**EXPORT_RESPONSES, 400: ERROR, 503: ERROR},
+        responses=EXPORT_RESPONSES,
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         export = parse_export(request.query_params)
@@ -95,12 +94,7 @@ class ImportView(APIView):
     @extend_schema(
         summary="Import a zip archive: images at their paths, documents from mongodb_data.json",
         request={"multipart/form-data": IMPORT_REQUEST_SCHEMA},
-        responses={
-            200: IMPORT_RESULT_SCHEMA,
-            400: ERROR,
-            413: ERROR,
-            503: ERROR,
-        },
+        responses=IMPORT_RESPONSES,
     )
     def post(self, request: Request) -> Response:
         request._request.upload_handlers = [ArchiveUploadHandler(request._request)]

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from images.duplicates import duplicate_groups
 from images.duplicates.groups import parse_page
-from images.schemas import DUPLICATE_PAGE_PARAMETERS, DUPLICATE_PAGE_SCHEMA, ERRORS
+from images.schemas import DUPLICATE_PAGE_PARAMETERS, DUPLICATES_RESPONSES
 from images.scope import repository_for
 
 
@@ -22,7 +22,7 @@ class DuplicateListView(APIView):
             "`after` for the following page (`next` is null on the last page)."
         ),
         parameters=DUPLICATE_PAGE_PARAMETERS,
-        responses={200: DUPLICATE_PAGE_SCHEMA, **ERRORS},
+        responses=DUPLICATES_RESPONSES,
     )
     def get(self, request: Request) -> Response:
         after, limit = parse_page(request.query_params)

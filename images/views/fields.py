@@ -9,7 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from images.exceptions import BadRequest
-from images.query import QUERY_PARAMETERS, parse_query
+from images.query import parse_query
+from images.schemas import FIELD_VALUES_RESPONSES, FIELDS_RESPONSES, QUERY_PARAMETERS
 from images.scope import repository_for
 
 
@@ -22,7 +23,7 @@ class FieldListView(APIView):
             "not empty."
         ),
         operation_id="fields_list",
-        responses={200: {"type": "array", "items": {"type": "string"}}},
+        responses=FIELDS_RESPONSES,
     )
     def get(self, request: Request) -> Response:
         return Response(repository_for(request).field_names(settings.FIELDS_SAMPLE_SIZE))
@@ -33,7 +34,7 @@ class FieldValuesView(APIView):
         summary="Distinct values of `data.<field>` (dotted paths allowed)",
         parameters=QUERY_PARAMETERS,
         operation_id="field_values",
-        responses={200: {"type": "array", "items": {}}},
+        responses=FIELD_VALUES_RESPONSES,
     )
     def get(self, request: Request, field: str) -> Response:
         parts = field.split(".")

@@ -8,8 +8,7 @@ from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.parsers import MultiPartParser
@@ -17,25 +16,31 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from images.documents import to_api
-from images.downloads import file_response
+from images.downloads import file_response, served_content_type
 from images.duplicates import parse_on_duplicate
 from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, ImageNotFound
 from images.limits.bounded_json import BoundedJSONParser
 from images.limits.documents import growth_conditions, refuse_growth
-from images.query import QUERY_PARAMETERS, ImageQuery, parse_object_id, parse_query
+from images.query import ImageQuery, check_bulk_selection, parse_object_id, parse_query
 from images.renderers import dumps
 from images.repository import ImageRepository
 from images.schemas import (
-    DELETE_RESULT_SCHEMA,
-    DELETED_SCHEMA,
-    DUPLICATE_CONFLICT_SCHEMA,
-    ERROR,
-    ERRORS,
-    IMAGE_SCHEMA,
-    LIST_SCHEMA,
+    BULK_DELETE_RESPONSES,
+    BULK_UPDATE_RESPONSES,
+    DELETE_RESPONSES,
+    DOWNLOAD_RESPONSES,
+    EDIT_RESPONSES,
+    ID_PARAMETER,
+    IMAGE_RESPONSES,
+    LIST_RESPONSES,
     ON_DUPLICATE_PARAMETER,
-    UPDATE_RESULT_SCHEMA,
+    PATCH_BODY,
+    PATCH_EXAMPLES,
+    PUT_EXAMPLES,
+    QUERY_PARAMETERS,
+    THUMBNAIL_RESPONSES,
+    UPLOAD_RESPONSES,
     UPLOAD_SCHEMA,
 )
 from images.scope import repository_for
@@ -60,7 +65,7 @@ class ImageViewSet(viewsets.ViewSet):
         summary="List images",
         operation_id="images_list",
         parameters=QUERY_PARAMETERS,
-        responses={200: LIST_SCHEMA, **ERRORS},
+        responses=LIST_RESPONSES,
     )
     def list_images(self, request: Request) -> HttpResponse:
         # Not named `list`: the response is one object, not the array DRF's `list` implies.
@@ -81,16 +86,7 @@ class ImageViewSet(viewsets.ViewSet):
         summary="Upload an image",
         parameters=[ON_DUPLICATE_PARAMETER],
         request={"multipart/form-data": UPLOAD_SCHEMA},
-        responses={
-            200: IMAGE_SCHEMA,
-            409: OpenApiResponse(
-                DUPLICATE_CONFLICT_SCHEMA,
-                description="`_id` taken by another file, or `on_duplicate=reject` and the "
-                "same bytes are stored (then with `_id` and `file` of that image).",
-            ),
-            413: None,
-            **ERRORS,
-        },
+        responses=UPLOAD_RESPONSES,
     )
     def create(self, request: Request) -> Response:
         if not (request.content_type or "").startswith("multipart/form-data"):
@@ -108,10 +104,12 @@ class ImageViewSet(viewsets.ViewSet):
         summary="Update the data of every matching image",
         operation_id="images_bulk_update",
         parameters=QUERY_PARAMETERS,
-        request=OpenApiTypes.OBJECT,
-        responses={200: UPDATE_RESULT_SCHEMA, **ERRORS},
+        request=PATCH_BODY,
+        examples=PATCH_EXAMPLES,
+        responses=BULK_UPDATE_RESPONSES,
     )
     def bulk_update(self, request: Request) -> Response:
+        check_bulk_selection(request.query_params)
         query = parse_query(request.query_params)
         update = build_patch(_json_body(request))
         if not update:
@@ -126,9 +124,10 @@ class ImageViewSet(viewsets.ViewSet):
         summary="Delete every matching image and its file",
         operation_id="images_bulk_destroy",
         parameters=QUERY_PARAMETERS,
-        responses={200: DELETE_RESULT_SCHEMA, **ERRORS},
+        responses=BULK_DELETE_RESPONSES,
     )
     def bulk_destroy(self, request: Request) -> Response:
+        check_bulk_selection(request.query_params)
         query = parse_query(request.query_params)
         repository = repository_for(request)
         deleted = delete_matching(repository, get_file_store(), query)
@@ -141,14 +140,18 @@ class ImageViewSet(viewsets.ViewSet):
         return Response({"acknowledged": True, "deletedCount": deleted})
 
     # --- one image --------------------------------------------------------------------------
-    @extend_schema(summary="Get one image's document", responses={200: IMAGE_SCHEMA, **ERRORS})
+    @extend_schema(
+        summary="Get one image's document", parameters=[ID_PARAMETER], responses=IMAGE_RESPONSES
+    )
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(to_api(_get_or_404(repository_for(request), pk)))
 
     @extend_schema(
         summary="Update one image's data ($set by key, `$unset` to remove)",
-        request=OpenApiTypes.OBJECT,
-        responses={200: IMAGE_SCHEMA, **ERRORS},
+        parameters=[ID_PARAMETER],
+        request=PATCH_BODY,
+        examples=PATCH_EXAMPLES,
+        responses=EDIT_RESPONSES,
     )
     def partial_update(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -165,8 +168,10 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Replace one image's data",
-        request=OpenApiTypes.OBJECT,
-        responses={200: IMAGE_SCHEMA, **ERRORS},
+        parameters=[ID_PARAMETER],
+        request=PATCH_BODY,
+        examples=PUT_EXAMPLES,
+        responses=EDIT_RESPONSES,
     )
     def update(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -180,7 +185,8 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Delete one image and its file",
-        responses={200: DELETED_SCHEMA, **ERRORS},
+        parameters=[ID_PARAMETER],
+        responses=DELETE_RESPONSES,
     )
     def destroy(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -190,7 +196,8 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Download the image file (Range, HEAD, ETag supported)",
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 206: None, **ERRORS},
+        parameters=[ID_PARAMETER],
+        responses=DOWNLOAD_RESPONSES,
     )
     def download(self, request: Request, pk: str) -> HttpResponse:
         document = _get_or_404(repository_for(request), pk)
@@ -198,12 +205,13 @@ class ImageViewSet(viewsets.ViewSet):
         stored = files.stat(document["file"])
         if stored is None:
             raise ImageNotFound(f"{pk} file")
-        return file_response(request, files, document["file"], stored)
+        content_type = served_content_type(document)
+        return file_response(request, files, document["file"], stored, content_type)
 
     @extend_schema(
         summary="A thumbnail (max edge `size`: 64, 128, 256 or 512; WebP or JPEG by Accept)",
-        parameters=[SIZE_PARAMETER],
-        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 422: ERROR, **ERRORS},
+        parameters=[ID_PARAMETER, SIZE_PARAMETER],
+        responses=THUMBNAIL_RESPONSES,
     )
     def thumbnail(self, request: Request, pk: str) -> HttpResponse:
         image_id = parse_object_id(pk)
@@ -230,7 +238,7 @@ def _within_data_limit(
     if conditions is None:
         return query_filter
     fits, outgrows = conditions
-    over = repository.first_id({"$and": [query_filter, outgrows]})
+    over = repository.first_id_where(query_filter, outgrows)
     if over is not None:
         raise refuse_growth(over)
     return {"$and": [query_filter, fits]}

@@ -7,32 +7,21 @@ import logging
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import extend_schema
-from pymongo.uri_parser import parse_uri
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from images.limits.disk import is_full
+from images.redaction import redacted_mongodb_uri, redacted_url
 from images.repository import ping
+from images.schemas import READY_RESPONSES
 from images.storage import get_file_store
 
 logger = logging.getLogger(__name__)
 
 
 def redacted_connection_string(uri: str) -> str:
-    """The MongoDB URI without its password (user names are kept: they help debugging)."""
-    if not uri:
-        return ""
-    try:
-        parsed = parse_uri(uri, warn=True)
-    except Exception:
-        return "<invalid>"
-    if not parsed.get("password"):
-        return uri
-    scheme, rest = uri.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    return redacted_mongodb_uri(uri, show_paths=settings.SHOW_STORAGE_PATHS)
 
 
 def storage_info() -> dict:
@@ -40,11 +29,12 @@ def storage_info() -> dict:
         return {
             "s3": {
                 "bucket": settings.S3_BUCKET,
-                "endpoint": settings.S3_ENDPOINT or None,
+                "endpoint": redacted_url(settings.S3_ENDPOINT),
                 "region": settings.S3_REGION or None,
             }
         }
-    return {"directories": {"uploadsDirectoryPath": str(settings.UPLOADS_DIRECTORY)}}
+    path = str(settings.UPLOADS_DIRECTORY) if settings.SHOW_STORAGE_PATHS else None
+    return {"directories": {"uploadsDirectoryPath": path}}
 
 
 class InfoView(APIView):
@@ -66,7 +56,7 @@ class InfoView(APIView):
                 },
                 "auth": {
                     "enabled": bool(settings.OIDC_JWKS_URI),
-                    "oidc_jwks_uri": settings.OIDC_JWKS_URI or None,
+                    "oidc_jwks_uri": redacted_url(settings.OIDC_JWKS_URI),
                 },
                 "storage": storage_info(),
                 "image_scope": settings.IMAGE_SCOPE or None,
@@ -87,7 +77,7 @@ class ReadyView(APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
-    @extend_schema(summary="Readiness: MongoDB and storage reachable", responses={200: dict})
+    @extend_schema(summary="Readiness: MongoDB and storage reachable", responses=READY_RESPONSES)
     def get(self, request: Request) -> Response:
         storage = _storage_state()
         checks = {"mongodb": ping(), "storage": storage == "ok"}

@@ -6,7 +6,9 @@ one, answer links that carry a short-lived signature bound to the path, its quer
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import QueryDict
+from django.http.request import split_domain_port, validate_host
 from django.urls import Resolver404, get_script_prefix, resolve
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
@@ -17,7 +19,12 @@ from images import signing
 from images.archives import parse_export
 from images.exceptions import ImageNotFound
 from images.query import parse_object_id
-from images.schemas import ERROR, EXPORT_LINK_SCHEMA, EXPORT_PARAMETERS, IMAGE_LINKS_SCHEMA
+from images.schemas import (
+    EXPORT_LINK_RESPONSES,
+    EXPORT_PARAMETERS,
+    ID_PARAMETER,
+    IMAGE_LINKS_RESPONSES,
+)
 from images.scope import repository_for
 
 # Per-image GET routes a link is made for, when the service has them (`thumbnail` may not).
@@ -28,9 +35,29 @@ def signer_id(request: Request) -> str:
     return getattr(request.user, "user_id", None) or ""
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
 def absolute_link(request: Request, signed: signing.SignedUrl) -> str:
-    """The link as a client follows it: with the script prefix, on this request's host."""
-    return request.build_absolute_uri(get_script_prefix() + signed.relative().lstrip("/"))
+    """The link as a client follows it, never on a host the operator did not name.
+
+    On PUBLIC_URL when it is set; else on this request's host if ALLOWED_HOSTS names it (a `*`
+    names nothing) or it is a loopback name; else relative to the service's root, since a Host
+    header alone would let anyone have links to their own server signed.
+    """
+    relative = signed.relative().lstrip("/")
+    if settings.PUBLIC_URL:
+        return f"{settings.PUBLIC_URL}/{relative}"
+    path = get_script_prefix() + relative
+    if _named_host(request):
+        return request.build_absolute_uri(path)
+    return path
+
+
+def _named_host(request: Request) -> bool:
+    host, _ = split_domain_port(request.get_host())
+    named = [h for h in settings.ALLOWED_HOSTS if h != "*"]
+    return validate_host(host, [*named, *LOOPBACK_HOSTS])
 
 
 def route_exists(path: str) -> bool:
@@ -50,7 +77,8 @@ class SignedImageUrlView(APIView):
             "carried into every link and covered by its signature."
         ),
         request=None,
-        responses={200: IMAGE_LINKS_SCHEMA, 404: ERROR},
+        parameters=[ID_PARAMETER],
+        responses=IMAGE_LINKS_RESPONSES,
     )
     def post(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
@@ -73,7 +101,7 @@ class SignedExportUrlView(APIView):
         summary="A signed link to GET /export with this request's query parameters",
         parameters=EXPORT_PARAMETERS,
         request=None,
-        responses={200: EXPORT_LINK_SCHEMA, 400: ERROR},
+        responses=EXPORT_LINK_RESPONSES,
     )
     def post(self, request: Request) -> Response:
         params: QueryDict = request.query_params

@@ -1,99 +1,102 @@
-"""`python manage.py serve`: the production server (gunicorn) on 0.0.0.0:$APP_PORT.
+"""`python manage.py serve`: the production server (gunicorn, gevent workers) on $APP_PORT.
 
-Without MONGODB_CONNECTION_STRING it first starts (or reuses) the embedded MongoDB-wire
-server for DATA_DIRECTORY, and stops it on exit if it started it.
+It binds the port first (taken: one line naming APP_PORT, exit 1), then, without
+MONGODB_CONNECTION_STRING, uses the embedded MongoDB-wire server of DATA_DIRECTORY (started
+here or reused; stopped by the last `serve` or command using it). See `images.serving`.
 """
 
 from __future__ import annotations
 
-import gc
+import contextlib
 import os
+import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from gunicorn.app.base import BaseApplication
 from pymongo.errors import PyMongoError
 
 from images import embedded_db, repository
+from images.serving import listener
+from images.serving.server import GunicornServer, ServerOptions, gunicorn_config
+
+LOCAL_ONLY = "127.0.0.1"
 
 
-class GunicornServer(BaseApplication):
-    def __init__(self, options: dict) -> None:
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self):
-        """The WSGI app, loaded once in the master (preload_app) and shared by the workers.
-
-        The URLconf (views, serializers, schema) is imported here too, then the heap is frozen:
-        workers fork with those pages shared copy-on-write instead of importing them each.
-        """
-        from django.urls import get_resolver
-
-        from imagestore.wsgi import application
-
-        get_resolver().url_patterns  # noqa: B018 (imports every view module now)
-        gc.collect()
-        gc.freeze()
-        return application
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else default
+def default_host() -> str:
+    """APP_HOST, else loopback only while auth is off (an open API must be exposed on purpose)."""
+    if settings.APP_HOST:
+        return settings.APP_HOST
+    return "0.0.0.0" if settings.OIDC_JWKS_URI else LOCAL_ONLY
 
 
 class Command(BaseCommand):
-    help = "Start the production server (gunicorn) on 0.0.0.0:$APP_PORT."
+    help = "Start the production server (gunicorn) on $APP_HOST:$APP_PORT."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--host", default=os.environ.get("APP_HOST", "0.0.0.0"))
+        parser.add_argument("--host", default=None, help="default: APP_HOST (see README)")
         parser.add_argument("--port", type=int, default=settings.APP_PORT)
-        parser.add_argument("--workers", type=int, default=_env_int("WEB_CONCURRENCY", 2))
-        parser.add_argument("--threads", type=int, default=_env_int("GUNICORN_THREADS", 4))
+        parser.add_argument("--workers", type=int, default=settings.WEB_CONCURRENCY)
+        parser.add_argument("--threads", type=int, default=settings.GUNICORN_THREADS)
         parser.add_argument(
             "--worker-class",
-            choices=["gthread", "sync"],
-            default=os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread",
+            choices=["gevent", "gthread", "sync"],
+            default=settings.GUNICORN_WORKER_CLASS,
         )
+        parser.add_argument("--max-requests", type=int, default=settings.MAX_REQUESTS)
 
     def handle(self, *args, **options) -> None:
-        server = None
-        if not settings.MONGODB_CONNECTION_STRING:
-            server = embedded_db.ensure_running(settings.DATA_DIRECTORY)
-            os.environ["MONGODB_CONNECTION_STRING"] = server.uri
-            settings.MONGODB_CONNECTION_STRING = server.uri
-            how = "started" if server.started_here else "reusing"
-            self.stdout.write(
-                f"Embedded MongoDB-wire server ({how}): {server.uri} "
-                f"(pid {server.pid}, data in {settings.DATA_DIRECTORY / 'db'})"
+        host = options["host"] or default_host()
+        sock = listener.bind(host, options["port"])
+        self.say_who_can_reach(host)
+        with self.database() as lease:
+            self._prepare()
+            self.stdout.write(f"Serving on http://{host}:{options['port']}")
+            self.stdout.flush()
+            server_options = ServerOptions(
+                workers=options["workers"],
+                worker_class=options["worker_class"],
+                threads=options["threads"],
+                max_requests=options["max_requests"],
             )
-        self._prepare()
-        self.stdout.write(f"Serving on http://{options['host']}:{options['port']}")
-        self.stdout.flush()
+            config = gunicorn_config(server_options, listener.gunicorn_bind(sock))
+            GunicornServer(config, lease).run()
+
+    def say_who_can_reach(self, host: str) -> None:
+        if settings.OIDC_JWKS_URI:
+            return
+        if host in {LOCAL_ONLY, "localhost", "::1"}:
+            self.stdout.write(
+                f"Auth is off (no OIDC_JWKS_URI): listening on {host} only. To expose the API "
+                "set APP_HOST=0.0.0.0, and OIDC_JWKS_URI if others must not edit or delete images."
+            )
+        else:
+            self.stdout.write(
+                f"Auth is off (no OIDC_JWKS_URI) and APP_HOST={host}: anyone who can reach this "
+                "port can read, change and delete every image."
+            )
+
+    @contextlib.contextmanager
+    def database(self):
+        """The embedded server's lease while serving, unless MONGODB_CONNECTION_STRING is set.
+
+        gunicorn workers are forked inside this block and leave through it: the lease does
+        nothing in them (only this process releases it).
+        """
+        if settings.MONGODB_CONNECTION_STRING:
+            yield None
+            return
+        lease = embedded_db.acquire(settings.DATA_DIRECTORY)
+        os.environ["MONGODB_CONNECTION_STRING"] = lease.uri
+        settings.MONGODB_CONNECTION_STRING = lease.uri
+        how = "started" if lease.server.started_here else "reusing"
+        self.stdout.write(
+            f"Embedded MongoDB-wire server ({how}): {lease.uri} "
+            f"(pid {lease.server.pid}, data in {settings.DATA_DIRECTORY / 'db'})"
+        )
         try:
-            GunicornServer(
-                {
-                    "bind": f"{options['host']}:{options['port']}",
-                    "workers": options["workers"],
-                    "threads": options["threads"],
-                    "worker_class": options["worker_class"],
-                    "timeout": 120,
-                    "graceful_timeout": 20,
-                    "keepalive": 5,
-                    "preload_app": True,
-                    "accesslog": None,
-                    "errorlog": "-",
-                    "loglevel": "warning",
-                }
-            ).run()
+            yield lease
         finally:
-            if server is not None:
-                embedded_db.stop(server, settings.DATA_DIRECTORY)
+            lease.release()
 
     def _prepare(self) -> None:
         """Indexes once at start (a database that is down only delays them to first use)."""
@@ -104,3 +107,12 @@ class Command(BaseCommand):
             self.stderr.write(f"MongoDB not reachable at start ({error}); serving anyway")
         finally:
             repository.close_client()
+            wait_for_other_threads()
+
+
+def wait_for_other_threads(timeout: float = 5.0) -> None:
+    """PyMongo's monitor threads (greenlets under gevent) must be gone before the workers fork:
+    a thread that ends in a forked child breaks its threading bookkeeping."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(timeout)

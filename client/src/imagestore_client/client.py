@@ -1,0 +1,269 @@
+"""`Client`: the imagestore API in Python (documents, files, bulk edits, archives, samples)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from imagestore_client.auth import BearerToken
+from imagestore_client.errors import IntegrityError
+from imagestore_client.files import write_verified
+from imagestore_client.paging import every_match
+from imagestore_client.query import Params, build_params, encode_value
+from imagestore_client.samples import prefetch_samples
+from imagestore_client.transport import RetryPolicy, Transport
+
+# Pages of `find` stay at or under the size the service renders at once (above it streams).
+PAGE_SIZE = 1000
+CHUNK = 1024 * 1024
+Source = str | os.PathLike | bytes | IO[bytes]
+
+
+class Client:
+    """A connection to one imagestore service; safe to share between threads.
+
+    `token` is a bearer token; `auth` any `httpx.Auth` (e.g. `ClientCredentials`) instead.
+    Failures raise the typed errors of `imagestore_client.errors`; 503s, 502/504/429 and
+    connection errors are retried with backoff first (`retry`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        auth: httpx.Auth | None = None,
+        timeout: float = 120.0,
+        retry: RetryPolicy | None = None,
+        pool_size: int = 16,
+    ) -> None:
+        if token and auth:
+            raise ValueError("Give either token or auth, not both")
+        self.url = url.rstrip("/")
+        self.transport = Transport(
+            self.url, auth or (BearerToken(token) if token else None), timeout,
+            retry or RetryPolicy(), pool_size,
+        )  # fmt: skip
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # --- service ----------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        return self._json("GET", "/")
+
+    # --- documents --------------------------------------------------------------------------
+    def upload(
+        self,
+        source: Source,
+        file: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        time: dt.datetime | str | None = None,
+        on_duplicate: str | None = None,
+    ) -> dict[str, Any]:
+        """Store one image (a path, bytes or a binary file) with its `data`; returns the document.
+
+        `file` is the stored path (default: the file's name); an existing `file` is replaced.
+        """
+        name = file or _source_name(source)
+        form = {"json": json.dumps(dict(data or {}), default=str), "file": name}
+        if time is not None:
+            form["time"] = encode_value(time)
+        params = {"on_duplicate": on_duplicate} if on_duplicate else {}
+
+        def body() -> dict[str, Any]:
+            content = _open_source(source)
+            opened = [content] if isinstance(source, str | os.PathLike) else []
+            files = {"image": (Path(name).name, content)}
+            return {"files": files, "data": form, "opened": opened}
+
+        return self._json("POST", "/images", body=body, params=params)
+
+    def find(self, page_size: int = PAGE_SIZE, **query: Any) -> Iterator[dict[str, Any]]:
+        """Every matching document, a page at a time (`limit` and `skip` bound the whole run)."""
+
+        def get_page(params: Params) -> list[dict[str, Any]]:
+            return self._json("GET", "/images", params=params)["items"]
+
+        return every_match(get_page, build_params(query), page_size)
+
+    def count(self, **query: Any) -> int:
+        params = [(k, v) for k, v in build_params(query) if k not in ("limit", "select")]
+        return self._json("GET", "/images", params=[*params, ("limit", "1"), ("select", "_id")])[
+            "total"
+        ]
+
+    def get(self, image_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/images/{image_id}")
+
+    def update(
+        self, image_id: str, changes: Mapping[str, Any] | None = None, unset: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """Set `changes` in the image's `data` (dotted keys reach nested values), remove `unset`."""
+        return self._json("PATCH", f"/images/{image_id}", json=_patch_body(changes, unset))
+
+    def replace(self, image_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace the image's whole `data`."""
+        return self._json("PUT", f"/images/{image_id}", json=dict(data))
+
+    def delete(self, image_id: str) -> None:
+        self._json("DELETE", f"/images/{image_id}")
+
+    def update_many(
+        self, changes: Mapping[str, Any] | None = None, unset: Iterable[str] = (), **query: Any
+    ) -> dict[str, Any]:
+        _require_query(query)
+        params = build_params(_without_all(query))
+        return self._json("PATCH", "/images", params=params, json=_patch_body(changes, unset))
+
+    def delete_many(self, **query: Any) -> int:
+        """Delete every match and its file; `all=True` is needed to delete without a query."""
+        _require_query(query)
+        params = build_params(_without_all(query))
+        return self._json("DELETE", "/images", params=params)["deletedCount"]
+
+    def duplicates(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Groups of the caller's images sharing bytes: `{sha256, count, items: [{_id, file}]}`."""
+        after: str | None = None
+        while True:
+            params = {"limit": page_size, **({"after": after} if after else {})}
+            page = self._json("GET", "/images/duplicates", params=params)
+            yield from page["items"]
+            after = page.get("next")
+            if not after:
+                return
+
+    # --- files ------------------------------------------------------------------------------
+    def download(self, image: str | Mapping[str, Any], dest: str | os.PathLike | None = None):
+        """The image's bytes, or written to `dest` (returned as a Path), checked against sha256.
+
+        Give the document instead of its id to check the hash without fetching it first.
+        """
+        document = self.get(image) if isinstance(image, str) else image
+        sha256 = document.get("sha256")
+
+        def consume(response: httpx.Response) -> bytes | Path:
+            if dest is None:
+                content = response.read()
+                _check_hash(content, sha256, document["_id"])
+                return content
+            write_verified(Path(dest), response.iter_bytes(CHUNK), sha256)
+            return Path(dest)
+
+        return self.transport.read_body(f"/images/{document['_id']}/image", consume)
+
+    def iter_samples(
+        self,
+        prefetch: int = 32,
+        workers: int = 8,
+        shard: tuple[int, int] | None = None,
+        **query: Any,
+    ) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """`(document, bytes)` of every match, in order, with up to `prefetch` fetched ahead.
+
+        `shard=(index, count)` keeps every count-th match from the index-th on, so the
+        workers of a data loader each read a disjoint part.
+        """
+        documents: Iterable[dict[str, Any]] = self.find(**query)
+        if shard is not None:
+            index, count = shard
+            if not 0 <= index < count:
+                raise ValueError("shard must be (index, count) with 0 <= index < count")
+            documents = itertools.islice(documents, index, None, count)
+        return prefetch_samples(documents, self.download, prefetch, workers)
+
+    # --- archives ---------------------------------------------------------------------------
+    def export(
+        self, dest: str | os.PathLike, format: str | None = None, **query: Any
+    ) -> dict[str, Any]:
+        """Stream `GET /export` to `dest`; `format` zip (default), webdataset, imagefolder, jsonl."""
+        params = build_params(query)
+        if format:
+            params.append(("format", format))
+        with self.export_stream(params) as response:
+            size = write_verified(Path(dest), response.iter_bytes(CHUNK), None)
+        return {"path": str(dest), "bytes": size}
+
+    def export_stream(self, params: Params):
+        """The streamed response of `GET /export` (a context manager)."""
+        return self.transport.stream("GET", "/export", params=params)
+
+    def import_archive(
+        self,
+        archive: str | os.PathLike,
+        data: Mapping[str, Any] | None = None,
+        on_duplicate: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a zip to `POST /import`; `data` is merged over every imported document."""
+        form: dict[str, str] = {}
+        if data:
+            form["json"] = json.dumps(dict(data), default=str)
+        if on_duplicate:
+            form["on_duplicate"] = on_duplicate
+        path = Path(archive)
+
+        def body() -> dict[str, Any]:
+            handle = open(path, "rb")  # noqa: SIM115 (closed by the transport once sent)
+            return {"files": {"archive": (path.name, handle)}, "data": form, "opened": [handle]}
+
+        # Not retried: a failure midway may have imported part of the archive.
+        with self.transport.stream("POST", "/import", body=body, retry=False) as response:
+            return json.loads(response.read())
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.transport.request(method, path, **kwargs)
+        return response.json()
+
+
+def _source_name(source: Source) -> str:
+    if isinstance(source, str | os.PathLike):
+        return Path(source).name
+    name = getattr(source, "name", None)
+    if isinstance(name, str) and name:
+        return Path(name).name
+    raise ValueError("Give `file` when uploading bytes or an unnamed file")
+
+
+def _open_source(source: Source) -> IO[bytes] | bytes:
+    if isinstance(source, str | os.PathLike):
+        return open(source, "rb")
+    if isinstance(source, bytes):
+        return source
+    source.seek(0)
+    return source
+
+
+def _patch_body(changes: Mapping[str, Any] | None, unset: Iterable[str]) -> dict[str, Any]:
+    body = dict(changes or {})
+    if unset:
+        body["$unset"] = {key: "" for key in unset}
+    return body
+
+
+def _require_query(query: Mapping[str, Any]) -> None:
+    if not query.get("all") and not any(v is not None for k, v in query.items() if k != "all"):
+        raise ValueError("No query given: pass all=True to act on every image")
+
+
+def _without_all(query: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in query.items() if k != "all"}
+
+
+def _check_hash(content: bytes, sha256: str | None, image_id: str) -> None:
+    if sha256 and hashlib.sha256(content).hexdigest() != sha256:
+        raise IntegrityError(f"{image_id}: downloaded bytes do not match sha256 {sha256}")

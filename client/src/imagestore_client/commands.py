@@ -1,0 +1,254 @@
+"""One function per `imagestore` command: run it with a `Client` and print what happened."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from imagestore_client.client import Client
+from imagestore_client.pull import Layout, Puller
+from imagestore_client.push import Pusher
+from imagestore_client.push_plan import PlanError, PushPlan, read_metadata_csv
+from imagestore_client.query import parse_pairs
+from imagestore_client.shards import write_shards
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+SHOWN_FAILURES = 50
+
+
+def query_from(args: argparse.Namespace, terms: list[str] | None = None) -> dict[str, Any]:
+    """The query keywords of `Client.find` from the command's options and key=value terms."""
+    query: dict[str, Any] = {}
+    for term in getattr(args, "terms", None) if terms is None else terms:
+        if "=" not in term:
+            raise PlanError(f"{term!r} is not key=value")
+        key, value = term.split("=", 1)
+        query.setdefault(key, []).append(value)
+    if args.filter is not None:
+        try:
+            query["filter"] = json.loads(args.filter)
+        except ValueError:
+            raise PlanError("--filter is not valid JSON") from None
+    for name in ("from_", "to", "sort", "order", "file", "limit", "skip"):
+        if getattr(args, name, None) is not None:
+            query[name] = getattr(args, name)
+    if args.regex:
+        query["regex"] = True
+    return query
+
+
+@contextmanager
+def progress_bar(args: argparse.Namespace, total: int | None, unit: str = "img"):
+    # disable=None: only on a terminal.
+    with tqdm(total=total, unit=unit, disable=True if args.no_progress else None) as bar:
+        yield bar
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:.1f} images/s" if seconds > 0 else "-"
+
+
+# --- push and pull ----------------------------------------------------------------------------
+def run_push(client: Client, args: argparse.Namespace) -> int:
+    plan = PushPlan(
+        root=Path(args.folder),
+        prefix=args.prefix,
+        meta=parse_pairs(args.meta),
+        folders_as=[name.strip() for name in args.folders_as.split(",") if name.strip()],
+        csv_rows=read_metadata_csv(Path(args.metadata_csv)) if args.metadata_csv else {},
+        all_files=args.all_files,
+    )
+    files = plan.files()
+    scoped = client.info().get("image_scope") == "user"
+    with progress_bar(args, len(files)) as bar:
+        pusher = Pusher(client, args.jobs, args.on_duplicate, scoped, progress=bar.update)
+        summary = pusher.run(plan.item(path, relative) for path, relative in files)
+    handled = summary.done
+    print(
+        f"push {args.folder}: {summary.uploaded} uploaded, {summary.updated} metadata updated, "
+        f"{summary.skipped} skipped (already stored), {summary.duplicates} duplicates, "
+        f"{len(summary.failed)} failed; {handled} of {len(files)} files in "
+        f"{summary.seconds:.1f} s ({rate(handled, summary.seconds)})"
+    )
+    return finish(summary.failed, summary.interrupted)
+
+
+def finish(failures: list[tuple[str, str]], interrupted: bool) -> int:
+    """Report failures and choose the exit code of a push or pull."""
+    for name, reason in failures[:SHOWN_FAILURES]:
+        shown = name if name.isprintable() else ascii(name)
+        print(f"  failed {shown}: {reason}", file=sys.stderr)
+    if len(failures) > SHOWN_FAILURES:
+        print(f"  ... and {len(failures) - SHOWN_FAILURES} more", file=sys.stderr)
+    if interrupted:
+        print("interrupted: run the same command again to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def run_pull(client: Client, args: argparse.Namespace) -> int:
+    query = query_from(args)
+    total = client.count(**query)
+    if query.get("limit"):
+        total = min(total, int(query["limit"]))
+    with progress_bar(args, total) as bar:
+        puller = Puller(client, Path(args.dest), Layout(args.layout), args.jobs, bar.update)
+        summary = puller.run(client.find(**query))
+    handled = summary.downloaded + summary.skipped + len(summary.failed)
+    print(
+        f"pull {args.dest}: {summary.downloaded} downloaded ({summary.bytes / 1e6:.1f} MB), "
+        f"{summary.skipped} skipped (already there), {len(summary.failed)} failed; "
+        f"{handled} of {total} images in {summary.seconds:.1f} s "
+        f"({rate(handled, summary.seconds)})"
+    )
+    return finish(summary.failed, summary.interrupted)
+
+
+# --- documents --------------------------------------------------------------------------------
+def run_ls(client: Client, args: argparse.Namespace) -> int:
+    query = query_from(args)
+    if args.select:
+        query["select"] = args.select
+    shown = 0
+    for document in client.find(**{"limit": 100, **query}):
+        shown += 1
+        if args.json:
+            print(json.dumps(document))
+        else:
+            data = json.dumps(document.get("data", {}), ensure_ascii=False)
+            print(
+                f"{document['_id']}  {document.get('time', '')}  {document.get('file', '')}  {data}"
+            )
+    total = client.count(**query)
+    sys.stdout.flush()
+    print(f"({shown} of {total} shown)", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_get(client: Client, args: argparse.Namespace) -> int:
+    document = client.get(args.id)
+    if args.output:
+        client.download(document, args.output)
+        print(f"{args.output}: {document.get('size', '?')} bytes, sha256 verified")
+    else:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _ids_and_terms(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    ids = [value for value in args.ids if "=" not in value]
+    terms = [value for value in args.ids if "=" in value]
+    return ids, terms
+
+
+def run_rm(client: Client, args: argparse.Namespace) -> int:
+    ids, terms = _ids_and_terms(args)
+    query = query_from(args, terms)
+    if ids and query:
+        raise PlanError("give ids or a query, not both")
+    if ids:
+        for image_id in ids:
+            client.delete(image_id)
+            print(f"deleted {image_id}")
+        return EXIT_OK
+    if not query:
+        raise PlanError("give ids or a query (key=value, --filter ...); an empty query is refused")
+    count = client.count(**query)
+    if count == 0:
+        print("nothing matches")
+        return EXIT_OK
+    if not args.yes and not _confirm(f"delete {count} images and their files?"):
+        print("nothing deleted")
+        return EXIT_FAILED
+    print(f"deleted {client.delete_many(**query)} images")
+    return EXIT_OK
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        print(f"{question} (refused: not a terminal; pass --yes)", file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def run_patch(client: Client, args: argparse.Namespace) -> int:
+    ids, terms = _ids_and_terms(args)
+    query = query_from(args, terms)
+    changes = parse_pairs(args.set)
+    if not changes and not args.unset:
+        raise PlanError("nothing to change: give --set key=value or --unset key")
+    if ids and query:
+        raise PlanError("give ids or a query, not both")
+    if ids:
+        for image_id in ids:
+            document = client.update(image_id, changes, args.unset)
+            print(json.dumps(document, ensure_ascii=False))
+        return EXIT_OK
+    if not query:
+        raise PlanError("give ids or a query (key=value, --filter ...)")
+    result = client.update_many(changes, args.unset, **query)
+    print(f"matched {result['matchedCount']}, modified {result['modifiedCount']}")
+    return EXIT_OK
+
+
+# --- archives ---------------------------------------------------------------------------------
+def run_export(client: Client, args: argparse.Namespace) -> int:
+    query = query_from(args)
+    if args.by:
+        query["by"] = args.by
+    if args.shard_size is not None:
+        if args.format not in (None, "webdataset"):
+            raise PlanError("--shard-size goes with --format webdataset")
+        return _export_shards(client, args, query)
+    result = client.export(args.output, args.format, **query)
+    print(f"{args.output}: {result['bytes'] / 1e6:.1f} MB")
+    return EXIT_OK
+
+
+def _export_shards(client: Client, args: argparse.Namespace, query: dict[str, Any]) -> int:
+    from imagestore_client.query import build_params
+
+    params = [*build_params(query), ("format", "webdataset")]
+    with client.export_stream(params) as response:
+        shards = write_shards(response.iter_bytes(1024 * 1024), Path(args.output), args.shard_size)
+    total = sum(count for _, count in shards)
+    print(f"{args.output}: {total} samples in {len(shards)} shards")
+    for shard, count in shards:
+        print(f"  {shard.name}  {count} samples  {shard.stat().st_size / 1e6:.1f} MB")
+    return EXIT_OK
+
+
+def run_import(client: Client, args: argparse.Namespace) -> int:
+    result = client.import_archive(args.archive, parse_pairs(args.meta), args.on_duplicate)
+    skipped = result.get("skippedCount", len(result.get("skipped", [])))
+    duplicates = result.get("duplicatesCount", len(result.get("duplicates", [])))
+    print(
+        f"{args.archive}: {result.get('imported', 0)} imported, {skipped} skipped, "
+        f"{duplicates} duplicates"
+    )
+    for entry in result.get("skipped", [])[:SHOWN_FAILURES]:
+        print(f"  skipped {entry.get('entry')}: {entry.get('reason')}", file=sys.stderr)
+    for entry in result.get("duplicates", [])[:SHOWN_FAILURES]:
+        print(f"  duplicate {entry.get('entry')}: stored as {entry.get('file')}", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_duplicates(client: Client, args: argparse.Namespace) -> int:
+    groups = 0
+    for group in client.duplicates():
+        groups += 1
+        files = "  ".join(item["file"] for item in group["items"])
+        print(f"{group['sha256'][:12]}  {group['count']}  {files}")
+    print(f"{groups} groups of images with the same bytes", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_info(client: Client, args: argparse.Namespace) -> int:
+    print(json.dumps(client.info(), indent=2))
+    return EXIT_OK

@@ -1,0 +1,54 @@
+"""Local files: hashing, atomic writes that verify a sha256, and safe relative paths."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from imagestore_client.errors import ImagestoreError, IntegrityError
+
+CHUNK = 1024 * 1024
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_verified(dest: Path, chunks: Iterable[bytes], sha256: str | None) -> int:
+    """Write `chunks` to `dest` through a temporary file renamed into place once the hash matches.
+
+    A failed or interrupted download never leaves a partial file at `dest`.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    handle, temporary = tempfile.mkstemp(prefix=f".{dest.name[:50]}.", dir=dest.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        if sha256 and digest.hexdigest() != sha256:
+            raise IntegrityError(f"{dest}: sha256 {digest.hexdigest()} instead of {sha256}")
+        os.replace(temporary, dest)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return size
+
+
+def safe_relative(path: str) -> PurePosixPath:
+    """`path` as a relative path that stays inside the folder it is joined to."""
+    relative = PurePosixPath(path.replace("\\", "/"))
+    parts = [part for part in relative.parts if part not in ("", ".")]
+    if not parts or relative.is_absolute() or ".." in parts or any("\x00" in p for p in parts):
+        raise ImagestoreError(f"Unsafe file path from the service: {path!r}")
+    return PurePosixPath(*parts)

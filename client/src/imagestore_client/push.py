@@ -1,0 +1,172 @@
+"""`push`: upload a planned tree concurrently, skipping what is stored, resumable by design.
+
+Each batch of files is hashed, then looked up by sha256 in one `GET /images` (`filter` with
+`$in`): a file already stored at its path with the same bytes is skipped (its metadata patched
+if the push brings new values), the rest is uploaded by `jobs` threads. Uploads upsert on the
+stored path, so re-running an interrupted push stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from imagestore_client.client import Client
+from imagestore_client.errors import ImagestoreError
+from imagestore_client.files import sha256_of
+from imagestore_client.push_plan import PushItem
+from imagestore_client.tally import RunSummary, Tally
+
+# sha256 values per lookup: the query string stays under gunicorn's 4 KB request line.
+LOOKUP_BATCH = 40
+
+
+@dataclass
+class PushSummary(RunSummary):
+    uploaded: int = 0
+    updated: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.uploaded + self.updated + self.skipped + self.duplicates + len(self.failed)
+
+
+class Pusher:
+    def __init__(
+        self,
+        client: Client,
+        jobs: int = 8,
+        on_duplicate: str = "upload",
+        scoped: bool = False,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self.client = client
+        self.jobs = jobs
+        self.on_duplicate = on_duplicate
+        self.scoped = scoped  # under per-user scope stored paths start with the owner's folder
+        self.summary = PushSummary()
+        self.tally = Tally(self.summary, progress)
+
+    def run(self, items: Iterable[PushItem]) -> PushSummary:
+        started = time.monotonic()
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="imagestore-push") as pool:
+            in_flight: set[Future] = set()
+            try:
+                for batch in _batches(items, LOOKUP_BATCH):
+                    for task in self._tasks(batch, pool):
+                        in_flight.add(pool.submit(task))
+                        while len(in_flight) >= self.jobs * 2:
+                            _, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                wait(in_flight)
+            except KeyboardInterrupt:
+                self.summary.interrupted = True
+                for future in in_flight:
+                    future.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+        self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    def _tasks(self, batch: list[PushItem], pool: ThreadPoolExecutor) -> list[Callable[[], None]]:
+        """Uploads and metadata patches `batch` needs; the rest is recorded as skipped or failed."""
+        list(pool.map(_hash, batch))
+        ready = [item for item in batch if item.error is None]
+        for item in batch:
+            if item.error is not None:
+                self._failed(item, item.error)
+        if not ready:
+            return []
+        try:
+            stored = self._stored_by_hash({item.sha256 for item in ready})
+        except ImagestoreError as error:
+            for item in ready:
+                self._failed(item, f"lookup failed: {error}")
+            return []
+        tasks = (self._task(item, stored.get(item.sha256, [])) for item in ready)
+        return [task for task in tasks if task is not None]
+
+    def _stored_by_hash(self, hashes: set[str]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        query = {"filter": {"sha256": {"$in": sorted(hashes)}}, "select": "file sha256 data"}
+        for document in self.client.find(**query):
+            found.setdefault(document["sha256"], []).append(document)
+        return found
+
+    def _task(self, item: PushItem, same_bytes: list[dict[str, Any]]) -> Callable[[], None] | None:
+        """What is left to do for `item` given the stored images with its bytes (None: nothing)."""
+        at_target = next((d for d in same_bytes if self._stored_path(d) == item.target), None)
+        if at_target is not None:
+            stored = at_target.get("data") or {}
+            changes = {k: v for k, v in item.data.items() if stored.get(k) != v}
+            if not changes:
+                self._count("skipped")
+                return None
+            return lambda: self._patch(item, at_target["_id"], changes)
+        if same_bytes and self.on_duplicate != "upload":
+            elsewhere = same_bytes[0]["file"]
+            if self.on_duplicate == "skip":
+                self._count("duplicates")
+            else:
+                self._failed(item, f"same bytes already stored as {elsewhere}")
+            return None
+        return lambda: self._upload(item)
+
+    def _stored_path(self, document: dict[str, Any]) -> str:
+        """The path as the push names it: under per-user scope the owner's folder is dropped."""
+        file = document["file"]
+        return file.split("/", 1)[-1] if self.scoped else file
+
+    def _patch(self, item: PushItem, image_id: str, changes: dict[str, Any]) -> None:
+        """Set the keys the push brings that the stored document lacks or holds otherwise."""
+        try:
+            self.client.update(image_id, changes)
+        except Exception as error:  # fails this file, never the whole push
+            self._failed(item, f"metadata update failed: {error}")
+            return
+        self._count("updated")
+
+    def _upload(self, item: PushItem) -> None:
+        try:
+            on_duplicate = None if self.on_duplicate == "upload" else self.on_duplicate
+            document = self.client.upload(
+                item.path, item.target, item.data, item.time, on_duplicate
+            )
+        except ImagestoreError as error:
+            self._failed(item, str(error))
+        except OSError as error:
+            self._failed(item, f"cannot read: {error}")
+        except Exception as error:  # anything else fails this file, never the whole push
+            self._failed(item, f"{type(error).__name__}: {error}")
+        else:
+            # With on_duplicate=skip the service answers the copy it already holds.
+            stored_here = self._stored_path(document) == item.target
+            self._count("uploaded" if stored_here else "duplicates")
+
+    def _count(self, outcome: str) -> None:
+        self.tally.add(**{outcome: 1})
+
+    def _failed(self, item: PushItem, reason: str) -> None:
+        self.tally.fail(item.relative, reason)
+
+
+def _hash(item: PushItem) -> None:
+    if item.error is None:
+        try:
+            item.sha256 = sha256_of(item.path)
+        except OSError as error:
+            item.error = f"cannot read: {error}"
+
+
+def _batches(items: Iterable[PushItem], size: int) -> Iterator[list[PushItem]]:
+    batch: list[PushItem] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,198 @@
+"""Fixtures: a real SecantusDB and `manage.py serve` for the session, clients, image trees."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from benchmarks.service import BenchService, ServerOptions
+from imagestore_client import Client
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLIENT_SOURCE = REPO_ROOT / "client" / "src"
+
+
+class Service(BenchService):
+    """A SecantusDB and a `manage.py serve` in their own folder, with extra environment."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        super().__init__(workdir, ServerOptions(workers=2))
+        self.extra = env
+
+    @property
+    def url(self) -> str:
+        return self.base_url
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), **self.extra}
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory) -> Iterator[Service]:
+    running = Service(tmp_path_factory.mktemp("service"), {})
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(service) -> Iterator[Client]:
+    """A client on an emptied service."""
+    with Client(service.url) as api:
+        api.delete_many(all=True)
+        yield api
+
+
+def cli(service_url: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run `imagestore --url <service> ...` from this source tree, as a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "imagestore_client", "--url", service_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_environment(),
+        **kwargs,
+    )
+
+
+def cli_environment() -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESTORE_")}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(CLIENT_SOURCE), environment.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
+    return environment
+
+
+def image_bytes(index: int, fmt: str = "PNG", size: tuple[int, int] = (16, 12)) -> bytes:
+    """A small image whose bytes differ for every index."""
+    buffer = io.BytesIO()
+    color = (index % 256, (index // 256) % 256, (index * 7) % 256)
+    image = Image.new("RGB", size, color)
+    image.putpixel((0, 0), (index % 251, index % 241, index % 239))
+    image.info["comment"] = str(index)
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+class LocalHTTPServer:
+    """A threaded HTTP server on a free loopback port, for the handler class it is given."""
+
+    def start_server(self, handler: type) -> None:
+        from http.server import ThreadingHTTPServer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FaultyProxy(LocalHTTPServer):
+    """An HTTP proxy on 127.0.0.1 in front of the service that fails chosen requests.
+
+    `fault(method, path, number)` returns "503" (answer 503 with Retry-After: 0), "drop" (close
+    the connection without an answer), "truncate" (forward, but close after half the body) or
+    None (forward); `number` counts requests from 1.
+    """
+
+    def __init__(self, target: str, fault) -> None:
+        from http.server import BaseHTTPRequestHandler
+
+        proxy = self
+        self.target = target
+        self.fault = fault
+        self.requests = 0
+        self.faults: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+        self.http = httpx.Client(base_url=target, timeout=60)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def handle_one(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with proxy.lock:
+                    proxy.requests += 1
+                    number = proxy.requests
+                kind = proxy.fault(self.command, self.path, number)
+                if kind:
+                    proxy.faults.append((self.command, self.path, kind))
+                if kind == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if kind == "503":
+                    self._answer(503, {"Retry-After": "0"}, b'{"detail": "busy"}')
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                upstream = proxy.http.request(
+                    self.command, self.path, headers=headers, content=body
+                )
+                passed = {
+                    k: v
+                    for k, v in upstream.headers.items()
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection")
+                }
+                self._answer(upstream.status_code, passed, upstream.content, kind == "truncate")
+
+            def _answer(self, status: int, headers: dict, body: bytes, cut: bool = False) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if cut else body)
+                if cut:
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = handle_one
+
+            def log_message(self, format, *args) -> None:
+                pass
+
+        self.start_server(Handler)
+
+    def stop(self) -> None:
+        super().stop()
+        self.http.close()
+
+
+def image_tree(root: Path, count: int) -> dict[str, dict]:
+    """`count` images under root/cam<k>/<label>/, a third with `x.png.json` sidecars and a third
+    with `x.json`; returns the expected data of each relative path (folders as camera,label)."""
+    expected: dict[str, dict] = {}
+    for index in range(count):
+        camera, label = f"cam{index % 4}", ("cat", "dog", "bird")[index % 3]
+        folder = root / camera / label
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"img{index:04d}.png"
+        (folder / name).write_bytes(image_bytes(index))
+        data = {"camera": camera, "label": label}
+        sidecar = (index // 4) % 3
+        if sidecar == 1:
+            (folder / f"{name}.json").write_text(json.dumps({"index": index, "tags": ["a"]}))
+            data.update(index=index, tags=["a"])
+        elif sidecar == 2:
+            (folder / f"img{index:04d}.json").write_text(json.dumps({"index": index}))
+            data.update(index=index)
+        expected[f"{camera}/{label}/{name}"] = data
+    return expected

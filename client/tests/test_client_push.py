@@ -1,0 +1,197 @@
+"""`imagestore push` against a real service: metadata sources, resuming, skipping, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import FaultyProxy, cli, cli_environment, image_bytes, image_tree
+
+TREE_SIZE = 200
+
+
+def outcome(stdout: str) -> dict[str, int]:
+    """The counts of a push summary line."""
+    found = re.findall(r"(\d+) (uploaded|metadata updated|skipped|duplicates|failed)", stdout)
+    return {name: int(number) for number, name in found}
+
+
+def stored(client) -> dict[str, dict]:
+    return {doc["file"]: doc for doc in client.find()}
+
+
+def test_interrupted_push_resumes_and_stores_each_image_once(client, service, tmp_path):
+    tree = tmp_path / "tree"
+    expected = image_tree(tree, TREE_SIZE)
+    command = [sys.executable, "-m", "imagestore_client", "--url", service.url, "--no-progress"]
+    command += ["push", str(tree), "--prefix", "site1/", "--folders-as", "camera,label"]
+    first = subprocess.Popen(
+        [*command, "--jobs", "1"],
+        env=cli_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while client.count() < 30 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 130, (out, err)
+    assert "interrupted" in err
+    after_interrupt = client.count()
+    assert 30 <= after_interrupt < TREE_SIZE
+
+    second = subprocess.run(command, env=cli_environment(), capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    counts = outcome(second.stdout)
+    assert counts["uploaded"] == TREE_SIZE - after_interrupt  # nothing uploaded twice
+    assert counts["skipped"] == after_interrupt
+    assert counts["failed"] == 0
+
+    documents = stored(client)
+    assert sorted(documents) == sorted(f"site1/{path}" for path in expected)
+    assert client.count() == TREE_SIZE
+    for relative, data in expected.items():
+        document = documents[f"site1/{relative}"]
+        assert document["data"] == data
+        local = (tree / relative).read_bytes()
+        assert document["sha256"] == hashlib.sha256(local).hexdigest()
+
+    third = subprocess.run(command, env=cli_environment(), capture_output=True, text=True)
+    assert third.returncode == 0
+    assert outcome(third.stdout) == {
+        "uploaded": 0,
+        "metadata updated": 0,
+        "skipped": TREE_SIZE,
+        "duplicates": 0,
+        "failed": 0,
+    }
+
+
+def test_metadata_from_meta_csv_folders_and_sidecars_in_that_order(client, service, tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "x.png").write_bytes(image_bytes(1))
+    (tree / "a" / "y.png").write_bytes(image_bytes(2))
+    (tree / "z.png").write_bytes(image_bytes(3))
+    (tree / "a" / "b" / "x.png.json").write_text(json.dumps({"label": "sidecar", "file": "evil"}))
+    (tree / "z.json").write_text(json.dumps({"time": "2026-01-02T03:04:05Z", "n": 1}))
+    (tree / ".hidden.png").write_bytes(image_bytes(4))
+    (tree / "notes.txt").write_text("not an image")
+    csv_file = tmp_path / "meta.csv"
+    csv_file.write_text("file,label,split\na/b/x.png,csv,train\n./a/y.png,csv,\nz.png,,test\n")
+
+    result = cli(
+        service.url, "push", str(tree), "--prefix", "p", "--meta", "site=osaka",
+        "--meta", "fps:=30", "--folders-as", "camera,label", "--metadata-csv", str(csv_file),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert outcome(result.stdout)["uploaded"] == 3
+    documents = stored(client)
+    assert set(documents) == {"p/a/b/x.png", "p/a/y.png", "p/z.png"}
+    assert documents["p/a/b/x.png"]["data"] == {
+        "site": "osaka", "fps": 30, "camera": "a", "label": "sidecar", "split": "train",
+    }  # fmt: skip
+    assert documents["p/a/y.png"]["data"] == {
+        "site": "osaka", "fps": 30, "camera": "a", "label": "csv",
+    }  # fmt: skip
+    assert documents["p/z.png"]["data"] == {"site": "osaka", "fps": 30, "split": "test", "n": 1}
+    assert documents["p/z.png"]["time"] == "2026-01-02T03:04:05.000Z"
+
+
+def test_changed_sidecar_patches_the_stored_metadata(client, service, tmp_path):
+    tree = tmp_path / "tree"
+    image_tree(tree, 6)
+    assert cli(service.url, "push", str(tree)).returncode == 0
+    sidecar = tree / "cam1" / "dog" / "img0001.png.json"
+    sidecar.write_text(json.dumps({"label": "wolf"}))
+    client.update(client.find(file="cam2/bird/img0002.png").__next__()["_id"], {"extra": 1})
+
+    result = cli(service.url, "push", str(tree))
+    assert result.returncode == 0
+    assert outcome(result.stdout) == {
+        "uploaded": 0, "metadata updated": 1, "skipped": 5, "duplicates": 0, "failed": 0,
+    }  # fmt: skip
+    assert next(client.find(file="cam1/dog/img0001.png"))["data"]["label"] == "wolf"
+    # Keys set on the service since are kept: a push only sets what it brings.
+    assert next(client.find(file="cam2/bird/img0002.png"))["data"]["extra"] == 1
+
+
+def test_failures_are_reported_with_the_reason_and_exit_non_zero(client, service, tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "good.png").write_bytes(image_bytes(1))
+    (tree / "broken.jpg").write_bytes(b"\xff\xd8 this is no jpeg")
+    (tree / "bad-sidecar.png").write_bytes(image_bytes(2))
+    (tree / "bad-sidecar.png.json").write_text("{not json")
+    (tree / "dotted.png").write_bytes(image_bytes(3))
+    (tree / "dotted.json").write_text(json.dumps({"a.b": 1}))
+    (tree / "new\nline.png").write_bytes(image_bytes(4))
+    with open(bytes(tree) + b"/\xff\xfe.png", "wb") as undecodable:
+        undecodable.write(image_bytes(5))
+    (tree / "ü.png").write_bytes(image_bytes(6))
+
+    result = cli(service.url, "push", str(tree))
+    assert result.returncode == 1
+    assert outcome(result.stdout)["uploaded"] == 2
+    assert outcome(result.stdout)["failed"] == 5
+    assert "failed 'new\\nline.png': the file name is not printable UTF-8 text" in result.stderr
+    assert "failed '\\udcff\\udcfe.png': the file name is not printable" in result.stderr
+    assert "failed broken.jpg: 400: The uploaded file is not a decodable image" in result.stderr
+    assert "failed bad-sidecar.png: sidecar bad-sidecar.png.json is not valid JSON" in result.stderr
+    assert "failed dotted.png: 400: Invalid key 'a.b'" in result.stderr
+    assert set(stored(client)) == {"good.png", "ü.png"}
+
+
+def test_same_bytes_elsewhere_skipped_or_refused_on_request(client, service, tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "copy.png").write_bytes(image_bytes(7))
+    (tree / "new.png").write_bytes(image_bytes(8))
+    client.upload(image_bytes(7), "original/seven.png")
+
+    refused = cli(service.url, "push", str(tree), "--on-duplicate", "reject")
+    assert refused.returncode == 1
+    assert "failed copy.png: same bytes already stored as original/seven.png" in refused.stderr
+    skipped = cli(service.url, "push", str(tree), "--on-duplicate", "skip")
+    assert skipped.returncode == 0
+    assert outcome(skipped.stdout)["duplicates"] == 1
+    assert set(stored(client)) == {"original/seven.png", "new.png"}
+    uploaded = cli(service.url, "push", str(tree))
+    assert outcome(uploaded.stdout)["uploaded"] == 1
+    assert set(stored(client)) == {"original/seven.png", "new.png", "copy.png"}
+
+
+def test_push_retries_503_and_dropped_connections(client, service, tmp_path):
+    tree = tmp_path / "tree"
+    expected = image_tree(tree, 24)
+
+    def fault(method: str, path: str, number: int) -> str | None:
+        if method == "POST" and number % 3 == 0:
+            return "503"
+        if method == "POST" and number % 5 == 0:
+            return "drop"
+        return "503" if method == "GET" and number == 2 else None
+
+    proxy = FaultyProxy(service.url, fault)
+    try:
+        result = cli(proxy.url, "push", str(tree), "--jobs", "4")
+    finally:
+        proxy.stop()
+    assert result.returncode == 0, result.stderr
+    assert outcome(result.stdout)["uploaded"] == 24
+    kinds = {kind for _, _, kind in proxy.faults}
+    assert kinds == {"503", "drop"}
+    assert set(stored(client)) == set(expected)
+
+
+def test_push_of_a_missing_folder_is_a_usage_error(service, tmp_path):
+    result = cli(service.url, "push", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert "is not a folder" in result.stderr

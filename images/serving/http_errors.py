@@ -1,0 +1,39 @@
+"""The HTTP server's own error answers (a malformed request line, a URL too long, headers
+too large, a failure before a streamed response's first byte) as JSON, like every other
+answer of the service."""
+
+from __future__ import annotations
+
+import json
+
+from gunicorn import util
+
+MESSAGES = {
+    400: "Malformed HTTP request",
+    414: "Request line too long: at most {line} bytes (method, URL and query)",
+    431: "Request headers too large",
+    500: "Internal server error",
+    501: "Transfer coding not supported",
+}
+
+
+def body_for(status: int, reason: str, detail: str, max_line: int) -> bytes:
+    message = MESSAGES.get(status, reason).format(line=max_line)
+    if detail and status not in (414, 500):
+        message = f"{message}: {detail}"
+    return json.dumps({"detail": message}).encode()
+
+
+def install(max_line: int) -> None:
+    """Replace gunicorn's HTML error page writer in this process."""
+
+    def write_error(sock, status_int: int, reason: str, mesg: str) -> None:
+        body = body_for(status_int, reason, mesg, max_line)
+        head = (
+            f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        util.write_nonblock(sock, head.encode("latin-1") + body)
+
+    util.write_error = write_error

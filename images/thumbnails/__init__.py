@@ -1,0 +1,43 @@
+"""Thumbnails: `GET /images/<id>/thumbnail?size=256`, made on first request and stored.
+
+`keys` names stored thumbnails and removes them with their image; `request` reads the size
+and the format a request asks for; `source` reads the image's bytes, hashing them, so that only
+a thumbnail of bytes matching the document's sha256 is stored (thumbnails are shared by hash,
+across users); `render` makes one in bounded memory (libvips shrinking while it decodes, a
+pixel cap, Pillow for the rest); `gate` bounds renders per process and makes each thumbnail
+once while other requests for it wait; `response` puts them together with ETags and caching.
+"""
+
+from images.thumbnails.keys import (
+    SIZES,
+    THUMBNAIL_PREFIX,
+    delete_keys,
+    delete_thumbnails,
+    thumbnail_keys,
+    thumbnail_keys_of_ids,
+)
+from images.thumbnails.render import NotAnImage, plan_decoding, render_thumbnail
+from images.thumbnails.request import (
+    SIZE_PARAMETER,
+    AnyAcceptNegotiation,
+    negotiate_format,
+    parse_size,
+)
+from images.thumbnails.response import thumbnail_response
+
+__all__ = [
+    "SIZES",
+    "SIZE_PARAMETER",
+    "THUMBNAIL_PREFIX",
+    "AnyAcceptNegotiation",
+    "NotAnImage",
+    "delete_keys",
+    "delete_thumbnails",
+    "negotiate_format",
+    "parse_size",
+    "plan_decoding",
+    "render_thumbnail",
+    "thumbnail_keys",
+    "thumbnail_keys_of_ids",
+    "thumbnail_response",
+]
