@@ -34,7 +34,7 @@ def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = Non
     except ValueError:
         raise SettingError(f"{name} must be {accepted}, got {raw!r}") from None
     if value < minimum or (maximum is not None and value > maximum):
-        raise SettingError(f"{name} must be {accepted}, got {value}")
+        raise SettingError(f"{name} must be {accepted}, got {raw!r}")
     return value
 
 

@@ -7,17 +7,26 @@ sends every call with `fetch` and the request header the GUI's axios sets on eve
 
 from __future__ import annotations
 
+import json
 import threading
+import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 from playwright.sync_api import Page
+
+from tests.helpers import image_bytes
 
 PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>another origin</title></head><body>
 <script>
-const AXIOS_HEADER = {"Access-Control-Allow-Origin": "*"};
+// What the GUI's axios sends on every call.
+const AXIOS_HEADER = {
+  "Access-Control-Allow-Origin": "*",
+  "Accept": "application/json, text/plain, */*",
+};
 
 async function png() {
   const canvas = document.createElement("canvas");
@@ -120,6 +129,27 @@ def test_a_page_on_another_origin_lists_uploads_edits_and_deletes(page, page_ori
     assert 'filename="page.png"' in results["download"]["disposition"]
     assert results["delete"]["body"] == {"_id": upload["_id"]}
     assert results["list after delete"]["body"]["total"] == 0
+
+
+def test_an_export_opened_as_a_page_downloads_with_the_filter_as_typed(page, start_server):
+    # The GUI opens exports as pages (no CORS), the filter's JSON not URL-encoded.
+    server = start_server()
+    jpeg = image_bytes()
+    for name, camera in (("a.jpg", "cam3"), ("b.jpg", "cam1")):
+        requests.post(
+            f"{server.url}/images",
+            files={"image": (name, jpeg, "image/jpeg")},
+            data={"data": json.dumps({"camera": camera})},
+            timeout=30,
+        ).raise_for_status()
+    url = server.url + '/export?filter={"$and":[{"data.camera":"cam3"}]}'
+    page.goto(f"{server.url}/")
+    with page.expect_download() as download_info:
+        page.evaluate("url => { location.href = url; }", url)
+    download = download_info.value
+    assert download.suggested_filename.endswith(".zip")
+    with zipfile.ZipFile(download.path()) as archive:
+        assert [n for n in archive.namelist() if n.endswith(".jpg")] == ["a.jpg"]
 
 
 def test_an_origin_not_listed_is_refused_by_the_browser(page, page_origin, start_server):

@@ -196,6 +196,8 @@ def test_catastrophic_patterns_are_refused_naming_the_construct(api, pattern, sh
         ("(ab?)*c", True),
         ("(foo|fo)+", False),
         (".*7$", True),
+        ("(" + "(ab|cd)" * 60 + ")*x", False),  # checked in linear time, not 2**60 paths
+        ("(" * 250 + "cam" + ")" * 250, True),
     ],
 )
 def test_safe_patterns_still_match(api, pattern, matches):
