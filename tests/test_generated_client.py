@@ -22,6 +22,7 @@ from PIL import Image
 from tests.helpers import REPO_ROOT, image_bytes
 
 CONFIG = REPO_ROOT / "docs" / "openapi-python-client.yaml"
+PACKAGE = "imagestore_openapi"  # as the config names it
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
 
 
@@ -37,7 +38,7 @@ def generate(schema_url: str, into: Path) -> None:
             "--meta",
             "none",
             "--output-path",
-            str(into / "imagestore_client"),
+            str(into / PACKAGE),
         ],
         capture_output=True,
         text=True,
@@ -54,13 +55,13 @@ def generated(start_server, tmp_path, monkeypatch) -> tuple[ModuleType, str]:
     api = start_server().url
     generate(f"{api}/docs/schema", tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    for name in [n for n in sys.modules if n.split(".")[0] == "imagestore_client"]:
+    for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
         del sys.modules[name]
-    return importlib.import_module("imagestore_client"), api
+    return importlib.import_module(PACKAGE), api
 
 
 def module(name: str) -> ModuleType:
-    return importlib.import_module(f"imagestore_client.{name}")
+    return importlib.import_module(f"{PACKAGE}.{name}")
 
 
 def test_generated_client_uploads_lists_edits_downloads_and_exports(generated):
