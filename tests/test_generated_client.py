@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -21,6 +22,7 @@ from PIL import Image
 
 from tests.helpers import REPO_ROOT, image_bytes
 
+PACKAGE = "imagestore_openapi"
 CONFIG = REPO_ROOT / "docs" / "openapi-python-client.yaml"
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
 
@@ -37,7 +39,7 @@ def generate(schema_url: str, into: Path) -> None:
             "--meta",
             "none",
             "--output-path",
-            str(into / "imagestore_client"),
+            str(into / PACKAGE),
         ],
         capture_output=True,
         text=True,
@@ -49,18 +51,24 @@ def generate(schema_url: str, into: Path) -> None:
 
 
 @pytest.fixture
-def generated(start_server, tmp_path, monkeypatch) -> tuple[ModuleType, str]:
+def generated(start_server, tmp_path, monkeypatch) -> Iterator[tuple[ModuleType, str]]:
     """The generated package, imported, and the served API's URL."""
     api = start_server().url
     generate(f"{api}/docs/schema", tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    for name in [n for n in sys.modules if n.split(".")[0] == "imagestore_client"]:
+    forget_generated()
+    yield importlib.import_module(PACKAGE), api
+    forget_generated()
+
+
+def forget_generated() -> None:
+    """Unimport the generated package: each test generates its own."""
+    for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
         del sys.modules[name]
-    return importlib.import_module("imagestore_client"), api
 
 
 def module(name: str) -> ModuleType:
-    return importlib.import_module(f"imagestore_client.{name}")
+    return importlib.import_module(f"{PACKAGE}.{name}")
 
 
 def test_generated_client_uploads_lists_edits_downloads_and_exports(generated):
