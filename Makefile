@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-dev browser bench bench-compare bench-growth clean
+.PHONY: run test lint install install-dev browser bench bench-compare bench-growth stress clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ lint: install-dev
 
 test: install-dev browser lint
 	$(BIN)/python -m pytest
+
+# The race harness for many rounds (`make test` runs a few per interleaving).
+stress: install-dev
+	RACE_ROUNDS=$${RACE_ROUNDS:-100} $(BIN)/python -m pytest tests/test_races.py -q
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run

@@ -18,7 +18,12 @@ def format_time(value: dt.datetime) -> str:
     """ISO 8601 in UTC with milliseconds and `Z`, as the original prints dates."""
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # The year by hand: strftime's %Y does not pad years before 1000 to four digits.
+    return (
+        f"{value.year:04d}"
+        + value.strftime("-%m-%dT%H:%M:%S.")
+        + f"{value.microsecond // 1000:03d}Z"
+    )
 
 
 def json_default(value: Any) -> Any:

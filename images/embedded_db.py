@@ -144,7 +144,8 @@ def _preferred_port(data_directory: Path) -> int:
     """The port this data directory's server had before, when it is free again; else a new one."""
     try:
         port = int((data_directory / "db.port").read_text())
-        with socket.socket() as sock:
+        with socket.socket() as sock:  # as the server binds: connections left in TIME_WAIT ok
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", port))
         return port
     except (FileNotFoundError, ValueError, OSError):

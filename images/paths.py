@@ -43,8 +43,8 @@ def _path_problem(path: str) -> str | None:
         return "has an empty, '.' or '..' component"
     if any(len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES for part in parts):
         return f"has a component longer than {MAX_COMPONENT_BYTES} bytes"
-    if parts[0] == RESERVED_PREFIX:
-        return f"'{RESERVED_PREFIX}/' is reserved"
+    if parts[0].casefold() == RESERVED_PREFIX:  # case-folding volumes would merge them
+        return f"'{RESERVED_PREFIX}/' is reserved (in any letter case)"
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
@@ -67,3 +67,17 @@ def upload_file_name(name: str | None) -> str:
 def scoped_path(path: str, user_id: str | None) -> str:
     """Under IMAGE_SCOPE=user, every stored path is `<userId>/<path>`."""
     return f"{user_id}/{path}" if user_id else path
+
+
+def storage_key(path: str, user_id: str | None, field: str = "file") -> str:
+    """The final storage key of a user path (prefix included), checked against every limit
+    before anything is written: a 400 names the problem."""
+    key = scoped_path(path, user_id)
+    problem = _path_problem(key)
+    if problem:
+        if key == path:
+            raise BadRequest(f"Invalid '{field}' {path!r}: {problem}")
+        raise BadRequest(
+            f"Invalid '{field}' {path!r}: with the '{user_id}/' prefix, its storage key {problem}"
+        )
+    return key

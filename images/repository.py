@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -34,6 +36,10 @@ from images.query import ImageQuery
 logger = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
+LEASE_COLLECTION = "image_write_leases"
+# Leases nobody recovered are dropped by MongoDB after this long (check_integrity runs first).
+FORGET_LEASES_AFTER_SECONDS = 7 * 24 * 3600
+MINTED_ID_ATTEMPTS = 5
 
 _client_lock = threading.Lock()
 _client: MongoClient | None = None
@@ -58,6 +64,9 @@ def get_client() -> MongoClient:
                 tz_aware=True,
                 serverSelectionTimeoutMS=timeout,
                 connectTimeoutMS=timeout,
+                # A database that stops answering (paused, partitioned) fails the request
+                # instead of hanging it; every query's own limit is shorter.
+                socketTimeoutMS=settings.MONGODB_QUERY_TIMEOUT_MS + timeout,
                 maxPoolSize=50,
                 appname="imagestore",
             )
@@ -109,8 +118,33 @@ def ensure_indexes(collection: Collection | None = None, data_fields: list[str] 
         collection.create_index([("file", ASCENDING)]),
     ]
     names += [collection.create_index([(f"data.{name}", ASCENDING)]) for name in data_fields]
+    names.append(
+        collection.database[LEASE_COLLECTION].create_index(
+            [("expires", ASCENDING)], expireAfterSeconds=FORGET_LEASES_AFTER_SECONDS
+        )
+    )
     _indexes_ready = True
     return names
+
+
+_minted_lock = threading.Lock()
+_last_minted = 0
+
+
+def new_object_id() -> ObjectId:
+    """A server-minted id: the creation second and microsecond (ids of one process increase),
+    then 5 random bytes. ObjectId's own per-process part and counter would let a client predict
+    the ids of other users' next images."""
+    global _last_minted
+    with _minted_lock:
+        stamp = max(time.time_ns() // 1000, _last_minted + 1)
+        _last_minted = stamp
+    seconds, micros = divmod(stamp, 1_000_000)
+    return ObjectId(seconds.to_bytes(4, "big") + micros.to_bytes(3, "big") + os.urandom(5))
+
+
+def _id_taken(error: OperationFailure) -> bool:
+    return error.code == DUPLICATE_KEY and "_id" in (error.details or {}).get("keyPattern", {})
 
 
 def ping() -> bool:
@@ -380,26 +414,36 @@ class ImageRepository:
 
         Returns the document before the write (None when it is new) and after it.
         """
-        new_id = image_id or ObjectId()
         changes = {"data": data, "time": time, **facts}
-        update = {
-            "$set": changes,
-            "$setOnInsert": {"_id": new_id, "file": file, "userId": self.owner},
-        }
         stale = [name for name in FACT_FIELDS if name not in facts]
-        if stale:  # a non-image replacing an image keeps no width, height...
-            update["$unset"] = dict.fromkeys(stale, "")
         selector = {"userId": self.owner, "file": file}
-        try:
-            before = self._upsert_once(selector, update)
-        except OperationFailure as error:
-            if error.code != DUPLICATE_KEY or "_id" in (error.details or {}).get("keyPattern", {}):
-                raise
-            # Two concurrent upserts of a new path: the loser retries as an update.
-            before = self._upsert_once(selector, update)
+        for attempt in range(1, MINTED_ID_ATTEMPTS + 1):
+            new_id = image_id or new_object_id()
+            update = {
+                "$set": changes,
+                "$setOnInsert": {"_id": new_id, "file": file, "userId": self.owner},
+            }
+            if stale:  # a non-image replacing an image keeps no width, height...
+                update["$unset"] = dict.fromkeys(stale, "")
+            try:
+                before = self._upsert_retrying_path(selector, update)
+                break
+            except OperationFailure as error:
+                # A minted id someone chose for their own image: mint another.
+                if image_id is not None or not _id_taken(error) or attempt == MINTED_ID_ATTEMPTS:
+                    raise
         original = before or {"_id": new_id, "file": file, "userId": self.owner}
         after = {k: v for k, v in original.items() if k not in stale}
         return before, {**after, **changes}
+
+    def _upsert_retrying_path(self, selector: dict[str, Any], update: dict[str, Any]):
+        try:
+            return self._upsert_once(selector, update)
+        except OperationFailure as error:
+            if error.code != DUPLICATE_KEY or _id_taken(error):
+                raise
+            # Two concurrent upserts of a new path: the loser retries as an update.
+            return self._upsert_once(selector, update)
 
     def _upsert_once(self, selector: dict[str, Any], update: dict[str, Any]) -> dict | None:
         return self.collection.find_one_and_update(
@@ -411,7 +455,7 @@ class ImageRepository:
         operations = []
         for doc in documents:
             set_fields = {k: v for k, v in doc.items() if k not in ("_id", "file", "userId")}
-            on_insert = {"_id": doc.get("_id") or ObjectId(), "file": doc["file"]}
+            on_insert = {"_id": doc.get("_id") or new_object_id(), "file": doc["file"]}
             on_insert["userId"] = self.owner
             operations.append(
                 UpdateOne(
@@ -430,7 +474,7 @@ class ImageRepository:
         upserts); return the positions of those not inserted because their `(owner, file)` or
         `_id` is taken. Used by imports, which upsert those afterwards."""
         rows = [
-            {"_id": doc.get("_id") or ObjectId(), "file": doc["file"], "userId": self.owner}
+            {"_id": doc.get("_id") or new_object_id(), "file": doc["file"], "userId": self.owner}
             | {k: v for k, v in doc.items() if k not in ("_id", "file", "userId")}
             for doc in documents
         ]
@@ -444,6 +488,20 @@ class ImageRepository:
                 raise
             return sorted(e["index"] for e in errors)
         return []
+
+    def update_existing(self, documents: list[dict[str, Any]]) -> int:
+        """Set `time` and `data` of the owner's documents at these paths (none is created);
+        how many matched."""
+        operations = [
+            UpdateOne(
+                {"userId": self.owner, "file": doc["file"]},
+                {"$set": {"time": doc["time"], "data": doc["data"]}},
+            )
+            for doc in documents
+        ]
+        if not operations:
+            return 0
+        return self.collection.bulk_write(operations, ordered=False).matched_count
 
     def update_many(self, query_filter: dict[str, Any], update: dict[str, Any]):
         return self.collection.update_many(self.scoped(query_filter), update)
@@ -479,6 +537,11 @@ class ImageRepository:
         for doc in self.find_in_pages(query, page_size=1000):
             if doc.get("file"):
                 yield doc["file"]
+
+    def iter_file_facts(self) -> Iterator[dict[str, Any]]:
+        """Every document's `file` and `sha256` in scope, in pages."""
+        query = ImageQuery(filter={}, limit=0, projection={"file": 1, "sha256": 1})
+        yield from self.find_in_pages(query, page_size=1000)
 
     def known_files(self, files: list[str]) -> set[str]:
         """Which of these storage paths a document points to."""

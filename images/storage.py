@@ -1,8 +1,11 @@
 """All file I/O, over Django's `storages["default"]`: local disk or S3.
 
-Keys are validated relative POSIX paths (see `images.paths`). Writes are atomic: on local
-disk the bytes go to a temporary file beside the target and are renamed into place; on S3 a
-single PUT (or a completed multipart upload) replaces the object at once.
+Keys are validated relative POSIX paths (see `images.paths`). An image's bytes are first
+*staged* under `.imagestore/staging/<random>` and later *promoted* to their key (see
+`images.writes`): on local disk a rename (data and directories fsynced first, so a document
+never points at bytes a power loss could take back), on S3 a server-side copy, each of which
+replaces the object at once. On local disk no key is read, written or deleted through a
+symbolic link: every component below the root must be a plain file or directory.
 """
 
 from __future__ import annotations
@@ -22,6 +25,21 @@ from django.core.files.storage import FileSystemStorage, Storage, storages
 from images.paths import RESERVED_PREFIX, is_safe_file_path
 
 CHUNK_SIZE = 256 * 1024
+STAGING_PREFIX = f"{RESERVED_PREFIX}/staging"
+# A single S3 CopyObject copies at most 5 GiB; larger objects go through a multipart copy.
+S3_SINGLE_COPY_LIMIT = 5 * 1024**3
+
+
+class UnsafeKey(ValueError):
+    """A key that may not be written: unsafe as a path, or reaching through a symbolic link."""
+
+
+# A key whose folders collide with stored files (`a.jpg/b.jpg` beside `a.jpg`), or the reverse.
+PATH_CONFLICTS = (NotADirectoryError, IsADirectoryError, FileExistsError)
+
+
+def new_staging_key() -> str:
+    return f"{STAGING_PREFIX}/{uuid.uuid4().hex}"
 
 
 def is_storable_key(key: object) -> bool:
@@ -68,7 +86,32 @@ class FileStore:
 
     def iter_keys(self) -> Iterator[str]:
         """Every stored file outside the reserved prefix (temporary files of uploads included)."""
+        return (key for key in self.iter_all_keys() if not key.startswith(f"{RESERVED_PREFIX}/"))
+
+    def iter_all_keys(self) -> Iterator[str]:
+        """Every stored object, as listed, safe or not (what `check_integrity` accounts for)."""
         raise NotImplementedError
+
+    def check_writable(self, key: str) -> None:
+        """Raise `UnsafeKey` when `key` may not be written."""
+        if not is_storable_key(key):
+            raise UnsafeKey(f"unsafe storage key {key!r}")
+
+    def stage(self, source: IO[bytes], staging: str) -> None:
+        """Write new bytes under a staging key, durably."""
+        self.save(staging, source)
+
+    def stage_path(self, source_path: str, staging: str) -> None:
+        """Stage a file that is on local disk (it may be moved rather than copied)."""
+        self.save_path(staging, source_path)
+
+    def promote(self, staging: str, key: str, size: int) -> None:
+        """Replace `key` at once by the staged bytes; the staging key is gone afterwards."""
+        raise NotImplementedError
+
+    def delete_raw(self, key: str) -> bool:
+        """Remove an object listed by `iter_all_keys` that is no valid key; False if refused."""
+        return False
 
     def check(self) -> None:
         """Raise when the storage cannot be reached."""
@@ -81,49 +124,100 @@ class LocalFileStore(FileStore):
         self.root = Path(storage.location)
 
     def path(self, key: str) -> Path:
+        """The file of `key`, refused (`UnsafeKey`) when the key is unsafe or any existing
+        component below the root is a symbolic link (it could lead outside the root)."""
         if not is_storable_key(key):
-            raise ValueError(f"unsafe storage key {key!r}")
-        return Path(self.storage.path(key))
+            raise UnsafeKey(f"unsafe storage key {key!r}")
+        real_root = os.path.realpath(self.root)
+        target = os.path.join(real_root, *key.split("/"))
+        if os.path.realpath(target) != target:
+            raise UnsafeKey(f"storage key {key!r} reaches through a symbolic link")
+        return Path(target)
 
-    def _write_atomically(self, key: str, write: Callable[[Path], object]) -> None:
-        """`write` fills a temporary file beside the target, which is then renamed into place."""
+    def check_writable(self, key: str) -> None:
+        """`UnsafeKey`, or one of `PATH_CONFLICTS` when a file stands where a folder must."""
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            raise IsADirectoryError(key)
+        real_root = Path(os.path.realpath(self.root))
+        for folder in reversed(target.relative_to(real_root).parents):
+            place = real_root / folder
+            if not place.exists():
+                return
+            if not place.is_dir():
+                raise NotADirectoryError(key)
+
+    def _make_parents(self, target: Path) -> None:
+        """Create the missing folders of `target`, each made durable in its parent."""
+        missing = []
+        folder = target.parent
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for created in reversed(missing):
+            try:
+                created.mkdir()
+            except FileExistsError:
+                continue
+            sync_directory(created.parent)
+
+    def _write_atomically(
+        self, key: str, write: Callable[[Path], object], durable: bool = False
+    ) -> None:
+        """`write` fills a temporary file beside the target, which is then renamed into place
+        (`durable`: its data reaches the disk first)."""
+        target = self.path(key)
+        self._make_parents(target)
         # Of fixed length: a name of up to NAME_MAX bytes must still leave room for it.
         temporary = target.parent / f".{uuid.uuid4().hex}.tmp"
         try:
             write(temporary)
+            if durable:
+                sync_file(temporary)
             os.replace(temporary, target)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
 
-    def save(self, key: str, source: IO[bytes]) -> None:
+    def save(self, key: str, source: IO[bytes], durable: bool = False) -> None:
         def copy(temporary: Path) -> None:
             with open(temporary, "wb") as out:
                 shutil.copyfileobj(source, out, CHUNK_SIZE)
 
-        self._write_atomically(key, copy)
+        self._write_atomically(key, copy, durable)
 
-    def save_path(self, key: str, source_path: str) -> None:
-        self._write_atomically(key, lambda temporary: shutil.copyfile(source_path, temporary))
+    def stage(self, source: IO[bytes], staging: str) -> None:
+        self.save(staging, source, durable=True)
 
-    def move_into_place(self, key: str, source_path: str) -> None:
-        """Rename a temporary file into place when it is on the same filesystem, else copy."""
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+    def save_path(self, key: str, source_path: str, durable: bool = False) -> None:
+        self._write_atomically(
+            key, lambda temporary: shutil.copyfile(source_path, temporary), durable
+        )
+
+    def stage_path(self, source_path: str, staging: str) -> None:
+        """Rename a temporary file in when it is on the same filesystem, else copy it."""
+        target = self.path(staging)
+        self._make_parents(target)
         try:
             os.replace(source_path, target)
         except OSError:
-            self.save_path(key, source_path)
+            self.save_path(staging, source_path, durable=True)
             return
         os.chmod(target, 0o644)
+        sync_file(target)
+
+    def promote(self, staging: str, key: str, size: int) -> None:
+        source = self.path(staging)
+        target = self.path(key)
+        self._make_parents(target)
+        os.replace(source, target)
+        sync_directory(target.parent)
 
     def stat(self, key: str) -> StoredFile | None:
-        if not is_storable_key(key):
-            return None
         try:
             info = self.path(key).stat()
+        except UnsafeKey:
+            return None
         except (FileNotFoundError, NotADirectoryError):
             return None
         modified = dt.datetime.fromtimestamp(info.st_mtime, dt.UTC)
@@ -146,11 +240,28 @@ class LocalFileStore(FileStore):
                 yield chunk
 
     def delete(self, key: str) -> None:
-        if not is_storable_key(key):
+        try:
+            target = self.path(key)
+        except UnsafeKey:
             return
-        target = self.path(key)
         target.unlink(missing_ok=True)
         self._remove_empty_parents(target.parent)
+
+    def delete_raw(self, key: str) -> bool:
+        """Unlink a listed entry (a symbolic link itself, never what it points to), refused
+        when a folder above it is reached through a link."""
+        real_root = os.path.realpath(self.root)
+        folder, _, name = key.rpartition("/")
+        parent = os.path.join(real_root, *folder.split("/")) if folder else real_root
+        if os.path.realpath(parent) != parent or name in ("", ".", ".."):
+            return False
+        try:
+            os.unlink(os.path.join(parent, name))
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return True
 
     def _remove_empty_parents(self, folder: Path) -> None:
         root = self.root.resolve()
@@ -160,6 +271,14 @@ class LocalFileStore(FileStore):
             except OSError:
                 return
             folder = folder.parent
+
+    def iter_all_keys(self) -> Iterator[str]:
+        """Files and symbolic links (to folders too: they are listed, never walked into)."""
+        for folder, subfolders, files in os.walk(self.root):
+            relative = Path(folder).relative_to(self.root).as_posix()
+            links = [d for d in subfolders if os.path.islink(os.path.join(folder, d))]
+            for name in [*files, *links]:
+                yield name if relative == "." else f"{relative}/{name}"
 
     def iter_keys(self) -> Iterator[str]:
         for folder, subfolders, files in os.walk(self.root):
@@ -212,6 +331,18 @@ class S3FileStore(FileStore):
             return
         self.client.delete_object(Bucket=self.bucket.name, Key=key)
 
+    def delete_raw(self, key: str) -> bool:
+        self.client.delete_object(Bucket=self.bucket.name, Key=key)  # S3 keys name no folders
+        return True
+
+    def promote(self, staging: str, key: str, size: int) -> None:
+        source = {"Bucket": self.bucket.name, "Key": staging}
+        if size < S3_SINGLE_COPY_LIMIT:
+            self.client.copy_object(Bucket=self.bucket.name, Key=key, CopySource=source)
+        else:
+            self.client.copy(source, self.bucket.name, key, Config=self.storage.transfer_config)
+        self.client.delete_object(Bucket=self.bucket.name, Key=staging)
+
     def presigned_url(
         self, key: str, filename_header: str, content_type: str, expires: int = 300
     ) -> str:
@@ -226,15 +357,28 @@ class S3FileStore(FileStore):
             ExpiresIn=expires,
         )
 
-    def iter_keys(self) -> Iterator[str]:
+    def iter_all_keys(self) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket.name):
             for item in page.get("Contents", []):
-                if not item["Key"].startswith(f"{RESERVED_PREFIX}/"):
-                    yield item["Key"]
+                yield item["Key"]
 
     def check(self) -> None:
         self.client.head_bucket(Bucket=self.bucket.name)
+
+
+def sync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def sync_directory(path: Path) -> None:
+    """Make a rename or creation in `path` durable."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def get_file_store() -> FileStore:

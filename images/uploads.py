@@ -23,11 +23,12 @@ from images.exceptions import BadRequest, Conflict, PayloadTooLarge
 from images.limits import bounded_json
 from images.limits.disk import ensure_room
 from images.limits.documents import check_data
-from images.paths import scoped_path, upload_file_name, validate_file_path
+from images.paths import storage_key, upload_file_name, validate_file_path
 from images.query import parse_object_id
 from images.repository import ImageRepository
-from images.storage import FileStore, LocalFileStore
+from images.storage import PATH_CONFLICTS, FileStore, LocalFileStore, UnsafeKey
 from images.thumbnails import delete_thumbnails
+from images.writes import FileWriter, StagedFile
 
 logger = logging.getLogger(__name__)
 
@@ -186,11 +187,12 @@ def _guess_type(name: str) -> str:
 
 
 class UploadStore:
-    """Stores one uploaded file and its document: the file first, then the document."""
+    """Stores one uploaded file and its document through the write path (`images.writes`)."""
 
     def __init__(self, repository: ImageRepository, files: FileStore) -> None:
         self.repository = repository
         self.files = files
+        self.writer = FileWriter(files)
 
     def store(
         self,
@@ -201,60 +203,75 @@ class UploadStore:
     ) -> dict[str, Any]:
         """The stored document; with `on_duplicate`, bytes the owner already stores at another
         path are not stored again: 409 (reject) or that image's document (skip)."""
-        file = scoped_path(meta.file or upload_file_name(upload.name), self.repository.owner)
+        key = storage_key(meta.file or upload_file_name(upload.name), self.repository.owner)
         if upload.size == 0:
             raise BadRequest("The uploaded file is empty")
-        facts = inspect_image(upload, file)
+        facts = inspect_image(upload, key)
         sha256, size = digest or _digest(upload)
         facts.update(size=size, sha256=sha256)
         ensure_room(self.files, size)
         if meta.image_id is not None:
-            existing = self.repository.get_by_file(file)
-            if existing is not None and existing["_id"] != meta.image_id:
-                raise Conflict(f"'{file}' is already stored with _id {existing['_id']}")
+            self._check_chosen_id(key, meta.image_id)
         if on_duplicate is None:
-            return self._write(file, upload, meta, facts)
+            return self._write(key, upload, meta, facts)
         with claimed(self.repository, sha256):
-            existing = stored_copy(self.repository, sha256, file)
+            existing = stored_copy(self.repository, sha256, key)
             if existing is None:
-                return self._write(file, upload, meta, facts)
+                return self._write(key, upload, meta, facts)
         if on_duplicate is OnDuplicate.REJECT:
             raise rejection(existing)
         return existing
 
     def _write(
-        self, file: str, upload: UploadedFile, meta: UploadMetadata, facts: dict[str, Any]
+        self, key: str, upload: UploadedFile, meta: UploadMetadata, facts: dict[str, Any]
     ) -> dict[str, Any]:
         sha256 = facts["sha256"]
-        self._write_file(file, upload)
-        try:
-            before, document = self.repository.upsert(
-                file, meta.data, meta.time or now(), facts, meta.image_id
+        staged = self._stage(key, upload, sha256, facts["size"])
+        outcome: dict[str, Any] = {}
+
+        def write_document(items: list[StagedFile]) -> list[str]:
+            outcome["before"], outcome["after"] = self.repository.upsert(
+                key, meta.data, meta.time or now(), facts, meta.image_id
             )
-        except BaseException:
-            self._discard_unreferenced(file)
-            raise
+            return [key]
+
+        if key not in self.writer.commit([staged], write_document):
+            raise Conflict(f"'file' {key!r} conflicts with a stored file or folder of that name")
+        before = outcome["before"]
         if before is not None and before.get("sha256") != sha256:
             delete_thumbnails(self.files, before)  # made from bytes that are gone
-        return document
+        return outcome["after"]
 
-    def _write_file(self, key: str, upload: UploadedFile) -> None:
-        upload.seek(0)
-        if isinstance(self.files, LocalFileStore) and isinstance(upload, TemporaryUploadedFile):
-            upload.file.flush()
-            self.files.move_into_place(key, upload.temporary_file_path())
-        else:
-            self.files.save(key, upload)
-
-    def _discard_unreferenced(self, key: str) -> None:
-        """After a failed document write, remove the file unless a document still uses it."""
-        try:
-            referenced = self.repository.get_by_file(key) is not None
-        except Exception:
-            logger.warning("Kept %s after a failed write: the database could not be asked", key)
+    def _check_chosen_id(self, key: str, image_id: ObjectId) -> None:
+        """A client-chosen `_id`. Shared images: it may not name another path's image (409).
+        Per-user scope: it is accepted only as the id of the caller's image at this very path,
+        and refused alike whether another user holds it or nobody does (no 409 tells them)."""
+        existing = self.repository.get_by_file(key)
+        if existing is not None and existing["_id"] == image_id:
             return
-        if not referenced:
-            self.files.delete(key)
+        if self.repository.owner is not None:
+            raise BadRequest(
+                "'_id' can only be sent to re-upload an image at the same 'file': "
+                "new images get their id from the server"
+            )
+        if existing is not None:
+            raise Conflict(f"'{key}' is already stored with _id {existing['_id']}")
+
+    def _stage(self, key: str, upload: UploadedFile, sha256: str, size: int) -> StagedFile:
+        upload.seek(0)
+        try:
+            if isinstance(self.files, LocalFileStore) and isinstance(upload, TemporaryUploadedFile):
+                upload.file.flush()
+                return self.writer.stage_path(key, upload.temporary_file_path(), sha256, size)
+            return self.writer.stage(key, upload, sha256, size)
+        except UnsafeKey:
+            raise BadRequest(
+                f"Invalid 'file' {key!r}: it reaches outside the uploads directory"
+            ) from None
+        except PATH_CONFLICTS:
+            raise Conflict(
+                f"'file' {key!r} conflicts with a stored file or folder of that name"
+            ) from None
 
 
 def _digest(upload: IO[bytes]) -> tuple[str, int]:

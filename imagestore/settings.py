@@ -34,7 +34,7 @@ def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = Non
     except ValueError:
         raise SettingError(f"{name} must be {accepted}, got {raw!r}") from None
     if value < minimum or (maximum is not None and value > maximum):
-        raise SettingError(f"{name} must be {accepted}, got {value}")
+        raise SettingError(f"{name} must be {accepted}, got {raw!r}")
     return value
 
 
@@ -214,6 +214,12 @@ MAX_IMPORT_UNPACKED_SIZE = env_int("MAX_IMPORT_UNPACKED_SIZE", 10 * 1024**3, min
 MAX_COMPRESSION_RATIO = env_int("MAX_COMPRESSION_RATIO", 100, minimum=1)
 # Local storage keeps this many bytes free: writes past it are refused (507), readiness fails.
 STORAGE_MIN_FREE_SPACE = env_int("STORAGE_MIN_FREE_SPACE", 256 * 1024 * 1024)
+
+# --- Write path (images/writes) --------------------------------------------------------------
+# A write lease on a path expires after this many seconds (then a successor recovers the write);
+# a writer waits this long for a busy path before answering 503.
+WRITE_LEASE_SECONDS = env_int("WRITE_LEASE_SECONDS", 60, minimum=1)
+WRITE_LEASE_WAIT_SECONDS = env_int("WRITE_LEASE_WAIT_SECONDS", 15, minimum=0)
 
 # --- Auth and scope --------------------------------------------------------------------------
 OIDC_JWKS_URI = env_str("OIDC_JWKS_URI")

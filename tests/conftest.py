@@ -26,6 +26,7 @@ from tests.helpers import (
     start_service,
 )
 from tests.oidc import oidc  # noqa: F401  (the fixture, for every test module)
+from tests.services import two_services  # noqa: F401  (two serve processes, one backend)
 
 
 class DatabaseServer:

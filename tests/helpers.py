@@ -73,14 +73,23 @@ def wait_for_http(port: int, timeout: float = 60.0, process: subprocess.Popen | 
     raise TimeoutError(f"nothing listened on port {port}")
 
 
-def start_service(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen:
+def start_service(
+    env: dict[str, str], cwd: Path, port: int, host: str | None = "127.0.0.1", output=None
+) -> subprocess.Popen:
+    """`manage.py serve` (`host=None`: no --host, as `make run`); its output to a PIPE, or to
+    `output` (an open file) for a service that logs more than a pipe holds."""
     environment = {k: v for k, v in os.environ.items() if k != "MONGODB_CONNECTION_STRING"}
     environment.update({"APP_PORT": str(port), "WEB_CONCURRENCY": "1", **env})
     process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "manage.py"), "serve", "--host", "127.0.0.1"],
+        [
+            sys.executable,
+            str(REPO_ROOT / "manage.py"),
+            "serve",
+            *(["--host", host] if host else []),
+        ],
         cwd=cwd,
         env=environment,
-        stdout=subprocess.PIPE,
+        stdout=output or subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a test can kill the whole group (master and workers)
     )

@@ -81,7 +81,9 @@ def test_bulk_delete_removes_documents_and_files(api, three, uploads, caplog, ba
     remaining = [i["file"] for i in api.get("/images").json()["items"]]
     assert remaining == ["c.jpg"]
     if backend == "local":
-        assert sorted(p.name for p in uploads.iterdir()) == ["c.jpg"]
+        kept = sorted(p.name for p in uploads.iterdir() if p.name != ".imagestore")
+        assert kept == ["c.jpg"]
+        assert not any((uploads / ".imagestore").rglob("*.*"))  # no staged bytes left
     assert "Bulk delete" in caplog.text and "deleted=2" in caplog.text
 
 
@@ -98,5 +100,6 @@ def test_bulk_delete_malformed_filter_is_400(api, three):
 
 def test_bulk_delete_without_filter_deletes_all(api, three, uploads):
     assert api.delete("/images").json()["deletedCount"] == 3
-    assert list(uploads.iterdir()) == []
+    assert [p.name for p in uploads.iterdir()] == [".imagestore"]
+    assert not any((uploads / ".imagestore").rglob("*.*"))
     assert api.delete("/images").json() == {"acknowledged": True, "deletedCount": 0}

@@ -129,13 +129,13 @@ def test_duplicates_are_looked_for_in_the_callers_scope_only(world):
 
 
 def test_concurrent_uploads_of_the_same_bytes_store_one_copy(api, collection, monkeypatch):
-    slow_write = UploadStore._write_file
+    slow_stage = UploadStore._stage
 
-    def write_slowly(self, key, upload):
+    def stage_slowly(self, key, upload, sha256, size):
         time.sleep(0.3)  # widen the window between the duplicate check and the document
-        slow_write(self, key, upload)
+        return slow_stage(self, key, upload, sha256, size)
 
-    monkeypatch.setattr(UploadStore, "_write_file", write_slowly)
+    monkeypatch.setattr(UploadStore, "_stage", stage_slowly)
     content = image_bytes(size=(50, 40), color="purple")
     with ThreadPoolExecutor(4) as pool:
         policies = ["reject", "skip", "reject", "skip"]

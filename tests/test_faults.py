@@ -106,9 +106,8 @@ def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
     collection.insert_many(documents)
 
     port = embedded_db.free_port()
-    process = start_service(
-        {"MONGODB_CONNECTION_STRING": uri, "UPLOADS_DIRECTORY": str(uploads)}, tmp_path, port
-    )
+    env = {"MONGODB_CONNECTION_STRING": uri, "UPLOADS_DIRECTORY": str(uploads)}
+    process = start_service({**env, "WRITE_LEASE_SECONDS": "1"}, tmp_path, port)
 
     def delete_all() -> None:
         with contextlib.suppress(requests.ConnectionError):  # the server dies mid-request
@@ -130,6 +129,7 @@ def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
     report = out.getvalue()
     assert "0 documents with a missing file" in report  # documents go first: never a dangling one
     assert f"{files - remaining} orphan files" in report
+    time.sleep(1.5)  # the dead process's leases expire; --fix recovers what they record
     call_command("check_integrity", "--grace-seconds=0", "--fix", stdout=io.StringIO())
     out = io.StringIO()
     call_command("check_integrity", "--grace-seconds=0", stdout=out)

@@ -105,13 +105,21 @@ def test_user_chosen_folder_stays_below_the_user_prefix(world):
     assert world.bob_snapshot() == before
 
 
-def test_upload_reusing_another_users_id_never_touches_it(world):
+def test_upload_reusing_another_users_id_answers_as_a_free_id_and_never_touches_it(world):
     before = world.bob_snapshot()
     bob_id = world.ids["bob"]["same.jpg"]
-    response = upload(world.clients["alice"], "new.jpg", ALICE_RED, _id=bob_id)
-    assert response.status_code == 409
+    taken = upload(world.clients["alice"], "new.jpg", ALICE_RED, _id=bob_id)
+    free = upload(world.clients["alice"], "new.jpg", ALICE_RED, _id=str(ObjectId()))
+    assert taken.status_code == free.status_code == 400
+    assert taken.json() == free.json()  # nothing tells alice that bob holds the id
     assert world.bob_snapshot() == before
     assert world.collection.count_documents({"userId": "alice"}) == 2
+
+
+def test_reupload_with_ones_own_id_at_the_same_path_is_accepted(world):
+    alice_id = world.ids["alice"]["same.jpg"]
+    response = upload(world.clients["alice"], "same.jpg", ALICE_RED, _id=alice_id)
+    assert response.status_code == 200 and response.json()["_id"] == alice_id
 
 
 def test_scope_without_authentication_answers_401(api, settings):

@@ -247,3 +247,21 @@ def test_libvips_reads_only_the_image_formats_thumbnails_need(api, settings, nam
     response = api.get(f"/images/{body['_id']}/thumbnail?size=64")
     assert response.status_code == 422
     assert "not a decodable image" in response.json()["detail"]
+
+
+def test_under_gevent_renders_run_on_a_native_thread():
+    """A render must not hold a gevent worker's only OS thread (its other requests wait)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "native = monkey.get_original('threading', 'get_ident')\n"
+        "from images.thumbnails.offload import run_off_loop\n"
+        "print(run_off_loop(native) != native())\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert completed.stdout.strip() == "True"
+    assert response_module.run_off_loop(threading.get_ident) == threading.get_ident()

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,8 +108,8 @@ class FaultyProxy(LocalHTTPServer):
     """An HTTP proxy on 127.0.0.1 in front of the service that fails chosen requests.
 
     `fault(method, path, number)` returns "503" (answer 503 with Retry-After: 0), "drop" (close
-    the connection without an answer), "truncate" (forward, but close after half the body) or
-    None (forward); `number` counts requests from 1.
+    the connection without an answer), "truncate" (forward, but close after half the body),
+    "slow" (forward after 50 ms) or None (forward); `number` counts requests from 1.
     """
 
     def __init__(self, target: str, fault) -> None:
@@ -138,6 +139,8 @@ class FaultyProxy(LocalHTTPServer):
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                if kind == "slow":
+                    time.sleep(0.05)
                 if kind == "503":
                     self._answer(503, {"Retry-After": "0"}, b'{"detail": "busy"}')
                     return

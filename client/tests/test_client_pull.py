@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
-from conftest import FaultyProxy, cli, image_bytes, image_tree
+from conftest import FaultyProxy, cli, cli_environment, image_bytes, image_tree
 
 from imagestore_client.errors import ImagestoreError
 from imagestore_client.pull import Layout
@@ -64,6 +68,43 @@ def test_pull_with_a_filter_into_an_empty_folder_then_again(client, service, pus
         hashlib.sha256((dest / damaged).read_bytes()).hexdigest()
         == hashlib.sha256((tmp_path / "tree" / damaged).read_bytes()).hexdigest()
     )
+
+
+def test_interrupted_pull_leaves_no_partial_file_and_resumes(client, service, pushed, tmp_path):
+    proxy = FaultyProxy(service.url, lambda method, path, n: "slow" if "/image" in path else None)
+    dest = tmp_path / "out"
+    command = [sys.executable, "-m", "imagestore_client", "--url", proxy.url, "--no-progress"]
+    try:
+        first = subprocess.Popen(
+            [*command, "pull", str(dest), "--jobs", "2"],
+            env=cli_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while len(list(dest.rglob("*.png"))) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+    finally:
+        proxy.stop()
+    assert first.returncode == 130, err
+    kept = list(dest.rglob("*.png"))
+    assert 20 <= len(kept) < 200
+    assert not (dest / "metadata.jsonl").exists()
+    assert [p.name for p in dest.rglob(".*")] == []  # no temporary or partial file
+    for path in kept:
+        assert path.read_bytes() == (tmp_path / "tree" / path.relative_to(dest)).read_bytes()
+
+    second = cli(service.url, "pull", str(dest))
+    assert second.returncode == 0, second.stderr
+    assert outcome(second.stdout) == {
+        "downloaded": 200 - len(kept),
+        "skipped": len(kept),
+        "failed": 0,
+    }
+    assert len((dest / "metadata.jsonl").read_text().splitlines()) == 200
 
 
 def test_pull_by_field_layout_is_an_image_folder(client, service, tmp_path):

@@ -1,9 +1,15 @@
-"""The import: an archive's images stored entry by entry, then their documents upserted in
-batches, each batch after its files (so no document points at a file not yet written)."""
+"""The import: an archive's images staged entry by entry, then committed in batches through the
+write path (`images.writes`: files and documents under the keys' leases).
+
+A corrupt entry (bad checksum, truncated data) is skipped and reported like any other skipped
+entry: the answer lists what was not written and counts the documents that were. A manifest
+document without an archive entry only updates the `time` and `data` of a document the caller
+already has at that path; it never adopts a file that merely exists in storage."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import tempfile
 import zipfile
@@ -31,13 +37,21 @@ from images.duplicates.policy import OnDuplicate
 from images.exceptions import BadRequest
 from images.limits.disk import ensure_room
 from images.limits.documents import check_data
-from images.paths import scoped_path, validate_file_path
+from images.paths import storage_key, validate_file_path
 from images.query import parse_object_id
 from images.repository import ImageRepository
-from images.storage import FileStore
+from images.storage import PATH_CONFLICTS, FileStore, UnsafeKey
 from images.uploads import inspect_image, validate_data
+from images.writes import FileWriter, StagedFile
 
 logger = logging.getLogger(__name__)
+
+
+def _batches(items: Iterable, size: int) -> Iterable[list]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
 
 # An imported entry is held in memory up to this size while it is hashed and inspected.
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -97,6 +111,7 @@ class ArchiveImporter:
         self.time = time
         self.batch_size = batch_size or DOCUMENT_BATCH
         self.progress = progress
+        self.file_writer = FileWriter(files)
         self.on_duplicate = on_duplicate
         self.duplicates: ImportDuplicates | None = None
 
@@ -104,6 +119,8 @@ class ArchiveImporter:
         result = ImportResult(file=name)
         with open_zip(archive_path) as archive:
             plan = plan_archive(archive)
+            for info in plan.images:  # every final key within the limits, before any write
+                self.storage_key(info.filename)
             ensure_room(self.files, plan.unpacked_size)
             for entry, reason in plan.skipped:
                 result.skip(entry, reason)
@@ -133,26 +150,34 @@ class ArchiveImporter:
     ) -> None:
         if plan.manifest is not None:
             self._load_manifest(archive, plan.manifest, index)
-        writer = DocumentWriter(self.repository, self.batch_size, self._conflict(result))
+        writer = DocumentWriter(
+            self.repository,
+            self.file_writer,
+            self.batch_size,
+            lambda document, reason: result.skip(document["file"], reason),
+            index.mark_written,
+        )
         try:
             self._store_images(archive, plan.images, index, scratch, result, writer)
-            self._queue_documents_without_entry(index, result, writer)
             writer.finish()
         except BaseException:
             writer.abandon()
-            self._discard_unreferenced(index.stored_keys())
             raise
         finally:
-            result.imported = writer.written
+            result.imported = index.written_count()
+        for key in index.superseded_documents():
+            result.skip(key, "a later item of the manifest describes the same file")
+        self._update_documents_without_entry(index, result)
+        result.imported = index.written_count()
 
     # --- names ------------------------------------------------------------------------------
     def storage_key(self, name: str) -> str:
         """An entry's storage key: under IMAGE_SCOPE=user, prefixed with the importing user
-        (unless it already is, as in archives that user exported)."""
+        (unless it already is, as in archives that user exported); 400 past the limits."""
         owner = self.repository.owner
         if owner and name.startswith(f"{owner}/"):
-            return name
-        return scoped_path(name, owner)
+            return storage_key(name, None, "archive entry")
+        return storage_key(name, owner, "archive entry")
 
     # --- mongodb_data.json ------------------------------------------------------------------
     def _load_manifest(self, archive: zipfile.ZipFile, info, index: ImportIndex) -> None:
@@ -179,6 +204,10 @@ class ArchiveImporter:
             image_id = item.get("_id")
             if image_id is not None:
                 image_id = str(parse_object_id(image_id, "_id"))
+            if self.repository.owner is not None:
+                # Per-user scope: new images get server ids, whether the archive's id is free
+                # or another user's (nothing tells them apart); kept images keep theirs.
+                image_id = None
             time = item.get("time")
             time = parse_date(time, "time") if time is not None else None
             data = item.get("data")
@@ -202,14 +231,16 @@ class ArchiveImporter:
         result: ImportResult,
         writer: DocumentWriter,
     ) -> None:
-        """Store the images one by one; after each batch of files, queue their documents."""
-        stored: dict[str, dict[str, Any]] = {}
+        """Stage the images one by one; after each batch of files, queue their documents."""
+        stored: dict[str, tuple[StagedFile, dict[str, Any]]] = {}
         for info in images:
             key = self.storage_key(info.filename)
-            facts = self._store_entry(archive, info, key, scratch, result, index)
-            index.add_entry(key, facts is not None)
-            if facts is not None:
-                stored[key] = facts
+            staged = self._store_entry(archive, info, key, scratch, result, index)
+            index.add_entry(key, staged is not None)
+            if staged is not None:
+                if key in stored:  # the same name twice: the later entry wins
+                    self.file_writer.discard([stored[key][0]])
+                stored[key] = staged
             if len(stored) >= self.batch_size:
                 self._queue_documents(stored, index, writer)
                 stored = {}
@@ -225,11 +256,11 @@ class ArchiveImporter:
         scratch: str,
         result: ImportResult,
         index: ImportIndex,
-    ) -> dict[str, Any] | None:
-        """Store one entry at `key` and return its facts; None when it is skipped."""
+    ) -> tuple[StagedFile, dict[str, Any]] | None:
+        """Stage one entry for `key`, with its facts; None when it is skipped."""
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=scratch) as spool:
-            sha256, size = copy_entry(archive, info, spool)
             try:
+                sha256, size = copy_entry(archive, info, spool)
                 facts = inspect_image(spool, key)
             except BadRequest as error:
                 result.skip(info.filename, str(error.detail))
@@ -241,55 +272,46 @@ class ArchiveImporter:
                 return None
             spool.seek(0)
             try:
-                self.files.save(key, spool)
-            except (NotADirectoryError, IsADirectoryError, FileExistsError):
+                staged = self.file_writer.stage(key, spool, sha256, size)
+            except UnsafeKey:
+                result.skip(info.filename, "its path reaches outside the uploads directory")
+                return None
+            except PATH_CONFLICTS:
                 result.skip(info.filename, "its path conflicts with a stored file or folder")
                 return None
             if self.duplicates is not None:
                 self.duplicates.remember(sha256, key)
-        return {**facts, "size": size, "sha256": sha256}
-
-    def _discard_unreferenced(self, keys: Iterable[str]) -> None:
-        """After a failure, remove the files this import wrote that no document uses."""
-        try:
-            for key in keys:
-                if self.repository.get_by_file(key) is None:
-                    self.files.delete(key)
-        except Exception:
-            logger.warning("Import failed; files without documents may remain", exc_info=True)
+        return staged, {**facts, "size": size, "sha256": sha256}
 
     # --- documents --------------------------------------------------------------------------
     def _queue_documents(
-        self, stored: dict[str, dict[str, Any]], index: ImportIndex, writer: DocumentWriter
+        self,
+        stored: dict[str, tuple[StagedFile, dict[str, Any]]],
+        index: ImportIndex,
+        writer: DocumentWriter,
     ) -> None:
-        """Documents of stored files: from the manifest when it has them, else new ones."""
-        described = set()
-        for key, record in index.documents_for(list(stored)):
-            described.add(key)
-            writer.add(self._document(key, {**record, **stored[key]}))
-        for key, facts in stored.items():
-            if key not in described:
-                writer.add(self._document(key, {"_id": None, "time": None, "data": {}, **facts}))
+        """Documents of staged files: from the manifest when it has them, else new ones."""
+        records = dict(index.documents_for(list(stored)))
+        for key, (staged, facts) in stored.items():
+            record = records.get(key, {"_id": None, "time": None, "data": {}})
+            writer.add(staged, self._document(key, {**record, **facts}))
         writer.send()
 
-    def _queue_documents_without_entry(
-        self, index: ImportIndex, result: ImportResult, writer: DocumentWriter
-    ) -> None:
-        """Manifest documents whose file the archive did not bring: kept if already stored."""
-        for key, record, in_archive in index.documents_without_stored_file():
-            if in_archive:
-                result.skip(key, "its file was skipped")
-            elif not self.files.exists(key):
-                result.skip(key, "its file is neither in the archive nor in storage")
-            else:
-                writer.add(self._document(key, record))
-
-    def _conflict(self, result: ImportResult):
-        def report(document: dict[str, Any], reason: str) -> None:
-            result.skip(document["file"], reason)
-            self._discard_unreferenced([document["file"]])
-
-        return report
+    def _update_documents_without_entry(self, index: ImportIndex, result: ImportResult) -> None:
+        """Manifest documents whose file the archive did not bring update the caller's
+        document at that path; without one they are skipped (a file alone is not enough)."""
+        for batch in _batches(index.documents_without_stored_file(), self.batch_size):
+            known = self.repository.known_files([key for key, _, _ in batch])
+            updates = []
+            for key, record, in_archive in batch:
+                if in_archive:
+                    result.skip(key, "its file was skipped")
+                elif key not in known:
+                    result.skip(key, "its file is not in the archive and no image of yours has it")
+                else:
+                    updates.append(self._document(key, record))
+            self.repository.update_existing(updates)
+            index.mark_written({document["file"] for document in updates})
 
     def _document(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
         document = {k: v for k, v in record.items() if v is not None}

@@ -57,7 +57,11 @@ def check_pattern(pattern: str, options: str = "", where: str = "$regex") -> Non
         tree = sre_parse.parse(pattern, flags)
     except (re.error, OverflowError, RecursionError) as error:
         raise BadRequest(f"{where} is not a valid regular expression: {error}") from None
-    _Checker(where, bool((flags | tree.state.flags) & re.IGNORECASE)).sequence(list(tree), 0)
+    checker = _Checker(where, bool((flags | tree.state.flags) & re.IGNORECASE))
+    try:
+        checker.sequence(list(tree), 0)
+    except RecursionError:
+        raise BadRequest(f"{where} nests groups too deeply to be checked") from None
 
 
 class _Checker:
@@ -92,26 +96,25 @@ class _Checker:
             elif op == sre.ATOMIC_GROUP:
                 self.sequence(list(argument), loops)
 
-    def ambiguities(self, body: list, next_round: set[int]) -> None:
+    def ambiguities(self, items: list, after: set[int]) -> None:
         """In the body of a repeat, a choice whose ways can start with the same character makes
         one text match in exponentially many ways: alternatives, and optional or bounded
-        repeats (another round, or what follows). An empty way starts like what follows it,
-        the next round of the enclosing repeat included."""
-        for position, (op, argument) in enumerate(body):
-            rest = body[position + 1 :]
-            following, open_end = self.first(rest)
+        repeats (another round, or what follows). An empty way starts like what follows it;
+        `after` is what can follow `items` (the next round of the repeat included)."""
+        for position, (op, argument) in enumerate(items):
+            following, open_end = self.first(items[position + 1 :])
             if open_end:
-                following = following | next_round
+                following = following | after
             if op == sre.BRANCH:
                 ways = [self.first(list(alternative)) for alternative in argument[1]]
                 self.overlap([first | following if empty else first for first, empty in ways])
                 for alternative in argument[1]:
-                    self.ambiguities([*alternative, *rest], next_round)
+                    self.ambiguities(list(alternative), following)
             elif op in _REPEATS and argument[0] != argument[1]:
                 first, empty = self.first(list(argument[2]))
                 self.overlap([first | following if empty else first, following])
             elif op == sre.SUBPATTERN:
-                self.ambiguities([*argument[-1], *rest], next_round)
+                self.ambiguities(list(argument[-1]), following)
 
     def overlap(self, starts: list[set[int]]) -> None:
         for index, start in enumerate(starts):

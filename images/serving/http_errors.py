@@ -4,9 +4,17 @@ answer of the service."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 
 from gunicorn import util
+
+# After an error answer, what the client still sends is read (and dropped) for this long, up
+# to this much, before closing: closing with unread bytes would reset the connection, and the
+# client (still sending a 300 KB URL, say) might never read the answer.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1024 * 1024
 
 MESSAGES = {
     400: "Malformed HTTP request",
@@ -35,5 +43,15 @@ def install(max_line: int) -> None:
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         util.write_nonblock(sock, head.encode("latin-1") + body)
+        linger(sock)
 
     util.write_error = write_error
+
+
+def linger(sock) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(LINGER_SECONDS)
+        drained = 0
+        while drained < LINGER_BYTES and (chunk := sock.recv(65536)):
+            drained += len(chunk)

@@ -4,7 +4,7 @@
 and the format a request asks for; `source` reads the image's bytes, hashing them, so that only
 a thumbnail of bytes matching the document's sha256 is stored (thumbnails are shared by hash,
 across users); `render` makes one in bounded memory (libvips shrinking while it decodes, a
-pixel cap, Pillow for the rest); `gate` bounds renders per process and makes each thumbnail
+pixel cap, Pillow for the rest; `offload` runs it off gevent's loop); `gate` bounds renders per process and makes each thumbnail
 once while other requests for it wait; `response` puts them together with ETags and caching.
 """
 

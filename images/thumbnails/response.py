@@ -23,6 +23,7 @@ from images.repository import ImageRepository
 from images.storage import FileStore
 from images.thumbnails.gate import GATE
 from images.thumbnails.keys import OutputFormat, document_sha256, stem, thumbnail_key
+from images.thumbnails.offload import run_off_loop
 from images.thumbnails.render import plan_decoding, render_thumbnail
 from images.thumbnails.request import negotiate_format, parse_size
 from images.thumbnails.source import open_verified
@@ -97,7 +98,7 @@ def _make(
     with open_verified(files, document["file"], expected) as source:
         decoding = plan_decoding(source.file)
         with GATE.slot(decoding.memory):
-            content = render_thumbnail(source.file, decoding, size, output)
+            content = run_off_loop(render_thumbnail, source.file, decoding, size, output)
         return content, source.matches or expected is None
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from images.storage import CHUNK_SIZE, FileStore, LocalFileStore
+from images.thumbnails.offload import run_off_loop
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class VerifiedSource:
 def open_verified(files: FileStore, key: str, expected: str | None) -> Iterator[VerifiedSource]:
     if isinstance(files, LocalFileStore):
         with files.open(key) as handle:
-            digest = _hash_of(handle)
+            digest = run_off_loop(_hash_of, handle)
             yield _source(handle, digest, expected)
         return
     with tempfile.TemporaryFile() as spooled:

@@ -45,15 +45,10 @@ from images.schemas import (
 )
 from images.scope import repository_for
 from images.storage import FileStore, get_file_store
-from images.thumbnails import (
-    SIZE_PARAMETER,
-    delete_keys,
-    delete_thumbnails,
-    thumbnail_keys_of_ids,
-    thumbnail_response,
-)
+from images.thumbnails import SIZE_PARAMETER, thumbnail_response
 from images.updates import build_patch, build_replace
 from images.uploads import UploadStore, parse_metadata
+from images.writes import Deleter
 
 logger = logging.getLogger(__name__)
 
@@ -195,12 +190,8 @@ class ImageViewSet(viewsets.ViewSet):
     )
     def destroy(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
-        document = repository_for(request).delete_one(image_id)
-        if document is None:
+        if Deleter(repository_for(request), get_file_store()).delete_one(image_id) is None:
             raise ImageNotFound(pk)
-        files = get_file_store()
-        files.delete(document["file"])
-        delete_thumbnails(files, document)
         return Response({"_id": pk})
 
     @extend_schema(
@@ -299,26 +290,17 @@ def _update_result(acknowledged: bool, matched: int, modified: int) -> dict[str,
 
 
 def delete_matching(repository: ImageRepository, files: FileStore, query: ImageQuery) -> int:
-    """Delete documents first, then their files, in batches (never all ids in memory)."""
+    """Delete the matching images in batches (never all ids in memory), through the write path."""
+    deleter = Deleter(repository, files)
     deleted = 0
     batch: list[tuple[Any, str]] = []
-    for image_id, file in repository.iter_files(query.filter):
-        batch.append((image_id, file))
+    for target in repository.iter_files(query.filter):
+        batch.append(target)
         if len(batch) >= DELETE_BATCH:
-            deleted += _delete_batch(repository, files, batch)
+            deleted += deleter.delete_many(batch)
             batch = []
     if batch:
-        deleted += _delete_batch(repository, files, batch)
-    return deleted
-
-
-def _delete_batch(repository: ImageRepository, files: FileStore, batch) -> int:
-    thumbnails = thumbnail_keys_of_ids(repository, [image_id for image_id, _ in batch])
-    deleted = repository.delete_ids([image_id for image_id, _ in batch])
-    for _, file in batch:
-        if file:
-            files.delete(file)
-    delete_keys(files, thumbnails)
+        deleted += deleter.delete_many(batch)
     return deleted
 
 

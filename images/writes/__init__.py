@@ -1,0 +1,44 @@
+"""The write path: every change to an image's bytes or to which documents exist goes through here
+(upload and re-upload, import, delete, bulk delete, `check_integrity --fix`).
+
+An image's file stays at its key (`<file>`, or `<userId>/<file>` under per-user scope), in the
+uploads directory or the bucket. Three rules keep the file and the documents that reference it
+in agreement, across threads and across service replicas that share MongoDB and the storage:
+
+1. New bytes are never written at a key a document points to. They are *staged* at
+   `.imagestore/staging/<random>` (fsynced on local disk), hashed on the way in, before any lease
+   is taken, so a slow upload holds nothing.
+2. Everything after staging happens under the key's *lease* (`leases`): a MongoDB document with
+   the key as its unique `_id`, an expiry, and the staging key and sha256 of the bytes about to
+   land. For a key no document references, the bytes are promoted (an atomic rename, or an S3
+   copy) and then the document is written; if that write fails, the bytes are removed. For a key
+   that is referenced, the document is written first and the bytes promoted after; if the write
+   fails, the staged bytes are dropped and the previous bytes and document stay whole. Deletes
+   take the lease too, remove the document, and then the file only if no document of any owner
+   references the key any more.
+3. A writer that dies, or whose database write timed out and may still land, leaves its lease.
+   Whoever takes the expired lease next (a writer of the same key, or `check_integrity --fix`)
+   first runs `recovery`: staged bytes whose sha256 a document now carries are promoted, other
+   staged bytes are dropped, and a key no document references is emptied.
+
+PATCH and PUT change only `data` by `_id`; they never touch `file`, the facts or the bytes, so
+they need no lease. Thumbnails are a cache outside these rules. Leases are no lock server: a
+writer stalled past `WRITE_LEASE_SECONDS` between taking its lease and finishing could act
+after a successor recovered; leases are held only for a rename or copy and one document write
+(a batch for imports), far below that limit. Replicas' clocks must agree to well within it.
+"""
+
+from images.writes.deletes import Deleter
+from images.writes.leases import Intent, Leases, PathBusy, ensure_lease_indexes
+from images.writes.stores import FileWriter, StagedFile, WriteDocuments
+
+__all__ = [
+    "Deleter",
+    "FileWriter",
+    "Intent",
+    "Leases",
+    "PathBusy",
+    "StagedFile",
+    "WriteDocuments",
+    "ensure_lease_indexes",
+]

@@ -1,0 +1,145 @@
+"""Storing new bytes for documents: staged first, then, under the keys' leases, promoted and
+their documents written in the order that never exposes a document without its bytes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import IO
+
+from pymongo.errors import (
+    BulkWriteError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+
+from images.storage import PATH_CONFLICTS, FileStore, new_staging_key
+from images.writes.leases import Held, Intent, Leases, PathBusy
+from images.writes.recovery import recover, referenced_keys
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """New bytes for `key`, waiting at `staging`."""
+
+    key: str
+    staging: str
+    sha256: str
+    size: int
+
+
+# Writes the documents of the staged files it is given; returns the keys whose document it
+# wrote (the others, refused for a conflict, get their staged bytes dropped).
+WriteDocuments = Callable[[list[StagedFile]], Collection[str]]
+
+
+def may_have_applied(error: BaseException) -> bool:
+    """Whether a failed database write may still have landed (or land later): a timeout or a
+    dropped connection after the request was sent. Such a write is left to recovery."""
+    if not isinstance(error, PyMongoError) or isinstance(error, ServerSelectionTimeoutError):
+        return False
+    return isinstance(error, BulkWriteError) or not isinstance(error, OperationFailure)
+
+
+class FileWriter:
+    def __init__(self, files: FileStore) -> None:
+        self.files = files
+        self.leases = Leases(lambda key, lease: recover(files, key, lease))
+
+    # --- staging (no lease: the staging key is this writer's alone) ---------------------------
+    def stage(self, key: str, source: IO[bytes], sha256: str, size: int) -> StagedFile:
+        self.files.check_writable(key)
+        staged = StagedFile(key, new_staging_key(), sha256, size)
+        self.files.stage(source, staged.staging)
+        return staged
+
+    def stage_path(self, key: str, source_path: str, sha256: str, size: int) -> StagedFile:
+        self.files.check_writable(key)
+        staged = StagedFile(key, new_staging_key(), sha256, size)
+        self.files.stage_path(source_path, staged.staging)
+        return staged
+
+    def discard(self, staged: Collection[StagedFile]) -> None:
+        for item in staged:
+            try:
+                self.files.delete(item.staging)
+            except Exception:
+                logger.warning("Could not remove staged bytes %s", item.staging, exc_info=True)
+
+    # --- commit -------------------------------------------------------------------------------
+    def commit(self, staged: list[StagedFile], write_documents: WriteDocuments) -> set[str]:
+        """Promote the staged files and write their documents; the keys whose document was
+        written. Keys must be distinct."""
+        by_key = {item.key: item for item in staged}
+        intents = {item.key: Intent(item.staging, item.sha256) for item in staged}
+        written: set[str] = set()
+        done: set[str] = set()
+        try:
+            for held in self.leases.rounds(intents):
+                items = [by_key[key] for key in held.keys]
+                done.update(held.keys)
+                written |= self._commit_held(held, items, write_documents)
+        except PathBusy:
+            self.discard([item for key, item in by_key.items() if key not in done])
+            raise
+        return written
+
+    def _commit_held(
+        self, held: Held, items: list[StagedFile], write_documents: WriteDocuments
+    ) -> set[str]:
+        """New keys: bytes first, then the document (a failure removes the bytes again).
+        Replaced keys: the document first, then the bytes (a failure keeps the old bytes,
+        whose document was not replaced)."""
+        referenced = referenced_keys(held.keys)
+        new = [item for item in items if item.key not in referenced]
+        replaced = [item for item in items if item.key in referenced]
+        try:
+            blocked = self._promote_new(new)
+        except Exception:
+            self._undo(new, replaced)
+            self.leases.release_quietly(held)
+            raise
+        new = [item for item in new if item not in blocked]
+        items = [item for item in items if item not in blocked]
+        try:
+            written = set(write_documents(items)) if items else set()
+        except BaseException as error:
+            if may_have_applied(error):
+                logger.warning("Document write of %d files uncertain: left to recovery", len(items))
+                raise
+            self._undo(new, replaced)
+            self.leases.release_quietly(held)
+            raise
+        self._undo(
+            [item for item in new if item.key not in written],
+            [item for item in replaced if item.key not in written],
+        )
+        for item in replaced:
+            if item.key in written:
+                self.files.promote(item.staging, item.key, item.size)  # fails: recovery
+        self.leases.release_quietly(held)  # the write is done: a lease left behind is harmless
+        return written
+
+    def _promote_new(self, new: list[StagedFile]) -> list[StagedFile]:
+        """Promote the bytes of new keys; those whose path collides with a stored folder or
+        file are dropped and returned (their document is not written)."""
+        blocked = []
+        for item in new:
+            try:
+                self.files.promote(item.staging, item.key, item.size)
+            except PATH_CONFLICTS:
+                self.files.delete(item.staging)
+                blocked.append(item)
+        return blocked
+
+    def _undo(self, new: list[StagedFile], replaced: list[StagedFile]) -> None:
+        """Remove what a write that did not land left: new keys' files (no document uses
+        them: the lease kept every other writer out) and replacing bytes still staged."""
+        for item in new:
+            self.files.delete(item.key)
+            self.files.delete(item.staging)
+        self.discard(replaced)

@@ -1,0 +1,349 @@
+"""The write path's guarantees one at a time: failed writes, ids, storage keys, symbolic links,
+the reserved prefix, durability. (Races between writers: `test_races.py`.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import signal
+import threading
+import time
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from bson import ObjectId
+from django.core.management import call_command
+
+from images import repository as repository_module
+from images import storage as storage_module
+from images.integrity import IntegrityChecker
+from images.repository import ImageRepository
+from images.storage import get_file_store
+from images.writes import leases as leases_module
+from tests.conftest import DatabaseServer
+from tests.helpers import image_bytes, s3_client, upload
+
+OLD = image_bytes(color="red")
+NEW = image_bytes(color="blue")
+NO_GRACE = dt.timedelta(0)
+
+
+def sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def stored(key: str) -> bytes:
+    return b"".join(get_file_store().read_chunks(key))
+
+
+def as_user(api, settings, user_id: str):
+    settings.IMAGE_SCOPE = "user"
+    api.force_authenticate(SimpleNamespace(user_id=user_id, is_authenticated=True))
+    return api
+
+
+def zip_of(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def post_archive(api, content: bytes):
+    archive = io.BytesIO(content)
+    archive.name = "a.zip"
+    return api.post("/import", {"archive": archive}, format="multipart")
+
+
+def integrity(fix: bool = False) -> str:
+    out = io.StringIO()
+    call_command(
+        "check_integrity", "--grace-seconds=0", "--verify", *(["--fix"] if fix else []), stdout=out
+    )
+    return out.getvalue()
+
+
+# --- a failed write leaves the previous version whole ---------------------------------------------
+@pytest.fixture
+def own_database(tmp_path, settings):
+    server = DatabaseServer(tmp_path / "db")
+    server.start()
+    settings.MONGODB_CONNECTION_STRING = server.uri
+    settings.MONGODB_TIMEOUT_MS = 500
+    settings.MONGODB_QUERY_TIMEOUT_MS = 1000
+    settings.WRITE_LEASE_SECONDS = 1
+    repository_module.close_client()
+    yield server
+    if server.process is not None:
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+    repository_module.close_client()
+
+
+def test_reupload_while_the_database_is_unreachable_keeps_the_old_version(
+    api, own_database, collection, backend
+):
+    image_id = upload(api, "a.jpg", OLD).json()["_id"]
+    original = repository_module.get_collection().find_one()
+    calls = []
+    real_upsert = ImageRepository.upsert
+
+    def database_gone(self, *args, **kwargs):
+        calls.append(1)
+        own_database.stop()  # after the bytes were staged and the lease taken
+        return real_upsert(self, *args, **kwargs)
+
+    ImageRepository.upsert = database_gone
+    try:
+        response = upload(api, "a.jpg", NEW)
+    finally:
+        ImageRepository.upsert = real_upsert
+    assert calls and response.status_code == 503
+    own_database.start()
+    repository_module.close_client()
+    document = repository_module.get_collection().find_one()
+    assert document == original and str(document["_id"]) == image_id
+    assert stored("a.jpg") == OLD
+    time.sleep(1.2)  # the lease the failed write left expires; recovery drops its staged bytes
+    assert "0 documents with a missing file, 0 orphan files, 0 unaccounted" in integrity(fix=True)
+    assert stored("a.jpg") == OLD
+
+
+def test_database_stopped_mid_reupload_leaves_one_whole_version(api, own_database, backend):
+    upload(api, "a.jpg", OLD)
+    real_upsert = ImageRepository.upsert
+
+    def database_frozen(self, *args, **kwargs):
+        os.kill(own_database.process.pid, signal.SIGSTOP)  # the document write hangs
+        wait_until_stopped(own_database.process.pid)
+        return real_upsert(self, *args, **kwargs)
+
+    ImageRepository.upsert = database_frozen
+    try:
+        response = upload(api, "a.jpg", NEW)
+    finally:
+        ImageRepository.upsert = real_upsert
+    assert response.status_code == 503
+    assert stored("a.jpg") == OLD  # the bytes a document may still name are never replaced
+    os.kill(own_database.process.pid, signal.SIGCONT)
+    repository_module.close_client()
+    time.sleep(1.2)
+    integrity(fix=True)  # recovery: the write that landed late is finished, else undone
+    document = repository_module.get_collection().find_one()
+    assert document["sha256"] == sha(stored("a.jpg"))
+    assert stored("a.jpg") in (OLD, NEW)
+    assert "0 files not matching their sha256" in integrity()
+
+
+def wait_until_stopped(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_storage_failing_after_the_document_is_finished_by_recovery(api, settings, monkeypatch):
+    settings.WRITE_LEASE_SECONDS = 1
+    upload(api, "a.jpg", OLD)
+    monkeypatch.setattr(
+        storage_module.LocalFileStore, "promote", lambda *a: (_ for _ in ()).throw(OSError(5, "io"))
+    )
+    assert upload(api, "a.jpg", NEW).status_code == 500
+    monkeypatch.undo()
+    time.sleep(1.2)
+    assert "1 interrupted writes" in integrity(fix=True)
+    assert stored("a.jpg") == NEW  # the document said NEW: the staged bytes were promoted
+    assert "0 files not matching their sha256" in integrity()
+
+
+# --- ids ------------------------------------------------------------------------------------------
+def test_a_server_minted_id_that_is_taken_is_minted_again(api, collection, monkeypatch):
+    taken = ObjectId()
+    collection.insert_one({"_id": taken, "file": "squatter.jpg", "userId": None, "data": {}})
+    fresh = repository_module.new_object_id()
+    minted = iter([taken, fresh])
+    monkeypatch.setattr(repository_module, "new_object_id", lambda: next(minted))
+    response = upload(api, "mine.jpg")
+    assert response.status_code == 200
+    assert response.json()["_id"] == str(fresh)
+
+
+def test_minted_ids_increase_and_are_not_predictable_from_the_previous_one():
+    ids = [repository_module.new_object_id() for _ in range(1000)]
+    assert ids == sorted(ids) and len(set(ids)) == 1000
+    tails = {bytes(i.binary[7:]) for i in ids}
+    assert len(tails) == 1000  # random, not a counter
+
+
+def test_import_under_scope_answers_alike_for_another_users_id_and_a_free_one(
+    api, settings, collection
+):
+    bob = as_user(api, settings, "bob")
+    bob_id = upload(bob, "b.jpg").json()["_id"]
+    before = collection.find_one({"userId": "bob"})
+    alice = as_user(api, settings, "alice")
+    answers = []
+    for name, image_id in (("one.jpg", bob_id), ("two.jpg", str(ObjectId()))):
+        manifest = json.dumps([{"_id": image_id, "file": name}]).encode()
+        body = post_archive(alice, zip_of({name: OLD, "mongodb_data.json": manifest})).json()
+        answers.append({**body, "file": None})
+    assert answers[0] == answers[1] == {"file": None, "imported": 1, "skipped": []}
+    assert collection.find_one({"userId": "bob"}) == before
+    assert collection.count_documents({"userId": "alice"}) == 2
+    assert collection.count_documents({"_id": ObjectId(bob_id)}) == 1
+
+
+# --- storage keys ---------------------------------------------------------------------------------
+def test_the_final_key_with_the_users_prefix_is_checked_before_anything_is_written(
+    api, settings, collection, backend
+):
+    alice = as_user(api, settings, "alice")
+    name = "/".join(["d" * 250] * 4) + "/" + "d" * 16  # 1,020 bytes; 1,026 with "alice/"
+    response = upload(alice, "x.jpg", OLD, file=name)
+    assert response.status_code == 400
+    assert "prefix" in response.json()["detail"] and "1024" in response.json()["detail"]
+    assert collection.count_documents({}) == 0
+    assert list(get_file_store().iter_all_keys()) == []
+    body = post_archive(alice, zip_of({name: OLD}))
+    assert body.status_code == 400 and collection.count_documents({}) == 0
+
+
+def test_check_integrity_reports_and_removes_objects_it_cannot_account_for(
+    api, s3_bucket, s3_endpoint
+):
+    upload(api, "a.jpg", OLD)
+    client = s3_client(s3_endpoint)
+    for key in ("bad\\name.jpg", "../escape.jpg", ".imagestore/unexpected", "x//y.jpg"):
+        client.put_object(Bucket=s3_bucket, Key=key, Body=b"junk")
+    checker = IntegrityChecker(ImageRepository(), get_file_store(), grace=NO_GRACE)
+    report = checker.run()
+    assert sorted(report.unaccounted) == sorted(
+        ["bad\\name.jpg", "../escape.jpg", ".imagestore/unexpected", "x//y.jpg"]
+    )
+    assert not report.consistent
+    checker.run(fix=True)
+    remaining = [item["Key"] for item in client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert remaining == ["a.jpg"]
+    assert checker.run().consistent
+
+
+# --- symbolic links -------------------------------------------------------------------------------
+@pytest.fixture
+def planted(uploads, tmp_path):
+    """An operator-made link inside the uploads tree to a folder outside it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_bytes(b"root:x:0:0")
+    (uploads / "planted").symlink_to(outside, target_is_directory=True)
+    return outside
+
+
+def test_uploads_through_a_symbolic_link_are_refused(api, planted, collection):
+    response = upload(api, "x.jpg", OLD, file="planted/x.jpg")
+    assert response.status_code == 400
+    assert "outside the uploads directory" in response.json()["detail"]
+    assert sorted(p.name for p in planted.iterdir()) == ["passwd"]
+    assert collection.count_documents({}) == 0
+
+
+def test_a_document_behind_a_link_is_never_read_or_deleted(api, planted, collection):
+    collection.insert_one({"file": "planted/passwd", "userId": None, "data": {}})
+    image_id = str(collection.find_one()["_id"])
+    assert api.get(f"/images/{image_id}/image").status_code == 404
+    assert api.delete(f"/images/{image_id}").status_code == 200
+    assert (planted / "passwd").read_bytes() == b"root:x:0:0"
+
+
+def test_a_manifest_cannot_claim_a_file_it_did_not_bring(api, planted, collection):
+    manifest = json.dumps([{"file": "planted/passwd"}]).encode()
+    body = post_archive(api, zip_of({"mongodb_data.json": manifest})).json()
+    assert body["imported"] == 0 and collection.count_documents({}) == 0
+    body = post_archive(api, zip_of({"planted/evil.jpg": OLD})).json()
+    assert body["imported"] == 0
+    assert "outside the uploads directory" in body["skipped"][0]["reason"]
+    assert sorted(p.name for p in planted.iterdir()) == ["passwd"]
+
+
+def test_check_integrity_reports_links_and_never_follows_them(api, planted, uploads):
+    upload(api, "a.jpg", OLD)
+    report = IntegrityChecker(ImageRepository(), get_file_store(), NO_GRACE).run(fix=True)
+    assert report.unaccounted == ["planted"]
+    assert (uploads / "planted").is_symlink() and (planted / "passwd").exists()
+
+
+# --- reserved prefix, durability ------------------------------------------------------------------
+@pytest.mark.parametrize("path", [".IMAGESTORE/x.jpg", ".ImageStore/thumbnails/x.jpg"])
+def test_the_reserved_prefix_is_refused_in_any_letter_case(api, path, collection):
+    response = upload(api, "x.jpg", OLD, file=path)
+    assert response.status_code == 400 and "reserved" in response.json()["detail"]
+    assert collection.count_documents({}) == 0
+
+
+def test_bytes_and_folders_are_fsynced_before_the_document_points_at_them(
+    api, monkeypatch, uploads
+):
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def record(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    real_upsert = ImageRepository.upsert
+    seen_at_write: list[list[str]] = []
+
+    def upsert(self, *args, **kwargs):
+        seen_at_write.append(list(synced))
+        return real_upsert(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", record)
+    monkeypatch.setattr(ImageRepository, "upsert", upsert)
+    assert upload(api, "x.jpg", OLD, file="new/folder/x.jpg").status_code == 200
+    (before_document,) = seen_at_write
+    root = os.path.realpath(uploads)
+    assert any(path.startswith(f"{root}/.imagestore/staging/") for path in before_document)
+    for folder in (root, f"{root}/new", f"{root}/new/folder"):
+        assert folder in before_document
+
+
+def test_a_busy_path_answers_503_after_the_wait(api, settings, collection):
+    settings.WRITE_LEASE_WAIT_SECONDS = 0
+    leases_module.lease_collection().insert_one(
+        {
+            "_id": "busy.jpg",
+            "token": "someone",
+            "expires": dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        }
+    )
+    response = upload(api, "x.jpg", OLD, file="busy.jpg")
+    assert response.status_code == 503
+    assert collection.count_documents({}) == 0
+    assert [k for k in get_file_store().iter_all_keys() if "staging" in k] == []
+
+
+def test_leases_let_one_writer_through_at_a_time(settings):
+    settings.WRITE_LEASE_WAIT_SECONDS = 5
+    leases = leases_module.Leases(lambda key, lease: None)
+    inside = []
+    overlaps = []
+
+    def writer() -> None:
+        for held in leases.rounds({"same": leases_module.Intent()}):
+            inside.append(1)
+            overlaps.append(len(inside))
+            time.sleep(0.01)
+            inside.pop()
+            leases.release(held)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == [1] * 8
