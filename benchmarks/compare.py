@@ -159,19 +159,36 @@ class PeakSampler:
         self.peak = max(self.peak, self.group.pss_bytes())
 
 
+EXPORT_ATTEMPTS = 3
+
+
+def export_to(client: httpx.Client, archive: Path) -> int:
+    """GET /export into `archive`; returns how many attempts it took. The original deletes its
+    temporary zip while `res.download` still opens it, so under load an export can answer 404:
+    that export is asked again (and the retry is reported)."""
+    for attempt in range(1, EXPORT_ATTEMPTS + 1):
+        with client.stream("GET", f"/export?camera={EXPORT_CAMERA}") as response:
+            if response.status_code == 404 and attempt < EXPORT_ATTEMPTS:
+                continue
+            response.raise_for_status()
+            with open(archive, "wb") as out:
+                for chunk in response.iter_raw(1024 * 1024):
+                    out.write(chunk)
+        return attempt
+    raise AssertionError("unreachable")
+
+
 def export_then_import(side: Side, archive: Path) -> tuple[BulkFigures, BulkFigures]:
     """GET /export of the archive images to a file; delete them; POST /import of that file."""
     service = side.service
     with httpx.Client(base_url=service.base_url, timeout=1800) as client:
         with PeakSampler(service.service_group()) as sampler:
             started = time.perf_counter()
-            with client.stream("GET", f"/export?camera={EXPORT_CAMERA}") as response:
-                response.raise_for_status()
-                with open(archive, "wb") as out:
-                    for chunk in response.iter_raw(1024 * 1024):
-                        out.write(chunk)
-            exported = BulkFigures(time.perf_counter() - started, sampler.peak / MIB)
+            attempts = export_to(client, archive)
+            exported = BulkFigures(time.perf_counter() - started, 0.0)
         exported.peak_pss_mib = sampler.peak / MIB
+        if attempts > 1:
+            print(f"  {service.name}: the export answered 404 and was asked {attempts} times")
         client.delete(f"/images?camera={EXPORT_CAMERA}").raise_for_status()
         with PeakSampler(service.service_group()) as sampler:
             started = time.perf_counter()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from botocore.exceptions import ClientError
+from django.conf import settings
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from images.paths import RESERVED_PREFIX, is_safe_file_path
@@ -368,12 +369,16 @@ class S3FileStore(FileStore):
 
 
 def sync_file(path: Path) -> None:
+    if not settings.STORAGE_FSYNC:
+        return
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 
 
 def sync_directory(path: Path) -> None:
     """Make a rename or creation in `path` durable."""
+    if not settings.STORAGE_FSYNC:
+        return
     descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)

@@ -347,3 +347,11 @@ def test_leases_let_one_writer_through_at_a_time(settings):
     for thread in threads:
         thread.join()
     assert overlaps == [1] * 8
+
+
+def test_storage_fsync_off_skips_every_fsync(api, monkeypatch, settings):
+    settings.STORAGE_FSYNC = False
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    assert upload(api, "x.jpg", OLD, file="a/b/x.jpg").status_code == 200
+    assert synced == []
