@@ -7,7 +7,7 @@ import logging
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
-from django.http import Http404
+from django.http import Http404, UnreadablePostError
 from pymongo.errors import (
     ConnectionFailure,
     DocumentTooLarge,
@@ -89,6 +89,8 @@ def _translate(exc: Exception) -> APIException | None:
     """Map errors raised below the views to API errors; None when it is a server fault."""
     if isinstance(exc, Http404):
         return NotFound()
+    if isinstance(exc, UnreadablePostError):
+        return BadRequest("The request body stopped arriving before its end")
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge("Request body exceeds the size limit")
     if isinstance(exc, TooManyFieldsSent):
