@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -50,14 +51,20 @@ def generate(schema_url: str, into: Path) -> None:
 
 
 @pytest.fixture
-def generated(start_server, tmp_path, monkeypatch) -> tuple[ModuleType, str]:
+def generated(start_server, tmp_path, monkeypatch) -> Iterator[tuple[ModuleType, str]]:
     """The generated package, imported, and the served API's URL."""
     api = start_server().url
     generate(f"{api}/docs/schema", tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    forget_generated()
+    yield importlib.import_module(PACKAGE), api
+    forget_generated()
+
+
+def forget_generated() -> None:
+    """Unimport the generated package: each test generates its own."""
     for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
         del sys.modules[name]
-    return importlib.import_module(PACKAGE), api
 
 
 def module(name: str) -> ModuleType:

@@ -109,7 +109,9 @@ class FaultyProxy(LocalHTTPServer):
 
     `fault(method, path, number)` returns "503" (answer 503 with Retry-After: 0), "drop" (close
     the connection without an answer), "truncate" (forward, but close after half the body),
-    "slow" (forward after 50 ms) or None (forward); `number` counts requests from 1.
+    "slow" (forward after 50 ms), "hold" (wait until `release()`, then close the connection without
+    forwarding: the request never reaches the service) or None (forward); `number` counts requests
+    from 1.
     """
 
     def __init__(self, target: str, fault) -> None:
@@ -119,6 +121,7 @@ class FaultyProxy(LocalHTTPServer):
         self.target = target
         self.fault = fault
         self.requests = 0
+        self.released = threading.Event()
         self.faults: list[tuple[str, str, str]] = []
         self.lock = threading.Lock()
         self.http = httpx.Client(base_url=target, timeout=60)
@@ -135,7 +138,9 @@ class FaultyProxy(LocalHTTPServer):
                 kind = proxy.fault(self.command, self.path, number)
                 if kind:
                     proxy.faults.append((self.command, self.path, kind))
-                if kind == "drop":
+                if kind == "hold":
+                    proxy.released.wait(120)
+                if kind in ("drop", "hold"):
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
@@ -174,7 +179,12 @@ class FaultyProxy(LocalHTTPServer):
 
         self.start_server(Handler)
 
+    def release(self) -> None:
+        """Let held requests end (closed, never forwarded)."""
+        self.released.set()
+
     def stop(self) -> None:
+        self.release()
         super().stop()
         self.http.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import signal
@@ -71,7 +72,15 @@ def test_pull_with_a_filter_into_an_empty_folder_then_again(client, service, pus
 
 
 def test_interrupted_pull_leaves_no_partial_file_and_resumes(client, service, pushed, tmp_path):
-    proxy = FaultyProxy(service.url, lambda method, path, n: "slow" if "/image" in path else None)
+    # Downloads after the 40th are held, so the pull is still running when it is interrupted.
+    downloads = itertools.count(1)
+
+    def hold_late_downloads(method: str, path: str, number: int) -> str | None:
+        if re.match(r"/images/[^/?]+/(image|file)", path):
+            return "hold" if next(downloads) > 40 else "slow"
+        return None
+
+    proxy = FaultyProxy(service.url, hold_late_downloads)
     dest = tmp_path / "out"
     command = [sys.executable, "-m", "imagestore_client", "--url", proxy.url, "--no-progress"]
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import signal
@@ -28,20 +29,43 @@ def stored(client) -> dict[str, dict]:
 def test_interrupted_push_resumes_and_stores_each_image_once(client, service, tmp_path):
     tree = tmp_path / "tree"
     expected = image_tree(tree, TREE_SIZE)
-    command = [sys.executable, "-m", "imagestore_client", "--url", service.url, "--no-progress"]
-    command += ["push", str(tree), "--prefix", "site1/", "--folders-as", "camera,label"]
-    first = subprocess.Popen(
-        [*command, "--jobs", "1"],
-        env=cli_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while client.count() < 30 and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.05)
-    first.send_signal(signal.SIGINT)
-    out, err = first.communicate(timeout=120)
+    arguments = ["--no-progress", "push", str(tree), "--prefix", "site1/"]
+    arguments += ["--folders-as", "camera,label"]
+    command = [sys.executable, "-m", "imagestore_client", "--url", service.url, *arguments]
+    # The first push goes through a proxy that holds every upload after the 40th, so it is
+    # still running, whatever the machine's speed, when it is interrupted.
+    uploads = itertools.count(1)
+
+    def hold_late_uploads(method: str, path: str, number: int) -> str | None:
+        if method == "POST" and path.startswith("/images") and next(uploads) > 40:
+            return "hold"
+        return None
+
+    proxy = FaultyProxy(service.url, hold_late_uploads)
+    try:
+        first = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "imagestore_client",
+                "--url",
+                proxy.url,
+                *arguments,
+                "--jobs",
+                "1",
+            ],
+            env=cli_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while client.count() < 30 and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        first.send_signal(signal.SIGINT)
+        out, err = first.communicate(timeout=120)
+    finally:
+        proxy.stop()
     assert first.returncode == 130, (out, err)
     assert "interrupted" in err
     after_interrupt = client.count()
