@@ -104,14 +104,18 @@ class LocalHTTPServer:
         self.server.server_close()
 
 
+# A held request is closed after this long, so a client waiting on it can always end.
+HOLD_SECONDS = 2
+
+
 class FaultyProxy(LocalHTTPServer):
     """An HTTP proxy on 127.0.0.1 in front of the service that fails chosen requests.
 
     `fault(method, path, number)` returns "503" (answer 503 with Retry-After: 0), "drop" (close
     the connection without an answer), "truncate" (forward, but close after half the body),
-    "slow" (forward after 50 ms), "hold" (wait until `release()`, then close the connection without
-    forwarding: the request never reaches the service) or None (forward); `number` counts requests
-    from 1.
+    "slow" (forward after 50 ms), "hold" (wait up to HOLD_SECONDS or until `release()`, then
+    close the connection without forwarding: the request never reaches the service) or None
+    (forward); `number` counts requests from 1.
     """
 
     def __init__(self, target: str, fault) -> None:
@@ -139,7 +143,7 @@ class FaultyProxy(LocalHTTPServer):
                 if kind:
                     proxy.faults.append((self.command, self.path, kind))
                 if kind == "hold":
-                    proxy.released.wait(120)
+                    proxy.released.wait(HOLD_SECONDS)
                 if kind in ("drop", "hold"):
                     self.close_connection = True
                     self.connection.shutdown(2)
