@@ -87,6 +87,8 @@ def test_interrupted_pull_leaves_no_partial_file_and_resumes(client, service, pu
         first = subprocess.Popen(
             [*command, "pull", str(dest), "--jobs", "2"],
             env=cli_environment(),
+            # A suite that ignored SIGINT would pass that on: the interrupt must reach the client.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

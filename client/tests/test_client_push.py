@@ -55,6 +55,8 @@ def test_interrupted_push_resumes_and_stores_each_image_once(client, service, tm
                 "1",
             ],
             env=cli_environment(),
+            # A suite that ignored SIGINT would pass that on: the interrupt must reach the client.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
