@@ -14,7 +14,7 @@ import datetime as dt
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -101,6 +101,14 @@ class FileStore:
     def stage(self, source: IO[bytes], staging: str) -> None:
         """Write new bytes under a staging key, durably."""
         self.save(staging, source)
+
+    def stage_unsynced(self, source: IO[bytes], staging: str) -> None:
+        """`stage` without waiting for the disk: `make_durable` must follow before anything
+        refers to the key (a batch of files is then synced at once)."""
+        self.stage(source, staging)
+
+    def make_durable(self, keys: Collection[str]) -> None:
+        """Bring the bytes of keys written by `stage_unsynced` to the disk."""
 
     def stage_path(self, source_path: str, staging: str) -> None:
         """Stage a file that is on local disk (it may be moved rather than copied)."""
@@ -189,6 +197,18 @@ class LocalFileStore(FileStore):
 
     def stage(self, source: IO[bytes], staging: str) -> None:
         self.save(staging, source, durable=True)
+
+    def stage_unsynced(self, source: IO[bytes], staging: str) -> None:
+        self.save(staging, source)
+
+    def make_durable(self, keys: Collection[str]) -> None:
+        """One fsync per file, all issued at once on native threads: the file system commits
+        them together (one at a time, each waited for a journal commit of its own)."""
+        # Here, not at the top: images.thumbnails imports this module.
+        from images.thumbnails.offload import run_each_off_loop
+
+        if settings.STORAGE_FSYNC and keys:
+            run_each_off_loop(sync_file, [self.path(key) for key in keys])
 
     def save_path(self, key: str, source_path: str, durable: bool = False) -> None:
         self._write_atomically(

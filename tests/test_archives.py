@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import re
 import tempfile
 import zipfile
@@ -258,6 +260,51 @@ def test_failed_import_leaves_no_temporary_files(api, tmp_path, monkeypatch, set
     assert list(scratch.iterdir()) == []
     assert post_archive(api, make_zip({"a.jpg": JPEG})).status_code == 200
     assert list(scratch.iterdir()) == []
+
+
+def test_imported_bytes_are_fsynced_once_each_before_their_documents(
+    api, monkeypatch, uploads, settings
+):
+    settings.STORAGE_FSYNC = True
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def record(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    real_insert = ImageRepository.insert_new
+    staged_at_write: list[list[str]] = []
+
+    def insert_new(self, documents):
+        staging = f"{os.path.realpath(uploads)}/.imagestore/staging/"
+        staged_at_write.append([path for path in synced if path.startswith(staging)])
+        return real_insert(self, documents)
+
+    monkeypatch.setattr(os, "fsync", record)
+    monkeypatch.setattr(ImageRepository, "insert_new", insert_new)
+    monkeypatch.setattr(archive_importer, "DOCUMENT_BATCH", 2)
+    entries = {f"f/{index}.jpg": image_bytes(color=(index, 0, 0)) for index in range(5)}
+    response = post_archive(api, make_zip(entries))
+    assert response.status_code == 200 and response.json()["imported"] == 5
+    # Batches of 2, 2 and 1: each batch's staged files are on disk before its documents.
+    assert [len(paths) for paths in staged_at_write] == [2, 4, 5]
+    assert len(set(staged_at_write[-1])) == 5
+
+
+def test_an_import_whose_fsync_finds_the_disk_full_writes_nothing(
+    api, monkeypatch, uploads, settings, collection
+):
+    settings.STORAGE_FSYNC = True
+
+    def full(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    response = post_archive(api, make_zip({"a.jpg": JPEG, "b/c.jpg": PNG}))
+    assert response.status_code == 507, response.content
+    assert collection.count_documents({}) == 0
+    assert list(get_file_store().iter_all_keys()) == []
 
 
 # --- round trip ------------------------------------------------------------------------------
@@ -548,7 +595,7 @@ def test_storage_failure_midway_leaves_no_document_without_its_file(
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setattr(archive_importer, "DOCUMENT_BATCH", batch)
     saves = []
-    original_stage = LocalFileStore.stage
+    original_stage = LocalFileStore.stage_unsynced
 
     def failing_stage(self, source, staging):
         saves.append(staging)
@@ -556,7 +603,7 @@ def test_storage_failure_midway_leaves_no_document_without_its_file(
             raise OSError(28, "No space left on device")
         return original_stage(self, source, staging)
 
-    monkeypatch.setattr(LocalFileStore, "stage", failing_stage)
+    monkeypatch.setattr(LocalFileStore, "stage_unsynced", failing_stage)
     content = make_zip({f"{i}.png": PNG for i in range(6)})
     response = post_archive(api, content)
     assert response.status_code == 507

@@ -1,19 +1,23 @@
-"""Decoding and hashing off gevent's loop.
+"""Decoding, hashing and fsyncs off gevent's loop.
 
 Under `manage.py serve`'s gevent workers every request of a worker shares one OS thread: a
 render in it (libvips or Pillow, a second or so for a huge picture) would stop every other
 request of the worker, `/health/live` included. Such work goes to gevent's pool of native
 threads, where libvips, Pillow and hashlib run without the GIL while the loop serves the rest.
-Without gevent (tests, gthread or sync workers) the work runs in the calling thread.
+Without gevent (tests, gthread or sync workers) the work runs in the calling thread, and
+`run_each_off_loop` on a pool of its own.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+# Native threads of `run_each_off_loop` without gevent (gevent's pool has 10).
+EACH_THREADS = 8
 
 
 def run_off_loop(function: Callable[..., T], *arguments: object) -> T:
@@ -22,6 +26,19 @@ def run_off_loop(function: Callable[..., T], *arguments: object) -> T:
     from gevent import get_hub
 
     return get_hub().threadpool.apply(function, arguments)
+
+
+def run_each_off_loop(function: Callable[[T], object], items: Collection[T]) -> None:
+    """`function` on every item, several at once on native threads (blocking system calls
+    such as fsync overlap, and under gevent the loop goes on serving meanwhile)."""
+    if not _gevent_patched():
+        with ThreadPoolExecutor(max_workers=max(1, min(EACH_THREADS, len(items)))) as pool:
+            list(pool.map(function, items))
+        return
+    from gevent import get_hub
+
+    for _ in get_hub().threadpool.imap_unordered(function, items):
+        pass
 
 
 def _gevent_patched() -> bool:

@@ -51,11 +51,21 @@ class FileWriter:
         self.leases = Leases(lambda key, lease: recover(files, key, lease))
 
     # --- staging (no lease: the staging key is this writer's alone) ---------------------------
-    def stage(self, key: str, source: IO[bytes], sha256: str, size: int) -> StagedFile:
+    def stage(
+        self, key: str, source: IO[bytes], sha256: str, size: int, durable: bool = True
+    ) -> StagedFile:
+        """`durable=False` (a batch): `make_durable` must be called on it before `commit`."""
         self.files.check_writable(key)
         staged = StagedFile(key, new_staging_key(), sha256, size)
-        self.files.stage(source, staged.staging)
+        if durable:
+            self.files.stage(source, staged.staging)
+        else:
+            self.files.stage_unsynced(source, staged.staging)
         return staged
+
+    def make_durable(self, staged: Collection[StagedFile]) -> None:
+        """Bytes staged with `durable=False` reach the disk (all at once: one batch of fsyncs)."""
+        self.files.make_durable([item.staging for item in staged])
 
     def stage_path(self, key: str, source_path: str, sha256: str, size: int) -> StagedFile:
         self.files.check_writable(key)
