@@ -11,6 +11,7 @@ symbolic link: every component below the root must be a plain file or directory.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import shutil
 import uuid
@@ -132,13 +133,18 @@ class LocalFileStore(FileStore):
         self.storage = storage
         self.root = Path(storage.location)
 
+    @functools.cached_property
+    def real_root(self) -> str:
+        """The root with its own links resolved, once per store (an import asks for
+        thousands of paths; only the components below the root must be looked at each time)."""
+        return os.path.realpath(self.root)
+
     def path(self, key: str) -> Path:
         """The file of `key`, refused (`UnsafeKey`) when the key is unsafe or any existing
         component below the root is a symbolic link (it could lead outside the root)."""
         if not is_storable_key(key):
             raise UnsafeKey(f"unsafe storage key {key!r}")
-        real_root = os.path.realpath(self.root)
-        target = os.path.join(real_root, *key.split("/"))
+        target = os.path.join(self.real_root, *key.split("/"))
         if os.path.realpath(target) != target:
             raise UnsafeKey(f"storage key {key!r} reaches through a symbolic link")
         return Path(target)
@@ -148,7 +154,7 @@ class LocalFileStore(FileStore):
         target = self.path(key)
         if target.is_dir():
             raise IsADirectoryError(key)
-        real_root = Path(os.path.realpath(self.root))
+        real_root = Path(self.real_root)
         for folder in reversed(target.relative_to(real_root).parents):
             place = real_root / folder
             if not place.exists():
@@ -199,7 +205,16 @@ class LocalFileStore(FileStore):
         self.save(staging, source, durable=True)
 
     def stage_unsynced(self, source: IO[bytes], staging: str) -> None:
-        self.save(staging, source)
+        """Written in place: a staging key is new and this writer's alone, so no temporary
+        file and rename are needed (bytes cut short by a crash are never referenced)."""
+        target = self.path(staging)
+        self._make_parents(target)
+        with open(target, "xb") as out:
+            try:
+                shutil.copyfileobj(source, out, CHUNK_SIZE)
+            except BaseException:
+                target.unlink(missing_ok=True)
+                raise
 
     def make_durable(self, keys: Collection[str]) -> None:
         """One fsync per file, all issued at once on native threads: the file system commits
