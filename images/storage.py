@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -119,6 +120,36 @@ class FileStore:
         raise NotImplementedError
 
 
+_real_roots: dict[str, str] = {}
+
+
+def real_root_of(root: str) -> str:
+    """The storage root with its own symbolic links resolved, once per process for a root that
+    exists (they are the administrator's to choose: a download resolved it twice, about 14
+    `lstat` calls; what lies below the root is checked on every access)."""
+    real = _real_roots.get(root)
+    if real is None:
+        real = os.path.realpath(root)
+        if os.path.isdir(real):
+            _real_roots[root] = real
+    return real
+
+
+def _reaches_through_link(real_root: str, parts: list[str]) -> bool:
+    """Whether an existing component of `parts` below `real_root` is a symbolic link (what
+    `realpath(target) != target` tells, with one `lstat` per component below the root)."""
+    place = real_root
+    for part in parts:
+        place = os.path.join(place, part)
+        try:
+            mode = os.lstat(place).st_mode
+        except OSError:  # missing (or unreadable): nothing below it can be reached either
+            return False
+        if stat.S_ISLNK(mode):
+            return True
+    return False
+
+
 class LocalFileStore(FileStore):
     def __init__(self, storage: FileSystemStorage) -> None:
         self.storage = storage
@@ -129,11 +160,11 @@ class LocalFileStore(FileStore):
         component below the root is a symbolic link (it could lead outside the root)."""
         if not is_storable_key(key):
             raise UnsafeKey(f"unsafe storage key {key!r}")
-        real_root = os.path.realpath(self.root)
-        target = os.path.join(real_root, *key.split("/"))
-        if os.path.realpath(target) != target:
+        real_root = real_root_of(str(self.root))
+        parts = key.split("/")
+        if _reaches_through_link(real_root, parts):
             raise UnsafeKey(f"storage key {key!r} reaches through a symbolic link")
-        return Path(target)
+        return Path(os.path.join(real_root, *parts))
 
     def check_writable(self, key: str) -> None:
         """`UnsafeKey`, or one of `PATH_CONFLICTS` when a file stands where a folder must."""

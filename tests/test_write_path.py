@@ -260,6 +260,44 @@ def test_a_document_behind_a_link_is_never_read_or_deleted(api, planted, collect
     assert (planted / "passwd").read_bytes() == b"root:x:0:0"
 
 
+def test_a_file_link_and_a_folder_linked_after_a_read_are_refused(api, uploads, tmp_path):
+    """The links below the root are looked at on every access, never remembered."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "x.jpg").write_bytes(b"secret")
+    first = upload(api, "x.jpg", OLD, file="album/x.jpg").json()["_id"]
+    assert api.get(f"/images/{first}/image").status_code == 200
+    (uploads / "album" / "x.jpg").unlink()
+    (uploads / "album").rmdir()
+    (uploads / "album").symlink_to(outside, target_is_directory=True)
+    assert api.get(f"/images/{first}/image").status_code == 404
+    second = upload(api, "y.jpg", OLD, file="y.jpg").json()["_id"]
+    (uploads / "y.jpg").unlink()
+    (uploads / "y.jpg").symlink_to(outside / "x.jpg")
+    assert api.get(f"/images/{second}/image").status_code == 404
+    assert (outside / "x.jpg").read_bytes() == b"secret"
+
+
+def test_an_uploads_directory_reached_through_a_link_serves(api, settings, tmp_path):
+    """The root's own links are the administrator's: a root behind a link stores and serves."""
+    real = tmp_path / "real-uploads"
+    real.mkdir()
+    linked = tmp_path / "linked-uploads"
+    linked.symlink_to(real, target_is_directory=True)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(linked), "allow_overwrite": True},
+        },
+    }
+    image_id = upload(api, "z.jpg", OLD, file="in/z.jpg").json()["_id"]
+    assert (real / "in" / "z.jpg").read_bytes() == OLD
+    response = api.get(f"/images/{image_id}/image")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == OLD
+
+
 def test_a_manifest_cannot_claim_a_file_it_did_not_bring(api, planted, collection):
     manifest = json.dumps([{"file": "planted/passwd"}]).encode()
     body = post_archive(api, zip_of({"mongodb_data.json": manifest})).json()
