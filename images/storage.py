@@ -139,14 +139,21 @@ class LocalFileStore(FileStore):
     def __init__(self, storage: FileSystemStorage) -> None:
         self.storage = storage
         self.root = Path(storage.location)
+        self._real_root: str | None = None
+
+    @property
+    def real_root(self) -> str:
+        """The root with its links resolved, once per store (one store serves one request)."""
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        return self._real_root
 
     def path(self, key: str) -> Path:
         """The file of `key`, refused (`UnsafeKey`) when the key is unsafe or any existing
         component below the root is a symbolic link (it could lead outside the root)."""
         if not is_storable_key(key):
             raise UnsafeKey(f"unsafe storage key {key!r}")
-        real_root = os.path.realpath(self.root)
-        target = os.path.join(real_root, *key.split("/"))
+        target = os.path.join(self.real_root, *key.split("/"))
         if os.path.realpath(target) != target:
             raise UnsafeKey(f"storage key {key!r} reaches through a symbolic link")
         return Path(target)
@@ -156,7 +163,7 @@ class LocalFileStore(FileStore):
         target = self.path(key)
         if target.is_dir():
             raise IsADirectoryError(key)
-        real_root = Path(os.path.realpath(self.root))
+        real_root = Path(self.real_root)
         for folder in reversed(target.relative_to(real_root).parents):
             place = real_root / folder
             if not place.exists():
@@ -294,7 +301,7 @@ class LocalFileStore(FileStore):
     def delete_raw(self, key: str) -> bool:
         """Unlink a listed entry (a symbolic link itself, never what it points to), refused
         when a folder above it is reached through a link."""
-        real_root = os.path.realpath(self.root)
+        real_root = self.real_root
         folder, _, name = key.rpartition("/")
         parent = os.path.join(real_root, *folder.split("/")) if folder else real_root
         if os.path.realpath(parent) != parent or name in ("", ".", ".."):
