@@ -1,9 +1,10 @@
-"""Decoding and hashing off gevent's loop.
+"""Blocking work (decoding, hashing, fsync) off gevent's loop.
 
 Under `manage.py serve`'s gevent workers every request of a worker shares one OS thread: a
 render in it (libvips or Pillow, a second or so for a huge picture) would stop every other
-request of the worker, `/health/live` included. Such work goes to gevent's pool of native
-threads, where libvips, Pillow and hashlib run without the GIL while the loop serves the rest.
+request of the worker, `/health/live` included, and so would an fsync waiting for the disk.
+Such work goes to gevent's pool of native threads, where libvips, Pillow, hashlib and the
+kernel run without the GIL while the loop serves the rest.
 Without gevent (tests, gthread or sync workers) the work runs in the calling thread.
 """
 
