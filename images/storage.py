@@ -2,20 +2,23 @@
 
 Keys are validated relative POSIX paths (see `images.paths`). An image's bytes are first
 *staged* under `.imagestore/staging/<random>` and later *promoted* to their key (see
-`images.writes`): on local disk a rename (data and directories fsynced first, so a document
-never points at bytes a power loss could take back), on S3 a server-side copy, each of which
-replaces the object at once. On local disk no key is read, written or deleted through a
+`images.writes`). On local disk a key that holds no file gets the staged bytes as a hard link
+(which never replaces what another writer put there meanwhile), a key that holds one gets them
+by a rename; data and directories are fsynced before a document names them, so a document never
+points at bytes a power loss could take back. On S3 promotion is a server-side copy. Either way
+the object at the key changes at once. On local disk no key is read, written or deleted through a
 symbolic link: every component below the root must be a plain file or directory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
+import errno
 import os
 import shutil
+import stat
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -24,12 +27,15 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
+from images.offload import run_off_loop
 from images.paths import RESERVED_PREFIX, is_safe_file_path
 
 CHUNK_SIZE = 256 * 1024
 STAGING_PREFIX = f"{RESERVED_PREFIX}/staging"
 # A single S3 CopyObject copies at most 5 GiB; larger objects go through a multipart copy.
 S3_SINGLE_COPY_LIMIT = 5 * 1024**3
+# Filesystems without hard links (FAT, some network mounts) answer these to os.link.
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
 
 
 class UnsafeKey(ValueError):
@@ -100,20 +106,22 @@ class FileStore:
             raise UnsafeKey(f"unsafe storage key {key!r}")
 
     def stage(self, source: IO[bytes], staging: str) -> None:
-        """Write new bytes under a staging key, durably."""
+        """Write new bytes under a staging key (made durable by `place_if_absent` or
+        `make_durable`, once it is known which one the key needs)."""
         self.save(staging, source)
-
-    def stage_unsynced(self, source: IO[bytes], staging: str) -> None:
-        """`stage` without waiting for the disk: `make_durable` must follow before anything
-        refers to the key (a batch of files is then synced at once)."""
-        self.stage(source, staging)
-
-    def make_durable(self, keys: Collection[str]) -> None:
-        """Bring the bytes of keys written by `stage_unsynced` to the disk."""
 
     def stage_path(self, source_path: str, staging: str) -> None:
         """Stage a file that is on local disk (it may be moved rather than copied)."""
         self.save_path(staging, source_path)
+
+    def place_if_absent(self, staging: str, key: str) -> bool | None:
+        """Put the staged bytes at `key`, durably, unless a file is there. True: placed (the
+        staging key is gone); False: `key` holds a file (nothing changed); None: this store
+        cannot place without replacing (the caller asks the documents whether `key` is used)."""
+        return None
+
+    def make_durable(self, staging: str) -> None:
+        """Make staged bytes survive a power loss (before a document names them)."""
 
     def promote(self, staging: str, key: str, size: int) -> None:
         """Replace `key` at once by the staged bytes; the staging key is gone afterwards."""
@@ -128,26 +136,58 @@ class FileStore:
         raise NotImplementedError
 
 
+_real_roots: dict[str, str] = {}
+
+
+def real_root_of(root: str) -> str:
+    """The storage root with its own symbolic links resolved, once per process for a root that
+    exists: they are the administrator's to choose (resolving them for every request cost an
+    `lstat` per component of the root); what lies below the root is checked on every access."""
+    real = _real_roots.get(root)
+    if real is None:
+        real = os.path.realpath(root)
+        if os.path.isdir(real):
+            _real_roots[root] = real
+    return real
+
+
+def _reaches_through_link(real_root: str, parts: list[str]) -> bool:
+    """Whether an existing component of `parts` below `real_root` is a symbolic link (what
+    `realpath(target) != target` tells, with one `lstat` per component below the root)."""
+    place = real_root
+    for part in parts:
+        place = os.path.join(place, part)
+        try:
+            mode = os.lstat(place).st_mode
+        except OSError:  # missing (or unreadable): nothing below it can be reached either
+            return False
+        if stat.S_ISLNK(mode):
+            return True
+    return False
+
+
 class LocalFileStore(FileStore):
     def __init__(self, storage: FileSystemStorage) -> None:
         self.storage = storage
         self.root = Path(storage.location)
+        self._real_root: str | None = None
 
-    @functools.cached_property
+    @property
     def real_root(self) -> str:
-        """The root with its own links resolved, once per store (an import asks for
-        thousands of paths; only the components below the root must be looked at each time)."""
-        return os.path.realpath(self.root)
+        """The root with its links resolved (once per process, see `real_root_of`)."""
+        if self._real_root is None:
+            self._real_root = real_root_of(str(self.root))
+        return self._real_root
 
     def path(self, key: str) -> Path:
         """The file of `key`, refused (`UnsafeKey`) when the key is unsafe or any existing
         component below the root is a symbolic link (it could lead outside the root)."""
         if not is_storable_key(key):
             raise UnsafeKey(f"unsafe storage key {key!r}")
-        target = os.path.join(self.real_root, *key.split("/"))
-        if os.path.realpath(target) != target:
+        parts = key.split("/")
+        if _reaches_through_link(self.real_root, parts):
             raise UnsafeKey(f"storage key {key!r} reaches through a symbolic link")
-        return Path(target)
+        return Path(os.path.join(self.real_root, *parts))
 
     def check_writable(self, key: str) -> None:
         """`UnsafeKey`, or one of `PATH_CONFLICTS` when a file stands where a folder must."""
@@ -176,59 +216,39 @@ class LocalFileStore(FileStore):
                 continue
             sync_directory(created.parent)
 
-    def _write_atomically(
-        self, key: str, write: Callable[[Path], object], durable: bool = False
-    ) -> None:
-        """`write` fills a temporary file beside the target, which is then renamed into place
-        (`durable`: its data reaches the disk first)."""
+    def _write_atomically(self, key: str, write: Callable[[Path], object]) -> None:
+        """`write` fills a temporary file beside the target, which is then renamed into place."""
         target = self.path(key)
         self._make_parents(target)
         # Of fixed length: a name of up to NAME_MAX bytes must still leave room for it.
         temporary = target.parent / f".{uuid.uuid4().hex}.tmp"
         try:
             write(temporary)
-            if durable:
-                sync_file(temporary)
             os.replace(temporary, target)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
 
-    def save(self, key: str, source: IO[bytes], durable: bool = False) -> None:
+    def save(self, key: str, source: IO[bytes]) -> None:
         def copy(temporary: Path) -> None:
             with open(temporary, "wb") as out:
                 shutil.copyfileobj(source, out, CHUNK_SIZE)
 
-        self._write_atomically(key, copy, durable)
+        self._write_atomically(key, copy)
+
+    def save_path(self, key: str, source_path: str) -> None:
+        self._write_atomically(key, lambda temporary: shutil.copyfile(source_path, temporary))
 
     def stage(self, source: IO[bytes], staging: str) -> None:
-        self.save(staging, source, durable=True)
-
-    def stage_unsynced(self, source: IO[bytes], staging: str) -> None:
-        """Written in place: a staging key is new and this writer's alone, so no temporary
-        file and rename are needed (bytes cut short by a crash are never referenced)."""
+        """Written in place: a staging key is its writer's alone until a lease names it."""
         target = self.path(staging)
         self._make_parents(target)
-        with open(target, "xb") as out:
-            try:
+        try:
+            with open(target, "wb") as out:
                 shutil.copyfileobj(source, out, CHUNK_SIZE)
-            except BaseException:
-                target.unlink(missing_ok=True)
-                raise
-
-    def make_durable(self, keys: Collection[str]) -> None:
-        """One fsync per file, all issued at once on native threads: the file system commits
-        them together (one at a time, each waited for a journal commit of its own)."""
-        # Here, not at the top: images.thumbnails imports this module.
-        from images.thumbnails.offload import run_each_off_loop
-
-        if settings.STORAGE_FSYNC and keys:
-            run_each_off_loop(sync_file, [self.path(key) for key in keys])
-
-    def save_path(self, key: str, source_path: str, durable: bool = False) -> None:
-        self._write_atomically(
-            key, lambda temporary: shutil.copyfile(source_path, temporary), durable
-        )
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
 
     def stage_path(self, source_path: str, staging: str) -> None:
         """Rename a temporary file in when it is on the same filesystem, else copy it."""
@@ -237,10 +257,36 @@ class LocalFileStore(FileStore):
         try:
             os.replace(source_path, target)
         except OSError:
-            self.save_path(staging, source_path, durable=True)
+            self.save_path(staging, source_path)
             return
         os.chmod(target, 0o644)
+
+    def place_if_absent(self, staging: str, key: str) -> bool | None:
+        """A hard link from the key to the staged file: it fails, replacing nothing, when a
+        file (or a folder: a path conflict) is at the key. The file's data is then fsynced,
+        which on journalling filesystems also commits the link, and its folder."""
+        source = self.path(staging)
+        target = self.path(key)
+        self._make_parents(target)
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except FileExistsError:
+            if target.is_dir() and not target.is_symlink():
+                raise IsADirectoryError(key) from None
+            return False
+        except OSError as error:
+            if error.errno in NO_HARD_LINKS:
+                return None
+            raise
         sync_file(target)
+        sync_directory(target.parent)
+        source.unlink()
+        return True
+
+    def make_durable(self, staging: str) -> None:
+        target = self.path(staging)
+        sync_file(target)
+        sync_directory(target.parent)
 
     def promote(self, staging: str, key: str, size: int) -> None:
         source = self.path(staging)
@@ -286,7 +332,7 @@ class LocalFileStore(FileStore):
     def delete_raw(self, key: str) -> bool:
         """Unlink a listed entry (a symbolic link itself, never what it points to), refused
         when a folder above it is reached through a link."""
-        real_root = os.path.realpath(self.root)
+        real_root = self.real_root
         folder, _, name = key.rpartition("/")
         parent = os.path.join(real_root, *folder.split("/")) if folder else real_root
         if os.path.realpath(parent) != parent or name in ("", ".", ".."):
@@ -404,17 +450,19 @@ class S3FileStore(FileStore):
 
 
 def sync_file(path: Path) -> None:
-    if not settings.STORAGE_FSYNC:
-        return
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+    if settings.STORAGE_FSYNC:
+        run_off_loop(_fsync, path, os.O_RDONLY)
 
 
 def sync_directory(path: Path) -> None:
     """Make a rename or creation in `path` durable."""
-    if not settings.STORAGE_FSYNC:
-        return
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    if settings.STORAGE_FSYNC:
+        run_off_loop(_fsync, path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    """Waits for the disk: run off gevent's loop, so the worker's other requests go on."""
+    descriptor = os.open(path, flags)
     try:
         os.fsync(descriptor)
     finally:

@@ -297,7 +297,7 @@ MIDDLEWARE = [
     "images.cors.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "images.request_metrics.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "imagestore.urls"

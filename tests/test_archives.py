@@ -262,9 +262,7 @@ def test_failed_import_leaves_no_temporary_files(api, tmp_path, monkeypatch, set
     assert list(scratch.iterdir()) == []
 
 
-def test_imported_bytes_are_fsynced_once_each_before_their_documents(
-    api, monkeypatch, uploads, settings
-):
+def test_imported_bytes_are_fsynced_before_their_documents(api, monkeypatch, uploads, settings):
     settings.STORAGE_FSYNC = True
     synced: list[str] = []
     real_fsync = os.fsync
@@ -274,11 +272,13 @@ def test_imported_bytes_are_fsynced_once_each_before_their_documents(
         real_fsync(descriptor)
 
     real_insert = ImageRepository.insert_new
-    staged_at_write: list[list[str]] = []
+    unsynced_at_write: list[list[str]] = []
 
     def insert_new(self, documents):
-        staging = f"{os.path.realpath(uploads)}/.imagestore/staging/"
-        staged_at_write.append([path for path in synced if path.startswith(staging)])
+        root = os.path.realpath(uploads)
+        unsynced_at_write.append(
+            [d["file"] for d in documents if f"{root}/{d['file']}" not in synced]
+        )
         return real_insert(self, documents)
 
     monkeypatch.setattr(os, "fsync", record)
@@ -287,9 +287,7 @@ def test_imported_bytes_are_fsynced_once_each_before_their_documents(
     entries = {f"f/{index}.jpg": image_bytes(color=(index, 0, 0)) for index in range(5)}
     response = post_archive(api, make_zip(entries))
     assert response.status_code == 200 and response.json()["imported"] == 5
-    # Batches of 2, 2 and 1: each batch's staged files are on disk before its documents.
-    assert [len(paths) for paths in staged_at_write] == [2, 4, 5]
-    assert len(set(staged_at_write[-1])) == 5
+    assert unsynced_at_write == [[], [], []]  # batches of 2, 2 and 1, each on disk first
 
 
 def test_an_import_whose_fsync_finds_the_disk_full_writes_nothing(
@@ -595,7 +593,7 @@ def test_storage_failure_midway_leaves_no_document_without_its_file(
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setattr(archive_importer, "DOCUMENT_BATCH", batch)
     saves = []
-    original_stage = LocalFileStore.stage_unsynced
+    original_stage = LocalFileStore.stage
 
     def failing_stage(self, source, staging):
         saves.append(staging)
@@ -603,7 +601,7 @@ def test_storage_failure_midway_leaves_no_document_without_its_file(
             raise OSError(28, "No space left on device")
         return original_stage(self, source, staging)
 
-    monkeypatch.setattr(LocalFileStore, "stage_unsynced", failing_stage)
+    monkeypatch.setattr(LocalFileStore, "stage", failing_stage)
     content = make_zip({f"{i}.png": PNG for i in range(6)})
     response = post_archive(api, content)
     assert response.status_code == 507

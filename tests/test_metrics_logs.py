@@ -89,6 +89,55 @@ def test_request_metrics_by_route_and_status(api):
     assert latency and latency >= 2
 
 
+def test_each_request_counts_once_in_its_own_series(api):
+    """The labelled children are cached per process: a request still adds exactly one to its
+    own series (by status, view and method) and to no other."""
+    body = upload(api).json()
+    series = "django_http_responses_total_by_status_view_method_total"
+    found = '{method="GET",status="200",view="image"}'
+    missing = '{method="GET",status="404",view="image"}'
+    listed = '{method="GET",status="200",view="images"}'
+    api.get(f"/images/{body['_id']}")
+    api.get("/images/0123456789abcdef01234567")
+    before = scrape(api)
+    for _ in range(3):
+        api.get(f"/images/{body['_id']}")
+    api.get("/images/0123456789abcdef01234567")
+    api.get("/images")
+    after = scrape(api)
+
+    def added(labels: str) -> float:
+        return (sample(after, series, labels) or 0) - (sample(before, series, labels) or 0)
+
+    assert (added(found), added(missing), added(listed)) == (3, 1, 1)
+    latency = "django_http_requests_latency_seconds_by_view_method_count"
+    assert (
+        sample(after, latency, '{method="GET",view="image"}')
+        - sample(before, latency, '{method="GET",view="image"}')
+        == 4
+    )
+
+
+def test_labelled_children_cache_is_bounded_and_keyed_by_label_names(monkeypatch):
+    from prometheus_client import CollectorRegistry, Counter
+
+    from images import request_metrics
+
+    monkeypatch.setattr(request_metrics, "MAX_CACHED_CHILDREN", 3)
+    monkeypatch.setattr(request_metrics.PrometheusAfterMiddleware, "_children", {})
+    counter = Counter("c", "c", ["a", "b"], registry=CollectorRegistry())
+    middleware = request_metrics.PrometheusAfterMiddleware(lambda request: HttpResponse())
+    # The same values under swapped names are other series.
+    middleware.label_metric(counter, None, a="x", b="y").inc()
+    middleware.label_metric(counter, None, b="x", a="y").inc(2)
+    assert counter.labels(a="x", b="y")._value.get() == 1
+    assert counter.labels(a="y", b="x")._value.get() == 2
+    for index in range(10):
+        middleware.label_metric(counter, None, a=str(index), b="z").inc()
+    assert len(request_metrics.PrometheusAfterMiddleware._children) <= 3
+    assert counter.labels(a="9", b="z")._value.get() == 1
+
+
 def test_metrics_stay_public_with_auth_on(api, oidc):
     assert api.get("/images").status_code == 401
     assert api.get("/metrics").status_code == 200

@@ -121,6 +121,11 @@ INTERLEAVINGS: dict[str, list[Step]] = {
         lambda s, r: s.upload(r.path, PICTURES[1]),
         lambda s, r: s.upload(r.path, PICTURES[2]),
     ],
+    "new path vs new path": [
+        lambda s, r: s.upload(f"{r.path}.fresh", PICTURES[1]),
+        lambda s, r: s.upload(f"{r.path}.fresh", PICTURES[2]),
+        lambda s, r: s.upload(f"{r.path}.fresh", PICTURES[3]),
+    ],
     "bulk delete vs uploads": [
         lambda s, r: s.request("DELETE", f"/images?round={r.path}"),
         lambda s, r: s.upload(r.path, PICTURES[1], round=r.path),

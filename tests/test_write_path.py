@@ -4,6 +4,7 @@ the reserved prefix, durability. (Races between writers: `test_races.py`.)"""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import io
 import json
@@ -260,6 +261,44 @@ def test_a_document_behind_a_link_is_never_read_or_deleted(api, planted, collect
     assert (planted / "passwd").read_bytes() == b"root:x:0:0"
 
 
+def test_a_file_link_and_a_folder_linked_after_a_read_are_refused(api, uploads, tmp_path):
+    """The links below the root are looked at on every access, never remembered."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "x.jpg").write_bytes(b"secret")
+    first = upload(api, "x.jpg", OLD, file="album/x.jpg").json()["_id"]
+    assert api.get(f"/images/{first}/image").status_code == 200
+    (uploads / "album" / "x.jpg").unlink()
+    (uploads / "album").rmdir()
+    (uploads / "album").symlink_to(outside, target_is_directory=True)
+    assert api.get(f"/images/{first}/image").status_code == 404
+    second = upload(api, "y.jpg", OLD, file="y.jpg").json()["_id"]
+    (uploads / "y.jpg").unlink()
+    (uploads / "y.jpg").symlink_to(outside / "x.jpg")
+    assert api.get(f"/images/{second}/image").status_code == 404
+    assert (outside / "x.jpg").read_bytes() == b"secret"
+
+
+def test_an_uploads_directory_reached_through_a_link_serves(api, settings, tmp_path):
+    """The root's own links are the administrator's: a root behind a link stores and serves."""
+    real = tmp_path / "real-uploads"
+    real.mkdir()
+    linked = tmp_path / "linked-uploads"
+    linked.symlink_to(real, target_is_directory=True)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(linked), "allow_overwrite": True},
+        },
+    }
+    image_id = upload(api, "z.jpg", OLD, file="in/z.jpg").json()["_id"]
+    assert (real / "in" / "z.jpg").read_bytes() == OLD
+    response = api.get(f"/images/{image_id}/image")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == OLD
+
+
 def test_a_manifest_cannot_claim_a_file_it_did_not_bring(api, planted, collection):
     manifest = json.dumps([{"file": "planted/passwd"}]).encode()
     body = post_archive(api, zip_of({"mongodb_data.json": manifest})).json()
@@ -305,11 +344,16 @@ def test_bytes_and_folders_are_fsynced_before_the_document_points_at_them(
     monkeypatch.setattr(os, "fsync", record)
     monkeypatch.setattr(ImageRepository, "upsert", upsert)
     assert upload(api, "x.jpg", OLD, file="new/folder/x.jpg").status_code == 200
-    (before_document,) = seen_at_write
+    assert upload(api, "x.jpg", NEW, file="new/folder/x.jpg").status_code == 200
+    first, again = seen_at_write
     root = os.path.realpath(uploads)
-    assert any(path.startswith(f"{root}/.imagestore/staging/") for path in before_document)
-    for folder in (root, f"{root}/new", f"{root}/new/folder"):
-        assert folder in before_document
+    # A new path: the bytes at their key (and every folder made for them).
+    for path in (f"{root}/new/folder/x.jpg", root, f"{root}/new", f"{root}/new/folder"):
+        assert path in first
+    # A re-upload: the document goes first, so the staged bytes and their folder are durable.
+    since = again[len(first) :]
+    assert any(path.startswith(f"{root}/.imagestore/staging/") for path in since)
+    assert f"{root}/.imagestore/staging" in since
 
 
 def test_a_busy_path_answers_503_after_the_wait(api, settings, collection):
@@ -355,3 +399,28 @@ def test_storage_fsync_off_skips_every_fsync(api, monkeypatch, settings):
     monkeypatch.setattr(os, "fsync", synced.append)
     assert upload(api, "x.jpg", OLD, file="a/b/x.jpg").status_code == 200
     assert synced == []
+
+
+def test_without_hard_links_the_documents_decide_the_order(api, monkeypatch, uploads, collection):
+    """On a filesystem that has no hard links (FAT, some network mounts) a new key's bytes are
+    renamed in, after the documents say no image uses the key."""
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert upload(api, "x.jpg", OLD, file="a/x.jpg").status_code == 200
+    assert upload(api, "x.jpg", NEW, file="a/x.jpg").status_code == 200
+    assert (uploads / "a" / "x.jpg").read_bytes() == NEW
+    assert collection.find_one({"file": "a/x.jpg"})["sha256"] == hashlib.sha256(NEW).hexdigest()
+    report = IntegrityChecker(ImageRepository(), get_file_store(), NO_GRACE).run(verify=True)
+    assert report.consistent and report.files == 1
+
+
+def test_a_file_no_document_names_is_replaced_by_an_upload_at_its_path(api, uploads, collection):
+    (uploads / "left").mkdir(parents=True)
+    (uploads / "left" / "x.jpg").write_bytes(b"bytes of an interrupted write")
+    assert upload(api, "x.jpg", NEW, file="left/x.jpg").status_code == 200
+    assert (uploads / "left" / "x.jpg").read_bytes() == NEW
+    assert collection.find_one({"file": "left/x.jpg"})["sha256"] == hashlib.sha256(NEW).hexdigest()
+    assert [k for k in get_file_store().iter_all_keys() if "staging" in k] == []

@@ -87,13 +87,7 @@ class DocumentWriter:
             conflicts.extend(refused)
             return written
 
-        staged_files = [staged for staged, _ in batch]
-        try:
-            self.writer.make_durable(staged_files)  # staged without fsync: the batch's at once
-        except BaseException:
-            self.writer.discard(staged_files)
-            raise
-        written = self.writer.commit(staged_files, write_documents)
+        written = self.writer.commit([staged for staged, _ in batch], write_documents)
         return written, conflicts
 
     def _write_documents(self, documents: list[dict[str, Any]]) -> Outcome:

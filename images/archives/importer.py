@@ -272,7 +272,7 @@ class ArchiveImporter:
                 return None
             spool.seek(0)
             try:
-                staged = self.file_writer.stage(key, spool, sha256, size, durable=False)
+                staged = self.file_writer.stage(key, spool, sha256, size)
             except UnsafeKey:
                 result.skip(info.filename, "its path reaches outside the uploads directory")
                 return None

@@ -19,11 +19,11 @@ from django.utils.http import content_disposition_header
 from rest_framework.request import Request
 
 from images.exceptions import ImageNotFound
+from images.offload import run_off_loop
 from images.repository import ImageRepository
 from images.storage import FileStore
 from images.thumbnails.gate import GATE
 from images.thumbnails.keys import OutputFormat, document_sha256, stem, thumbnail_key
-from images.thumbnails.offload import run_off_loop
 from images.thumbnails.render import plan_decoding, render_thumbnail
 from images.thumbnails.request import negotiate_format, parse_size
 from images.thumbnails.source import open_verified

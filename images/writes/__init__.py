@@ -6,14 +6,16 @@ uploads directory or the bucket. Three rules keep the file and the documents tha
 in agreement, across threads and across service replicas that share MongoDB and the storage:
 
 1. New bytes are never written at a key a document points to. They are *staged* at
-   `.imagestore/staging/<random>` (fsynced on local disk), hashed on the way in, before any lease
-   is taken, so a slow upload holds nothing.
+   `.imagestore/staging/<random>`, hashed on the way in, before any lease is taken, so a slow
+   upload holds nothing.
 2. Everything after staging happens under the key's *lease* (`leases`): a MongoDB document with
    the key as its unique `_id`, an expiry, and the staging key and sha256 of the bytes about to
-   land. For a key no document references, the bytes are promoted (an atomic rename, or an S3
-   copy) and then the document is written; if that write fails, the bytes are removed. For a key
-   that is referenced, the document is written first and the bytes promoted after; if the write
-   fails, the staged bytes are dropped and the previous bytes and document stay whole. Deletes
+   land. For a key that holds no bytes, they are placed there durably (on local disk a hard
+   link, which replaces nothing; on S3, after the documents say no image uses the key, a copy)
+   and then the document is written; if that write fails, the bytes are removed. For a key that
+   holds bytes, the staged ones are made durable, the document is written first and the bytes
+   promoted after (a rename); if the write fails, the staged bytes are dropped and the previous
+   bytes and document stay whole. Deletes
    take the lease too, remove the document, and then the file only if no document of any owner
    references the key any more.
 3. A writer that dies, or whose database write timed out and may still land, leaves its lease.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 from pymongo.errors import (
@@ -32,6 +32,15 @@ class StagedFile:
     size: int
 
 
+@dataclass
+class Placement:
+    """Where the staged files of one held group stand before their documents are written."""
+
+    new: list[StagedFile] = field(default_factory=list)  # at their key, which held no bytes
+    replaced: list[StagedFile] = field(default_factory=list)  # still staged, durably
+    blocked: list[StagedFile] = field(default_factory=list)  # path conflicts: dropped
+
+
 # Writes the documents of the staged files it is given; returns the keys whose document it
 # wrote (the others, refused for a conflict, get their staged bytes dropped).
 WriteDocuments = Callable[[list[StagedFile]], Collection[str]]
@@ -51,21 +60,11 @@ class FileWriter:
         self.leases = Leases(lambda key, lease: recover(files, key, lease))
 
     # --- staging (no lease: the staging key is this writer's alone) ---------------------------
-    def stage(
-        self, key: str, source: IO[bytes], sha256: str, size: int, durable: bool = True
-    ) -> StagedFile:
-        """`durable=False` (a batch): `make_durable` must be called on it before `commit`."""
+    def stage(self, key: str, source: IO[bytes], sha256: str, size: int) -> StagedFile:
         self.files.check_writable(key)
         staged = StagedFile(key, new_staging_key(), sha256, size)
-        if durable:
-            self.files.stage(source, staged.staging)
-        else:
-            self.files.stage_unsynced(source, staged.staging)
+        self.files.stage(source, staged.staging)
         return staged
-
-    def make_durable(self, staged: Collection[StagedFile]) -> None:
-        """Bytes staged with `durable=False` reach the disk (all at once: one batch of fsyncs)."""
-        self.files.make_durable([item.staging for item in staged])
 
     def stage_path(self, key: str, source_path: str, sha256: str, size: int) -> StagedFile:
         self.files.check_writable(key)
@@ -104,17 +103,15 @@ class FileWriter:
         """New keys: bytes first, then the document (a failure removes the bytes again).
         Replaced keys: the document first, then the bytes (a failure keeps the old bytes,
         whose document was not replaced)."""
-        referenced = referenced_keys(held.keys)
-        new = [item for item in items if item.key not in referenced]
-        replaced = [item for item in items if item.key in referenced]
+        placement = Placement()
         try:
-            blocked = self._promote_new(new)
+            self._place(items, placement)
         except Exception:
-            self._undo(new, replaced)
+            self._undo(placement.new, [item for item in items if item not in placement.new])
             self.leases.release_quietly(held)
             raise
-        new = [item for item in new if item not in blocked]
-        items = [item for item in items if item not in blocked]
+        new, replaced = placement.new, placement.replaced
+        items = new + replaced
         try:
             written = set(write_documents(items)) if items else set()
         except BaseException as error:
@@ -134,17 +131,43 @@ class FileWriter:
         self.leases.release_quietly(held)  # the write is done: a lease left behind is harmless
         return written
 
-    def _promote_new(self, new: list[StagedFile]) -> list[StagedFile]:
-        """Promote the bytes of new keys; those whose path collides with a stored folder or
-        file are dropped and returned (their document is not written)."""
-        blocked = []
-        for item in new:
+    def _place(self, items: list[StagedFile], placement: Placement) -> None:
+        """Place the bytes of keys that hold none (`new`); keys that hold bytes, or that a
+        document references where the store cannot tell, get theirs after the document
+        (`replaced`, made durable now); path conflicts are dropped (`blocked`)."""
+        undecided = []
+        for item in items:
             try:
-                self.files.promote(item.staging, item.key, item.size)
+                placed = self.files.place_if_absent(item.staging, item.key)
             except PATH_CONFLICTS:
-                self.files.delete(item.staging)
-                blocked.append(item)
-        return blocked
+                self._block(item, placement)
+                continue
+            if placed is None:
+                undecided.append(item)
+            else:
+                (placement.new if placed else placement.replaced).append(item)
+        referenced = referenced_keys(item.key for item in undecided)
+        placement.replaced += [item for item in undecided if item.key in referenced]
+        for item in undecided:
+            if item.key not in referenced:
+                self._promote_new(item, placement)
+        for item in placement.replaced:
+            self.files.make_durable(item.staging)
+
+    def _promote_new(self, item: StagedFile, placement: Placement) -> None:
+        """Promote the bytes of a key no document references (so undoing may remove it)."""
+        self.files.make_durable(item.staging)
+        placement.new.append(item)
+        try:
+            self.files.promote(item.staging, item.key, item.size)
+        except PATH_CONFLICTS:
+            placement.new.remove(item)
+            self._block(item, placement)
+
+    def _block(self, item: StagedFile, placement: Placement) -> None:
+        """A key whose path collides with a stored folder or file: its document is not written."""
+        self.files.delete(item.staging)
+        placement.blocked.append(item)
 
     def _undo(self, new: list[StagedFile], replaced: list[StagedFile]) -> None:
         """Remove what a write that did not land left: new keys' files (no document uses
