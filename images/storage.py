@@ -18,7 +18,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
-from images.offload import run_off_loop
+from images.offload import run_each_off_loop, run_off_loop
 from images.paths import RESERVED_PREFIX, is_safe_file_path
 
 CHUNK_SIZE = 256 * 1024
@@ -114,11 +114,15 @@ class FileStore:
         """Stage a file that is on local disk (it may be moved rather than copied)."""
         self.save_path(staging, source_path)
 
-    def place_if_absent(self, staging: str, key: str) -> bool | None:
+    def place_if_absent(self, staging: str, key: str, durable: bool = True) -> bool | None:
         """Put the staged bytes at `key`, durably, unless a file is there. True: placed (the
         staging key is gone); False: `key` holds a file (nothing changed); None: this store
-        cannot place without replacing (the caller asks the documents whether `key` is used)."""
+        cannot place without replacing (the caller asks the documents whether `key` is used).
+        `durable=False`: placed but not yet durable, until `finish_placing` (a batch at once)."""
         return None
+
+    def finish_placing(self, placed: Collection[tuple[str, str]]) -> None:
+        """Make the `(staging, key)` pairs placed with `durable=False` durable, together."""
 
     def make_durable(self, staging: str) -> None:
         """Make staged bytes survive a power loss (before a document names them)."""
@@ -261,7 +265,7 @@ class LocalFileStore(FileStore):
             return
         os.chmod(target, 0o644)
 
-    def place_if_absent(self, staging: str, key: str) -> bool | None:
+    def place_if_absent(self, staging: str, key: str, durable: bool = True) -> bool | None:
         """A hard link from the key to the staged file: it fails, replacing nothing, when a
         file (or a folder: a path conflict) is at the key. The file's data is then fsynced,
         which on journalling filesystems also commits the link, and its folder."""
@@ -278,10 +282,21 @@ class LocalFileStore(FileStore):
             if error.errno in NO_HARD_LINKS:
                 return None
             raise
-        sync_file(target)
-        sync_directory(target.parent)
-        source.unlink()
+        if durable:
+            self.finish_placing([(staging, key)])
         return True
+
+    def finish_placing(self, placed: Collection[tuple[str, str]]) -> None:
+        """The placed files' data fsynced all at once on native threads (which on journalling
+        filesystems also commits their links), then each folder once; then the staging names
+        go (the bytes stay staged until they are durable at their keys)."""
+        targets = [self.path(key) for _, key in placed]
+        if settings.STORAGE_FSYNC and targets:
+            run_each_off_loop(_fsync_file, targets)
+            for folder in dict.fromkeys(target.parent for target in targets):
+                sync_directory(folder)
+        for staging, _ in placed:
+            self.path(staging).unlink()
 
     def make_durable(self, staging: str) -> None:
         target = self.path(staging)
@@ -458,6 +473,10 @@ def sync_directory(path: Path) -> None:
     """Make a rename or creation in `path` durable."""
     if settings.STORAGE_FSYNC:
         run_off_loop(_fsync, path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync_file(path: Path) -> None:
+    _fsync(path, os.O_RDONLY)
 
 
 def _fsync(path: Path, flags: int) -> None:

@@ -273,12 +273,14 @@ def test_imported_bytes_are_fsynced_before_their_documents(api, monkeypatch, upl
 
     real_insert = ImageRepository.insert_new
     unsynced_at_write: list[list[str]] = []
+    folder_syncs_at_write: list[int] = []
 
     def insert_new(self, documents):
         root = os.path.realpath(uploads)
         unsynced_at_write.append(
             [d["file"] for d in documents if f"{root}/{d['file']}" not in synced]
         )
+        folder_syncs_at_write.append(synced.count(f"{root}/f"))
         return real_insert(self, documents)
 
     monkeypatch.setattr(os, "fsync", record)
@@ -288,6 +290,7 @@ def test_imported_bytes_are_fsynced_before_their_documents(api, monkeypatch, upl
     response = post_archive(api, make_zip(entries))
     assert response.status_code == 200 and response.json()["imported"] == 5
     assert unsynced_at_write == [[], [], []]  # batches of 2, 2 and 1, each on disk first
+    assert folder_syncs_at_write == [1, 2, 3]  # the folder once per batch, not once per file
 
 
 def test_an_import_whose_fsync_finds_the_disk_full_writes_nothing(

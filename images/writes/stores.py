@@ -136,16 +136,22 @@ class FileWriter:
         document references where the store cannot tell, get theirs after the document
         (`replaced`, made durable now); path conflicts are dropped (`blocked`)."""
         undecided = []
+        linked = []
         for item in items:
             try:
-                placed = self.files.place_if_absent(item.staging, item.key)
+                placed = self.files.place_if_absent(item.staging, item.key, durable=False)
             except PATH_CONFLICTS:
                 self._block(item, placement)
                 continue
             if placed is None:
                 undecided.append(item)
+            elif placed:
+                placement.new.append(item)  # on any failure from here on, undone
+                linked.append(item)
             else:
-                (placement.new if placed else placement.replaced).append(item)
+                placement.replaced.append(item)
+        # Their fsyncs together: a folder once, not once per file.
+        self.files.finish_placing([(item.staging, item.key) for item in linked])
         referenced = referenced_keys(item.key for item in undecided)
         placement.replaced += [item for item in undecided if item.key in referenced]
         for item in undecided:
