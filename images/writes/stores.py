@@ -41,9 +41,10 @@ class Placement:
     blocked: list[StagedFile] = field(default_factory=list)  # path conflicts: dropped
 
 
-# Writes the documents of the staged files it is given; returns the keys whose document it
-# wrote (the others, refused for a conflict, get their staged bytes dropped).
-WriteDocuments = Callable[[list[StagedFile]], Collection[str]]
+# Writes the documents of the staged files it is given (the second argument: the keys that held
+# no bytes, whose document is most likely new); returns the keys whose document it wrote (the
+# others, refused for a conflict, get their staged bytes dropped).
+WriteDocuments = Callable[[list[StagedFile], Collection[str]], Collection[str]]
 
 
 def may_have_applied(error: BaseException) -> bool:
@@ -113,7 +114,8 @@ class FileWriter:
         new, replaced = placement.new, placement.replaced
         items = new + replaced
         try:
-            written = set(write_documents(items)) if items else set()
+            new_keys = {item.key for item in new}
+            written = set(write_documents(items, new_keys)) if items else set()
         except BaseException as error:
             if may_have_applied(error):
                 logger.warning("Document write of %d files uncertain: left to recovery", len(items))
