@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -298,11 +299,17 @@ def test_an_import_whose_fsync_finds_the_disk_full_writes_nothing(
 ):
     settings.STORAGE_FSYNC = True
 
+    real_fsync = os.fsync
+
     def full(descriptor: int) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+        # Folders are created and synced; the placed files' data no longer fits.
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(descriptor)
 
     monkeypatch.setattr(os, "fsync", full)
-    response = post_archive(api, make_zip({"a.jpg": JPEG, "b/c.jpg": PNG}))
+    entries = {"a.jpg": JPEG, "b/c.jpg": PNG, **{f"b/{i}.png": PNG for i in range(10)}}
+    response = post_archive(api, make_zip(entries))
     assert response.status_code == 507, response.content
     assert collection.count_documents({}) == 0
     assert list(get_file_store().iter_all_keys()) == []
