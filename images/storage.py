@@ -136,6 +136,25 @@ class FileStore:
         raise NotImplementedError
 
 
+def _stored_file(info: os.stat_result) -> StoredFile:
+    modified = dt.datetime.fromtimestamp(info.st_mtime, dt.UTC)
+    etag = f'"{info.st_size:x}-{info.st_mtime_ns:x}"'
+    return StoredFile(size=info.st_size, modified=modified, etag=etag)
+
+
+def handle_chunks(handle: IO[bytes], start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """Bytes `start..end` (inclusive; `end` None: to the end) of an open file, in chunks."""
+    handle.seek(start)
+    remaining = None if end is None else end - start + 1
+    while remaining is None or remaining > 0:
+        chunk = handle.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
+        if not chunk:
+            return
+        if remaining is not None:
+            remaining -= len(chunk)
+        yield chunk
+
+
 _real_roots: dict[str, str] = {}
 
 
@@ -302,24 +321,28 @@ class LocalFileStore(FileStore):
             return None
         except (FileNotFoundError, NotADirectoryError):
             return None
-        modified = dt.datetime.fromtimestamp(info.st_mtime, dt.UTC)
-        etag = f'"{info.st_size:x}-{info.st_mtime_ns:x}"'
-        return StoredFile(size=info.st_size, modified=modified, etag=etag)
+        return _stored_file(info)
 
     def open(self, key: str) -> IO[bytes]:
         return open(self.path(key), "rb")
 
+    def open_stored(self, key: str) -> tuple[IO[bytes], StoredFile] | None:
+        """The file of `key`, opened, and what the open file is (size, time, ETag): the bytes
+        read are those described even when the key is replaced meanwhile. None when missing
+        or unsafe."""
+        try:
+            handle = self.open(key)
+        except (UnsafeKey, FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            return handle, _stored_file(os.fstat(handle.fileno()))
+        except BaseException:
+            handle.close()
+            raise
+
     def read_chunks(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         with self.open(key) as handle:
-            handle.seek(start)
-            remaining = None if end is None else end - start + 1
-            while remaining is None or remaining > 0:
-                chunk = handle.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
-                if not chunk:
-                    return
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+            yield from handle_chunks(handle, start, end)
 
     def delete(self, key: str) -> None:
         try:
