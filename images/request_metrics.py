@@ -1,10 +1,10 @@
 """django-prometheus' request metrics, with each labelled child looked up once per process.
 
 `metric.labels(...)` validates the label names, takes the metric's lock and looks the child up
-on every call; the after-middleware calls it eight times a request (a tenth of a small
-request's CPU with the locks gevent patches in). The children are kept here by metric and
-labels instead: the same series, the same counts, fewer calls. The request's headers are read
-from `META`: building `request.headers` for two lookups cost 12 us a request.
+on every call; the after-middleware calls it eight times a request (12 of the 42 us the two
+middlewares cost a request). The children are kept here by metric and labels instead: the same
+series, the same counts, fewer calls. The request's headers are read from `META`: building
+`request.headers` for two lookups cost another 12 us a request.
 """
 
 from __future__ import annotations
