@@ -199,14 +199,19 @@ def export_then_import(side: Side, archive: Path) -> tuple[BulkFigures, BulkFigu
             response.raise_for_status()
             seconds = time.perf_counter() - started
         imported = BulkFigures(seconds, sampler.peak / MIB)
-        check_imported(client, side.fixtures.export_images)
+        check_imported(client, side.fixtures.export_images, service.uploads)
     return exported, imported
 
 
-def check_imported(client: httpx.Client, expected: int) -> None:
-    body = client.get(f"/images?camera={EXPORT_CAMERA}&limit=1").json()
+def check_imported(client: httpx.Client, expected: int, uploads: Path) -> None:
+    """The import answered after it had stored every document and every file: both are
+    looked at once the answer is in (not trusted from the answer)."""
+    body = client.get(f"/images?camera={EXPORT_CAMERA}&limit={max(expected, 1)}").json()
     if body["total"] != expected:
         raise RuntimeError(f"import left {body['total']} images, expected {expected}")
+    missing = [item["file"] for item in body["items"] if not (uploads / item["file"]).is_file()]
+    if missing:
+        raise RuntimeError(f"import answered before storing {len(missing)} files: {missing[:3]}")
 
 
 # --- running -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 def run_off_loop(function: Callable[..., T], *arguments: object) -> T:
@@ -23,6 +24,20 @@ def run_off_loop(function: Callable[..., T], *arguments: object) -> T:
     from gevent import get_hub
 
     return get_hub().threadpool.apply(function, arguments)
+
+
+def run_each_off_loop(function: Callable[[A], object], items: list[A]) -> None:
+    """`function(item)` for every item, all at once on the pool's threads (at most its size
+    at a time) under gevent, one after the other without it; the first error is raised."""
+    if not _gevent_patched() or len(items) < 2:
+        for item in items:
+            function(item)
+        return
+    from gevent import get_hub
+
+    pool = get_hub().threadpool
+    for pending in [pool.spawn(function, item) for item in items]:
+        pending.get()
 
 
 def _gevent_patched() -> bool:

@@ -436,6 +436,36 @@ class ImageRepository:
         after = {k: v for k, v in original.items() if k not in stale}
         return before, {**after, **changes}
 
+    def create(
+        self,
+        file: str,
+        data: dict[str, Any],
+        time: dt.datetime,
+        facts: dict[str, Any],
+        image_id: ObjectId | None = None,
+    ) -> dict[str, Any] | None:
+        """Insert the document of a path expected to be new (an insert costs the database less
+        than `upsert`): the document, or None when one of the owner already has the path."""
+        for attempt in range(1, MINTED_ID_ATTEMPTS + 1):
+            document = {
+                "_id": image_id or new_object_id(),
+                "userId": self.owner,
+                "file": file,
+                "data": data,
+                "time": time,
+                **facts,
+            }
+            try:
+                self.collection.insert_one(document)
+                return document
+            except DuplicateKeyError as error:
+                if image_id is not None or not _id_taken(error):
+                    return None  # the path, or the id the client chose, is taken: `upsert`
+                if attempt == MINTED_ID_ATTEMPTS:
+                    raise
+                # A minted id someone chose for their own image: mint another.
+        return None
+
     def _upsert_retrying_path(self, selector: dict[str, Any], update: dict[str, Any]):
         try:
             return self._upsert_once(selector, update)

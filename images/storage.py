@@ -18,7 +18,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
-from images.offload import run_off_loop
+from images.offload import run_each_off_loop, run_off_loop
 from images.paths import RESERVED_PREFIX, is_safe_file_path
 
 CHUNK_SIZE = 256 * 1024
@@ -106,22 +106,27 @@ class FileStore:
             raise UnsafeKey(f"unsafe storage key {key!r}")
 
     def stage(self, source: IO[bytes], staging: str) -> None:
-        """Write new bytes under a staging key (made durable by `place_if_absent` or
-        `make_durable`, once it is known which one the key needs)."""
+        """Write new bytes under a staging key (not yet durable: `make_durable` follows, on
+        the staging key or on the key they are linked to, once it is known which)."""
         self.save(staging, source)
 
     def stage_path(self, source_path: str, staging: str) -> None:
         """Stage a file that is on local disk (it may be moved rather than copied)."""
         self.save_path(staging, source_path)
 
-    def place_if_absent(self, staging: str, key: str) -> bool | None:
-        """Put the staged bytes at `key`, durably, unless a file is there. True: placed (the
-        staging key is gone); False: `key` holds a file (nothing changed); None: this store
-        cannot place without replacing (the caller asks the documents whether `key` is used)."""
+    def link_if_absent(self, staging: str, key: str) -> bool | None:
+        """Give the staged bytes a second name, `key`, unless a file is there. True: linked
+        (`make_durable(key)`, then `unlink_staging`); False: `key` holds a file (nothing
+        changed); None: this store cannot do that (the caller asks the documents whether
+        `key` is used, and promotes)."""
         return None
 
-    def make_durable(self, staging: str) -> None:
-        """Make staged bytes survive a power loss (before a document names them)."""
+    def make_durable(self, keys: Collection[str]) -> None:
+        """Make the bytes at `keys` and their names survive a power loss (before a document
+        names them), all keys at once."""
+
+    def unlink_staging(self, staging: str) -> None:
+        """Drop the staging name of bytes linked to their key."""
 
     def promote(self, staging: str, key: str, size: int) -> None:
         """Replace `key` at once by the staged bytes; the staging key is gone afterwards."""
@@ -280,10 +285,9 @@ class LocalFileStore(FileStore):
             return
         os.chmod(target, 0o644)
 
-    def place_if_absent(self, staging: str, key: str) -> bool | None:
-        """A hard link from the key to the staged file: it fails, replacing nothing, when a
-        file (or a folder: a path conflict) is at the key. The file's data is then fsynced,
-        which on journalling filesystems also commits the link, and its folder."""
+    def link_if_absent(self, staging: str, key: str) -> bool | None:
+        """A hard link, which fails, replacing nothing, when a file (or a folder: a path
+        conflict) is at the key."""
         source = self.path(staging)
         target = self.path(key)
         self._make_parents(target)
@@ -297,15 +301,20 @@ class LocalFileStore(FileStore):
             if error.errno in NO_HARD_LINKS:
                 return None
             raise
-        sync_file(target)
-        sync_directory(target.parent)
-        source.unlink()
         return True
 
-    def make_durable(self, staging: str) -> None:
-        target = self.path(staging)
-        sync_file(target)
-        sync_directory(target.parent)
+    def make_durable(self, keys: Collection[str]) -> None:
+        """The files' data, then their folders, each fsync on a native thread of its own: the
+        file system commits fsyncs that wait together in one journal commit, and on
+        journalling file systems a file's fsync also commits the link made before it."""
+        if not settings.STORAGE_FSYNC or not keys:
+            return
+        paths = [self.path(key) for key in keys]
+        run_each_off_loop(_fsync_file, paths)
+        run_each_off_loop(_fsync_directory, sorted({path.parent for path in paths}))
+
+    def unlink_staging(self, staging: str) -> None:
+        self.path(staging).unlink(missing_ok=True)
 
     def promote(self, staging: str, key: str, size: int) -> None:
         source = self.path(staging)
@@ -472,15 +481,18 @@ class S3FileStore(FileStore):
         self.client.head_bucket(Bucket=self.bucket.name)
 
 
-def sync_file(path: Path) -> None:
-    if settings.STORAGE_FSYNC:
-        run_off_loop(_fsync, path, os.O_RDONLY)
-
-
 def sync_directory(path: Path) -> None:
     """Make a rename or creation in `path` durable."""
     if settings.STORAGE_FSYNC:
-        run_off_loop(_fsync, path, os.O_RDONLY | os.O_DIRECTORY)
+        run_off_loop(_fsync_directory, path)
+
+
+def _fsync_file(path: Path) -> None:
+    _fsync(path, os.O_RDONLY)
+
+
+def _fsync_directory(path: Path) -> None:
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def _fsync(path: Path, flags: int) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import logging
 import mimetypes
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -228,11 +229,18 @@ class UploadStore:
         sha256 = facts["sha256"]
         staged = self._stage(key, upload, sha256, facts["size"])
         outcome: dict[str, Any] = {}
+        when = meta.time or now()
 
-        def write_document(items: list[StagedFile]) -> list[str]:
-            outcome["before"], outcome["after"] = self.repository.upsert(
-                key, meta.data, meta.time or now(), facts, meta.image_id
-            )
+        def write_document(items: list[StagedFile], new_keys: Collection[str]) -> list[str]:
+            created = None
+            if key in new_keys:  # no bytes were at the path: most likely no document either
+                created = self.repository.create(key, meta.data, when, facts, meta.image_id)
+            if created is not None:
+                outcome["before"], outcome["after"] = None, created
+            else:
+                outcome["before"], outcome["after"] = self.repository.upsert(
+                    key, meta.data, when, facts, meta.image_id
+                )
             return [key]
 
         if key not in self.writer.commit([staged], write_document):

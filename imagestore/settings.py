@@ -7,7 +7,6 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from botocore.config import Config
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -159,6 +158,9 @@ def s3_endpoint_url() -> str:
 S3_ENDPOINT = s3_endpoint_url()
 
 if S3_BUCKET:
+    # Imported only for S3: botocore (urllib3, dateutil...) costs memory a local store never uses.
+    from botocore.config import Config
+
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {

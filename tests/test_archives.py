@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import re
 import tempfile
 import zipfile
@@ -258,6 +260,49 @@ def test_failed_import_leaves_no_temporary_files(api, tmp_path, monkeypatch, set
     assert list(scratch.iterdir()) == []
     assert post_archive(api, make_zip({"a.jpg": JPEG})).status_code == 200
     assert list(scratch.iterdir()) == []
+
+
+def test_imported_bytes_are_fsynced_before_their_documents(api, monkeypatch, uploads, settings):
+    settings.STORAGE_FSYNC = True
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def record(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    real_insert = ImageRepository.insert_new
+    unsynced_at_write: list[list[str]] = []
+
+    def insert_new(self, documents):
+        root = os.path.realpath(uploads)
+        unsynced_at_write.append(
+            [d["file"] for d in documents if f"{root}/{d['file']}" not in synced]
+        )
+        return real_insert(self, documents)
+
+    monkeypatch.setattr(os, "fsync", record)
+    monkeypatch.setattr(ImageRepository, "insert_new", insert_new)
+    monkeypatch.setattr(archive_importer, "DOCUMENT_BATCH", 2)
+    entries = {f"f/{index}.jpg": image_bytes(color=(index, 0, 0)) for index in range(5)}
+    response = post_archive(api, make_zip(entries))
+    assert response.status_code == 200 and response.json()["imported"] == 5
+    assert unsynced_at_write == [[], [], []]  # batches of 2, 2 and 1, each on disk first
+
+
+def test_an_import_whose_fsync_finds_the_disk_full_writes_nothing(
+    api, monkeypatch, uploads, settings, collection
+):
+    settings.STORAGE_FSYNC = True
+
+    def full(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    response = post_archive(api, make_zip({"a.jpg": JPEG, "b/c.jpg": PNG}))
+    assert response.status_code == 507, response.content
+    assert collection.count_documents({}) == 0
+    assert list(get_file_store().iter_all_keys()) == []
 
 
 # --- round trip ------------------------------------------------------------------------------

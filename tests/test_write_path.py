@@ -334,15 +334,18 @@ def test_bytes_and_folders_are_fsynced_before_the_document_points_at_them(
         synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
         real_fsync(descriptor)
 
-    real_upsert = ImageRepository.upsert
     seen_at_write: list[list[str]] = []
 
-    def upsert(self, *args, **kwargs):
-        seen_at_write.append(list(synced))
-        return real_upsert(self, *args, **kwargs)
+    def recording(write):
+        def document_write(self, *args, **kwargs):
+            seen_at_write.append(list(synced))
+            return write(self, *args, **kwargs)
+
+        return document_write
 
     monkeypatch.setattr(os, "fsync", record)
-    monkeypatch.setattr(ImageRepository, "upsert", upsert)
+    for name in ("create", "upsert"):
+        monkeypatch.setattr(ImageRepository, name, recording(getattr(ImageRepository, name)))
     assert upload(api, "x.jpg", OLD, file="new/folder/x.jpg").status_code == 200
     assert upload(api, "x.jpg", NEW, file="new/folder/x.jpg").status_code == 200
     first, again = seen_at_write
@@ -424,3 +427,31 @@ def test_a_file_no_document_names_is_replaced_by_an_upload_at_its_path(api, uplo
     assert (uploads / "left" / "x.jpg").read_bytes() == NEW
     assert collection.find_one({"file": "left/x.jpg"})["sha256"] == hashlib.sha256(NEW).hexdigest()
     assert [k for k in get_file_store().iter_all_keys() if "staging" in k] == []
+
+
+def test_a_document_whose_file_was_lost_is_replaced_keeping_its_id(api, uploads, collection):
+    first = upload(api, "x.jpg", OLD, file="lost/x.jpg").json()
+    (uploads / "lost" / "x.jpg").unlink()
+    again = upload(api, "x.jpg", NEW, file="lost/x.jpg", _id=first["_id"])
+    assert again.status_code == 200, again.json()
+    assert again.json()["_id"] == first["_id"]
+    assert collection.count_documents({"file": "lost/x.jpg"}) == 1
+    assert (uploads / "lost" / "x.jpg").read_bytes() == NEW
+    (uploads / "lost" / "x.jpg").unlink()
+    third = upload(api, "x.jpg", OLD, file="lost/x.jpg")
+    assert third.status_code == 200 and third.json()["_id"] == first["_id"]
+
+
+def test_a_new_document_is_stored_alike_by_an_insert_or_an_upsert(collection):
+    """New paths are inserted (cheaper), re-uploads upserted: the stored documents agree."""
+    facts = {"width": 1, "height": 2, "format": "JPEG", "size": 3, "sha256": "0" * 64}
+    when = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+    repository = ImageRepository()
+    created = repository.create("by/insert.jpg", {"k": "v"}, when, facts)
+    _, upserted = repository.upsert("by/upsert.jpg", {"k": "v"}, when, facts)
+    stored = [collection.find_one({"_id": doc["_id"]}) for doc in (created, upserted)]
+    assert sorted(stored[0]) == sorted(stored[1])
+    assert [{k: v for k, v in doc.items() if k not in ("_id", "file")} for doc in stored] == [
+        {k: v for k, v in stored[0].items() if k not in ("_id", "file")}
+    ] * 2
+    assert repository.create("by/insert.jpg", {}, when, facts) is None

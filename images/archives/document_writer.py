@@ -8,7 +8,7 @@ the documents written in the order that never leaves a document without its byte
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -82,7 +82,8 @@ class DocumentWriter:
         documents = {staged.key: document for staged, document in batch}
         conflicts: list[tuple[dict[str, Any], str]] = []
 
-        def write_documents(items: list[StagedFile]) -> set[str]:
+        def write_documents(items: list[StagedFile], _new_keys: Collection[str]) -> set[str]:
+            # Every document is inserted first anyway (see `_write_documents`).
             written, refused = self._write_documents([documents[item.key] for item in items])
             conflicts.extend(refused)
             return written

@@ -114,7 +114,7 @@ class Leases:
         try:
             taken += [key for key in busy if self._take_over(key, intents[key], token, now)]
         except BaseException:  # a recovery failed (storage down): give back what was taken
-            self.release_quietly(Held(token, taken))
+            self.release_quietly(Held(token, taken), taken)  # not the failed one's
             raise
         return Held(token, taken)
 
@@ -133,8 +133,13 @@ class Leases:
         return {"_id": key, "token": token, **asdict(intent), "expires": expires}
 
     def release(self, held: Held, keys: list[str] | None = None) -> None:
-        keys = held.keys if keys is None else keys
-        if keys:
+        if keys is None:
+            # Every lease holding this token is one of `held.keys` (the token is new to each
+            # `take`), so the token selects them: SecantusDB matches a long `$in` on `_id`
+            # against every lease (0.6 s for a batch of 500), MongoDB scans only live leases.
+            if held.keys:
+                self.collection.delete_many({"token": held.token})
+        elif keys:
             self.collection.delete_many({"_id": {"$in": keys}, "token": held.token})
 
     def release_quietly(self, held: Held, keys: list[str] | None = None) -> None:

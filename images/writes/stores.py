@@ -41,9 +41,10 @@ class Placement:
     blocked: list[StagedFile] = field(default_factory=list)  # path conflicts: dropped
 
 
-# Writes the documents of the staged files it is given; returns the keys whose document it
-# wrote (the others, refused for a conflict, get their staged bytes dropped).
-WriteDocuments = Callable[[list[StagedFile]], Collection[str]]
+# Writes the documents of the staged files it is given (the second argument: the keys that held
+# no bytes, whose document is most likely new); returns the keys whose document it wrote (the
+# others, refused for a conflict, get their staged bytes dropped).
+WriteDocuments = Callable[[list[StagedFile], Collection[str]], Collection[str]]
 
 
 def may_have_applied(error: BaseException) -> bool:
@@ -113,7 +114,8 @@ class FileWriter:
         new, replaced = placement.new, placement.replaced
         items = new + replaced
         try:
-            written = set(write_documents(items)) if items else set()
+            new_keys = {item.key for item in new}
+            written = set(write_documents(items, new_keys)) if items else set()
         except BaseException as error:
             if may_have_applied(error):
                 logger.warning("Document write of %d files uncertain: left to recovery", len(items))
@@ -132,31 +134,36 @@ class FileWriter:
         return written
 
     def _place(self, items: list[StagedFile], placement: Placement) -> None:
-        """Place the bytes of keys that hold none (`new`); keys that hold bytes, or that a
-        document references where the store cannot tell, get theirs after the document
-        (`replaced`, made durable now); path conflicts are dropped (`blocked`)."""
-        undecided = []
+        """Link the bytes of keys that hold none to their key (`new`); keys that hold bytes,
+        or that a document references where the store cannot link, get theirs after the
+        document (`replaced`); path conflicts are dropped (`blocked`). Then everything a
+        document is about to name is made durable, in one batch."""
+        linked, undecided = [], []
         for item in items:
             try:
-                placed = self.files.place_if_absent(item.staging, item.key)
+                placed = self.files.link_if_absent(item.staging, item.key)
             except PATH_CONFLICTS:
                 self._block(item, placement)
                 continue
             if placed is None:
                 undecided.append(item)
             else:
-                (placement.new if placed else placement.replaced).append(item)
+                (linked if placed else placement.replaced).append(item)
+            if placed:
+                placement.new.append(item)
         referenced = referenced_keys(item.key for item in undecided)
         placement.replaced += [item for item in undecided if item.key in referenced]
-        for item in undecided:
-            if item.key not in referenced:
-                self._promote_new(item, placement)
-        for item in placement.replaced:
-            self.files.make_durable(item.staging)
+        promoted = [item for item in undecided if item.key not in referenced]
+        for item in promoted:
+            self._promote_new(item, placement)
+        self.files.make_durable(
+            [item.key for item in placement.new] + [item.staging for item in placement.replaced]
+        )
+        for item in linked:
+            self.files.unlink_staging(item.staging)
 
     def _promote_new(self, item: StagedFile, placement: Placement) -> None:
         """Promote the bytes of a key no document references (so undoing may remove it)."""
-        self.files.make_durable(item.staging)
         placement.new.append(item)
         try:
             self.files.promote(item.staging, item.key, item.size)
