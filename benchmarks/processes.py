@@ -11,15 +11,19 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process (its threads included), in seconds."""
+def cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+    """User + system CPU time of one process (its threads included), in seconds; with
+    `reaped_children`, plus that of its children that ended and were waited for."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return 0.0
     # The command name may hold spaces: the fields that follow start after its ')'.
     fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    used = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        used += int(fields[13]) + int(fields[14])
+    return used / CLOCK_TICKS
 
 
 def parent_pid(pid: int) -> int | None:
@@ -77,12 +81,21 @@ def reset_peak_rss(pid: int) -> None:
 
 @dataclass
 class ProcessGroup:
-    """A set of processes measured together: a gunicorn master and its workers, or the DB."""
+    """A set of processes measured together: a gunicorn master and its workers, or the DB.
+
+    With `root` (the master), CPU time is that of the root, of its children alive at the time
+    asked, and of those that ended (a worker replaced after MAX_REQUESTS during a run): the
+    difference of two readings is then all the tree spent in between.
+    """
 
     pids: list[int]
+    root: int | None = None
 
     def cpu_seconds(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids)
+        if self.root is None:
+            return sum(cpu_seconds(pid) for pid in self.pids)
+        alive = children(self.root)
+        return cpu_seconds(self.root, reaped_children=True) + sum(map(cpu_seconds, alive))
 
     def rss_bytes(self) -> int:
         return sum(rss_bytes(pid) for pid in self.pids)

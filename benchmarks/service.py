@@ -161,7 +161,8 @@ class BenchService:
 
     def service_group(self) -> ProcessGroup:
         """The server process and its children (looked up again: a worker may be replaced)."""
-        return ProcessGroup([self.process.pid, *children(self.process.pid)])
+        pid = self.process.pid
+        return ProcessGroup([pid, *children(pid)], root=pid)
 
     def database_group(self) -> ProcessGroup:
         return self.database.group()

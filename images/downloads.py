@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -16,7 +17,7 @@ from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date
 
 from images.exceptions import RangeNotSatisfiable
-from images.storage import FileStore, LocalFileStore, S3FileStore, StoredFile
+from images.storage import FileStore, LocalFileStore, S3FileStore, StoredFile, handle_chunks
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 OCTET_STREAM = "application/octet-stream"
@@ -65,9 +66,39 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def stored_file_response(
+    request: HttpRequest, files: FileStore, key: str, content_type: str
+) -> HttpResponse | None:
+    """The answer for the file at `key` (see `file_response`), or None when there is none.
+
+    On local disk the file is opened first and described by its open handle, so that its
+    headers (length, ETag, Last-Modified) are those of the bytes sent even when an upload
+    replaces it meanwhile; one path lookup instead of two.
+    """
+    if not isinstance(files, LocalFileStore):
+        stored = files.stat(key)
+        return None if stored is None else file_response(request, files, key, stored, content_type)
+    opened = files.open_stored(key)
+    if opened is None:
+        return None
+    handle, stored = opened
+    try:
+        return file_response(request, files, key, stored, content_type, handle)
+    except BaseException:
+        handle.close()
+        raise
+
+
 def file_response(
-    request: HttpRequest, files: FileStore, key: str, stored: StoredFile, content_type: str
+    request: HttpRequest,
+    files: FileStore,
+    key: str,
+    stored: StoredFile,
+    content_type: str,
+    handle: IO[bytes] | None = None,
 ) -> HttpResponse:
+    """200, 206, 304, 416 or HEAD for a stored file; `handle`, the open local file, is sent
+    (or closed when no body is)."""
     headers = {
         "Content-Type": content_type,
         "Content-Disposition": content_disposition_header(True, posixpath.basename(key)),
@@ -82,38 +113,58 @@ def file_response(
     if not_modified is not None:
         for name in ("ETag", "Last-Modified", "Cache-Control"):
             not_modified[name] = headers[name]
-        return not_modified
+        return _without_body(not_modified, handle)
     byte_range = None
-    if request.headers.get("If-Range") in (None, stored.etag):
+    # META, not `request.headers`: building that mapping costs more than the rest of this.
+    if request.META.get("HTTP_IF_RANGE") in (None, stored.etag):
         try:
-            byte_range = parse_range(request.headers.get("Range"), stored.size)
+            byte_range = parse_range(request.META.get("HTTP_RANGE"), stored.size)
         except RangeNotSatisfiable:
             response = HttpResponse(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
             response["Content-Type"] = "application/json"
             response.content = b'{"detail":"Requested range not satisfiable"}'
-            return response
+            return _without_body(response, handle)
     if request.method == "HEAD":
         response = HttpResponse(headers=headers)
         response["Content-Length"] = str(stored.size)
-        return response
+        return _without_body(response, handle)
     if byte_range is None:
-        return _whole_file(request, files, key, stored, headers)
+        return _whole_file(files, key, stored, headers, handle)
     start, end = byte_range
-    response = StreamingHttpResponse(
-        files.read_chunks(key, start, end), status=206, headers=headers
-    )
+    chunks = files.read_chunks(key, start, end) if handle is None else _Chunks(handle, start, end)
+    response = StreamingHttpResponse(chunks, status=206, headers=headers)
     response["Content-Range"] = f"bytes {start}-{end}/{stored.size}"
     response["Content-Length"] = str(end - start + 1)
     return response
 
 
-def _whole_file(request, files, key, stored, headers) -> HttpResponse:
+def _without_body(response: HttpResponse, handle: IO[bytes] | None) -> HttpResponse:
+    if handle is not None:
+        handle.close()
+    return response
+
+
+class _Chunks:
+    """A range of an open file as a response body; closed with the response, read or not."""
+
+    def __init__(self, handle: IO[bytes], start: int, end: int) -> None:
+        self.handle = handle
+        self.chunks = handle_chunks(handle, start, end)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _whole_file(files, key, stored, headers, handle) -> HttpResponse:
     if isinstance(files, LocalFileStore):
         name = posixpath.basename(key)
         # FileResponse guesses the type from the name unless it is given as `content_type`.
         others = {k: v for k, v in headers.items() if k != "Content-Type"}
         response = FileResponse(
-            files.open(key),
+            handle if handle is not None else files.open(key),
             as_attachment=True,
             filename=name,
             content_type=headers["Content-Type"],

@@ -34,6 +34,8 @@ class RequestLogMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
+        if not logger.isEnabledFor(logging.INFO):  # below LOG_LEVEL: not even the fields
+            return response
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         fields = {
             "method": request.method,

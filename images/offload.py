@@ -5,20 +5,17 @@ render in it (libvips or Pillow, a second or so for a huge picture) would stop e
 request of the worker, `/health/live` included, and so would an fsync waiting for the disk.
 Such work goes to gevent's pool of native threads, where libvips, Pillow, hashlib and the
 kernel run without the GIL while the loop serves the rest.
-Without gevent (tests, gthread or sync workers) the work runs in the calling thread, and
-`run_each_off_loop` on a pool of its own.
+Without gevent (tests, gthread or sync workers) the work runs in the calling thread.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
-# Native threads of `run_each_off_loop` without gevent (gevent's pool has 10).
-EACH_THREADS = 8
+A = TypeVar("A")
 
 
 def run_off_loop(function: Callable[..., T], *arguments: object) -> T:
@@ -29,17 +26,18 @@ def run_off_loop(function: Callable[..., T], *arguments: object) -> T:
     return get_hub().threadpool.apply(function, arguments)
 
 
-def run_each_off_loop(function: Callable[[T], object], items: Collection[T]) -> None:
-    """`function` on every item, several at once on native threads: blocking system calls
-    such as fsync overlap (a journalling file system commits them together)."""
-    if not _gevent_patched():
-        with ThreadPoolExecutor(max_workers=max(1, min(EACH_THREADS, len(items)))) as pool:
-            list(pool.map(function, items))
+def run_each_off_loop(function: Callable[[A], object], items: list[A]) -> None:
+    """`function(item)` for every item, all at once on the pool's threads (at most its size
+    at a time) under gevent, one after the other without it; the first error is raised."""
+    if not _gevent_patched() or len(items) < 2:
+        for item in items:
+            function(item)
         return
     from gevent import get_hub
 
-    for _ in get_hub().threadpool.imap_unordered(function, items):
-        pass
+    pool = get_hub().threadpool
+    for pending in [pool.spawn(function, item) for item in items]:
+        pending.get()
 
 
 def _gevent_patched() -> bool:

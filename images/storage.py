@@ -106,26 +106,27 @@ class FileStore:
             raise UnsafeKey(f"unsafe storage key {key!r}")
 
     def stage(self, source: IO[bytes], staging: str) -> None:
-        """Write new bytes under a staging key (made durable by `place_if_absent` or
-        `make_durable`, once it is known which one the key needs)."""
+        """Write new bytes under a staging key (not yet durable: `make_durable` follows, on
+        the staging key or on the key they are linked to, once it is known which)."""
         self.save(staging, source)
 
     def stage_path(self, source_path: str, staging: str) -> None:
         """Stage a file that is on local disk (it may be moved rather than copied)."""
         self.save_path(staging, source_path)
 
-    def place_if_absent(self, staging: str, key: str, durable: bool = True) -> bool | None:
-        """Put the staged bytes at `key`, durably, unless a file is there. True: placed (the
-        staging key is gone); False: `key` holds a file (nothing changed); None: this store
-        cannot place without replacing (the caller asks the documents whether `key` is used).
-        `durable=False`: placed but not yet durable, until `finish_placing` (a batch at once)."""
+    def link_if_absent(self, staging: str, key: str) -> bool | None:
+        """Give the staged bytes a second name, `key`, unless a file is there. True: linked
+        (`make_durable(key)`, then `unlink_staging`); False: `key` holds a file (nothing
+        changed); None: this store cannot do that (the caller asks the documents whether
+        `key` is used, and promotes)."""
         return None
 
-    def finish_placing(self, placed: Collection[tuple[str, str]]) -> None:
-        """Make the `(staging, key)` pairs placed with `durable=False` durable, together."""
+    def make_durable(self, keys: Collection[str]) -> None:
+        """Make the bytes at `keys` and their names survive a power loss (before a document
+        names them), all keys at once."""
 
-    def make_durable(self, staging: str) -> None:
-        """Make staged bytes survive a power loss (before a document names them)."""
+    def unlink_staging(self, staging: str) -> None:
+        """Drop the staging name of bytes linked to their key."""
 
     def promote(self, staging: str, key: str, size: int) -> None:
         """Replace `key` at once by the staged bytes; the staging key is gone afterwards."""
@@ -138,6 +139,25 @@ class FileStore:
     def check(self) -> None:
         """Raise when the storage cannot be reached."""
         raise NotImplementedError
+
+
+def _stored_file(info: os.stat_result) -> StoredFile:
+    modified = dt.datetime.fromtimestamp(info.st_mtime, dt.UTC)
+    etag = f'"{info.st_size:x}-{info.st_mtime_ns:x}"'
+    return StoredFile(size=info.st_size, modified=modified, etag=etag)
+
+
+def handle_chunks(handle: IO[bytes], start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """Bytes `start..end` (inclusive; `end` None: to the end) of an open file, in chunks."""
+    handle.seek(start)
+    remaining = None if end is None else end - start + 1
+    while remaining is None or remaining > 0:
+        chunk = handle.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
+        if not chunk:
+            return
+        if remaining is not None:
+            remaining -= len(chunk)
+        yield chunk
 
 
 _real_roots: dict[str, str] = {}
@@ -265,10 +285,9 @@ class LocalFileStore(FileStore):
             return
         os.chmod(target, 0o644)
 
-    def place_if_absent(self, staging: str, key: str, durable: bool = True) -> bool | None:
-        """A hard link from the key to the staged file: it fails, replacing nothing, when a
-        file (or a folder: a path conflict) is at the key. The file's data is then fsynced,
-        which on journalling filesystems also commits the link, and its folder."""
+    def link_if_absent(self, staging: str, key: str) -> bool | None:
+        """A hard link, which fails, replacing nothing, when a file (or a folder: a path
+        conflict) is at the key."""
         source = self.path(staging)
         target = self.path(key)
         self._make_parents(target)
@@ -282,26 +301,20 @@ class LocalFileStore(FileStore):
             if error.errno in NO_HARD_LINKS:
                 return None
             raise
-        if durable:
-            self.finish_placing([(staging, key)])
         return True
 
-    def finish_placing(self, placed: Collection[tuple[str, str]]) -> None:
-        """The placed files' data fsynced all at once on native threads (which on journalling
-        filesystems also commits their links), then each folder once; then the staging names
-        go (the bytes stay staged until they are durable at their keys)."""
-        targets = [self.path(key) for _, key in placed]
-        if settings.STORAGE_FSYNC and targets:
-            run_each_off_loop(_fsync_file, targets)
-            for folder in dict.fromkeys(target.parent for target in targets):
-                sync_directory(folder)
-        for staging, _ in placed:
-            self.path(staging).unlink()
+    def make_durable(self, keys: Collection[str]) -> None:
+        """The files' data, then their folders, each fsync on a native thread of its own: the
+        file system commits fsyncs that wait together in one journal commit, and on
+        journalling file systems a file's fsync also commits the link made before it."""
+        if not settings.STORAGE_FSYNC or not keys:
+            return
+        paths = [self.path(key) for key in keys]
+        run_each_off_loop(_fsync_file, paths)
+        run_each_off_loop(_fsync_directory, sorted({path.parent for path in paths}))
 
-    def make_durable(self, staging: str) -> None:
-        target = self.path(staging)
-        sync_file(target)
-        sync_directory(target.parent)
+    def unlink_staging(self, staging: str) -> None:
+        self.path(staging).unlink(missing_ok=True)
 
     def promote(self, staging: str, key: str, size: int) -> None:
         source = self.path(staging)
@@ -317,24 +330,28 @@ class LocalFileStore(FileStore):
             return None
         except (FileNotFoundError, NotADirectoryError):
             return None
-        modified = dt.datetime.fromtimestamp(info.st_mtime, dt.UTC)
-        etag = f'"{info.st_size:x}-{info.st_mtime_ns:x}"'
-        return StoredFile(size=info.st_size, modified=modified, etag=etag)
+        return _stored_file(info)
 
     def open(self, key: str) -> IO[bytes]:
         return open(self.path(key), "rb")
 
+    def open_stored(self, key: str) -> tuple[IO[bytes], StoredFile] | None:
+        """The file of `key`, opened, and what the open file is (size, time, ETag): the bytes
+        read are those described even when the key is replaced meanwhile. None when missing
+        or unsafe."""
+        try:
+            handle = self.open(key)
+        except (UnsafeKey, FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            return handle, _stored_file(os.fstat(handle.fileno()))
+        except BaseException:
+            handle.close()
+            raise
+
     def read_chunks(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         with self.open(key) as handle:
-            handle.seek(start)
-            remaining = None if end is None else end - start + 1
-            while remaining is None or remaining > 0:
-                chunk = handle.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
-                if not chunk:
-                    return
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+            yield from handle_chunks(handle, start, end)
 
     def delete(self, key: str) -> None:
         try:
@@ -464,19 +481,18 @@ class S3FileStore(FileStore):
         self.client.head_bucket(Bucket=self.bucket.name)
 
 
-def sync_file(path: Path) -> None:
-    if settings.STORAGE_FSYNC:
-        run_off_loop(_fsync, path, os.O_RDONLY)
-
-
 def sync_directory(path: Path) -> None:
     """Make a rename or creation in `path` durable."""
     if settings.STORAGE_FSYNC:
-        run_off_loop(_fsync, path, os.O_RDONLY | os.O_DIRECTORY)
+        run_off_loop(_fsync_directory, path)
 
 
 def _fsync_file(path: Path) -> None:
     _fsync(path, os.O_RDONLY)
+
+
+def _fsync_directory(path: Path) -> None:
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def _fsync(path: Path, flags: int) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from images.storage import LocalFileStore
 from tests.helpers import noise_image, upload
 
 
@@ -112,3 +115,74 @@ def test_s3_presigned_redirect(api, s3_bucket, settings):
     response = api.get(f"/images/{image_id}/image")
     assert response.status_code == 307
     assert requests.get(response["Location"], timeout=10).content == content
+
+
+# --- a file replaced while it is read, and no file left open -------------------------------------
+@pytest.fixture
+def replaced_after_lookup(api, uploads, monkeypatch):
+    """An image whose file is replaced (as an upload does, by rename) right after the service
+    first looks it up: its stat, or its open."""
+    first, second = noise_image(64, 64), noise_image(96, 96)
+    image_id = upload(api, "r.png", first, file="r.png").json()["_id"]
+    swapped: list[bool] = []
+
+    def after(method):
+        def looked_up(store, key, *arguments, **options):
+            result = method(store, key, *arguments, **options)
+            if key == "r.png" and not swapped:
+                swapped.append(True)
+                (uploads / ".swap").write_bytes(second)
+                os.replace(uploads / ".swap", uploads / "r.png")
+            return result
+
+        return looked_up
+
+    monkeypatch.setattr(LocalFileStore, "stat", after(LocalFileStore.stat))
+    monkeypatch.setattr(LocalFileStore, "open", after(LocalFileStore.open))
+    return image_id, first, second
+
+
+def test_headers_describe_the_bytes_sent_when_the_file_is_replaced_meanwhile(
+    api, replaced_after_lookup
+):
+    image_id, first, second = replaced_after_lookup
+    response = api.get(f"/images/{image_id}/image")
+    body = b"".join(response.streaming_content)
+    assert int(response["Content-Length"]) == len(body)
+    assert body in (first, second)
+    assert response["ETag"].startswith(f'"{len(body):x}-')  # the ETag names the size sent
+
+
+def test_a_range_is_of_the_file_its_total_describes_when_replaced_meanwhile(
+    api, replaced_after_lookup
+):
+    image_id, first, second = replaced_after_lookup
+    response = api.get(f"/images/{image_id}/image", HTTP_RANGE="bytes=-10")
+    body = b"".join(response.streaming_content)
+    total = int(response["Content-Range"].rsplit("/", 1)[1])
+    assert body == (first if total == len(first) else second)[-10:]
+
+
+def test_no_file_is_left_open_by_any_answer(api, stored, monkeypatch):
+    image_id, _ = stored
+    etag = api.head(f"/images/{image_id}/image")["ETag"]
+    opened = []
+    real_open = LocalFileStore.open
+
+    def recorded(store, key):
+        handle = real_open(store, key)
+        opened.append(handle)
+        return handle
+
+    monkeypatch.setattr(LocalFileStore, "open", recorded)
+    for headers in (
+        {"HTTP_IF_NONE_MATCH": etag},
+        {"HTTP_RANGE": "bytes=999999-"},
+        {"HTTP_RANGE": "bytes=0-3"},
+        {},
+    ):
+        response = api.get(f"/images/{image_id}/image", **headers)
+        assert response.status_code in (200, 206, 304, 416)
+        response.close()
+    api.head(f"/images/{image_id}/image").close()
+    assert all(handle.closed for handle in opened)

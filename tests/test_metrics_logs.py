@@ -118,6 +118,19 @@ def test_each_request_counts_once_in_its_own_series(api):
     )
 
 
+def test_ajax_requests_and_body_bytes_are_counted_from_the_request_headers(api):
+    before = scrape(api)
+    api.get("/images", HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    api.patch("/images?file=none.jpg", {"data": {"a": 1}}, format="json")
+    after = scrape(api)
+
+    def added(name: str) -> float:
+        return (sample(after, name) or 0) - (sample(before, name) or 0)
+
+    assert added("django_http_ajax_requests_total") == 1
+    assert added("django_http_requests_body_total_bytes_sum") == len(b'{"data":{"a":1}}')
+
+
 def test_labelled_children_cache_is_bounded_and_keyed_by_label_names(monkeypatch):
     from prometheus_client import CollectorRegistry, Counter
 

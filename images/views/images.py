@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from images.documents import to_api
-from images.downloads import file_response, served_content_type
+from images.downloads import served_content_type, stored_file_response
 from images.duplicates import parse_on_duplicate
 from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.exceptions import BadRequest, ImageNotFound
@@ -201,12 +201,11 @@ class ImageViewSet(viewsets.ViewSet):
     )
     def download(self, request: Request, pk: str) -> HttpResponse:
         document = _get_or_404(repository_for(request), pk)
-        files = get_file_store()
-        stored = files.stat(document["file"])
-        if stored is None:
-            raise ImageNotFound(f"{pk} file")
         content_type = served_content_type(document)
-        return file_response(request, files, document["file"], stored, content_type)
+        response = stored_file_response(request, get_file_store(), document["file"], content_type)
+        if response is None:
+            raise ImageNotFound(f"{pk} file")
+        return response
 
     @extend_schema(
         summary="A thumbnail (max edge `size`: 64, 128, 256 or 512; WebP or JPEG by Accept)",

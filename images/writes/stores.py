@@ -134,37 +134,36 @@ class FileWriter:
         return written
 
     def _place(self, items: list[StagedFile], placement: Placement) -> None:
-        """Place the bytes of keys that hold none (`new`); keys that hold bytes, or that a
-        document references where the store cannot tell, get theirs after the document
-        (`replaced`, made durable now); path conflicts are dropped (`blocked`)."""
-        undecided = []
-        linked = []
+        """Link the bytes of keys that hold none to their key (`new`); keys that hold bytes,
+        or that a document references where the store cannot link, get theirs after the
+        document (`replaced`); path conflicts are dropped (`blocked`). Then everything a
+        document is about to name is made durable, in one batch."""
+        linked, undecided = [], []
         for item in items:
             try:
-                placed = self.files.place_if_absent(item.staging, item.key, durable=False)
+                placed = self.files.link_if_absent(item.staging, item.key)
             except PATH_CONFLICTS:
                 self._block(item, placement)
                 continue
             if placed is None:
                 undecided.append(item)
-            elif placed:
-                placement.new.append(item)  # on any failure from here on, undone
-                linked.append(item)
             else:
-                placement.replaced.append(item)
-        # Their fsyncs together: a folder once, not once per file.
-        self.files.finish_placing([(item.staging, item.key) for item in linked])
+                (linked if placed else placement.replaced).append(item)
+            if placed:
+                placement.new.append(item)
         referenced = referenced_keys(item.key for item in undecided)
         placement.replaced += [item for item in undecided if item.key in referenced]
-        for item in undecided:
-            if item.key not in referenced:
-                self._promote_new(item, placement)
-        for item in placement.replaced:
-            self.files.make_durable(item.staging)
+        promoted = [item for item in undecided if item.key not in referenced]
+        for item in promoted:
+            self._promote_new(item, placement)
+        self.files.make_durable(
+            [item.key for item in placement.new] + [item.staging for item in placement.replaced]
+        )
+        for item in linked:
+            self.files.unlink_staging(item.staging)
 
     def _promote_new(self, item: StagedFile, placement: Placement) -> None:
         """Promote the bytes of a key no document references (so undoing may remove it)."""
-        self.files.make_durable(item.staging)
         placement.new.append(item)
         try:
             self.files.promote(item.staging, item.key, item.size)
