@@ -232,15 +232,9 @@ class UploadStore:
         when = meta.time or now()
 
         def write_document(items: list[StagedFile], new_keys: Collection[str]) -> list[str]:
-            created = None
-            if key in new_keys:  # no bytes were at the path: most likely no document either
-                created = self.repository.create(key, meta.data, when, facts, meta.image_id)
-            if created is not None:
-                outcome["before"], outcome["after"] = None, created
-            else:
-                outcome["before"], outcome["after"] = self.repository.upsert(
-                    key, meta.data, when, facts, meta.image_id
-                )
+            outcome["before"], outcome["after"] = self.repository.upsert(
+                key, meta.data, when, facts, meta.image_id, expect_new=key in new_keys
+            )
             return [key]
 
         if key not in self.writer.commit([staged], write_document):

@@ -344,8 +344,7 @@ def test_bytes_and_folders_are_fsynced_before_the_document_points_at_them(
         return document_write
 
     monkeypatch.setattr(os, "fsync", record)
-    for name in ("create", "upsert"):
-        monkeypatch.setattr(ImageRepository, name, recording(getattr(ImageRepository, name)))
+    monkeypatch.setattr(ImageRepository, "upsert", recording(ImageRepository.upsert))
     assert upload(api, "x.jpg", OLD, file="new/folder/x.jpg").status_code == 200
     assert upload(api, "x.jpg", NEW, file="new/folder/x.jpg").status_code == 200
     first, again = seen_at_write
@@ -447,11 +446,14 @@ def test_a_new_document_is_stored_alike_by_an_insert_or_an_upsert(collection):
     facts = {"width": 1, "height": 2, "format": "JPEG", "size": 3, "sha256": "0" * 64}
     when = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
     repository = ImageRepository()
-    created = repository.create("by/insert.jpg", {"k": "v"}, when, facts)
+    none, created = repository.upsert("by/insert.jpg", {"k": "v"}, when, facts, expect_new=True)
     _, upserted = repository.upsert("by/upsert.jpg", {"k": "v"}, when, facts)
+    assert none is None
     stored = [collection.find_one({"_id": doc["_id"]}) for doc in (created, upserted)]
     assert sorted(stored[0]) == sorted(stored[1])
     assert [{k: v for k, v in doc.items() if k not in ("_id", "file")} for doc in stored] == [
         {k: v for k, v in stored[0].items() if k not in ("_id", "file")}
     ] * 2
-    assert repository.create("by/insert.jpg", {}, when, facts) is None
+    before, after = repository.upsert("by/insert.jpg", {}, when, facts, expect_new=True)
+    assert before["_id"] == after["_id"] == created["_id"] and after["data"] == {}
+    assert collection.count_documents({"file": "by/insert.jpg"}) == 1
