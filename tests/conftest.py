@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -49,6 +50,22 @@ class DatabaseServer:
         if self.process is not None:
             embedded_db.stop_pid(self.process.pid)
             self.process = None
+
+
+@pytest.fixture
+def own_database(tmp_path, settings) -> Iterator[DatabaseServer]:
+    """A database server of this test's own, so that stopping or pausing it disturbs nothing
+    else."""
+    server = DatabaseServer(tmp_path / "db")
+    server.start()
+    settings.MONGODB_CONNECTION_STRING = server.uri
+    settings.MONGODB_TIMEOUT_MS = 500
+    repository.close_client()
+    yield server
+    if server.process is not None:  # a test may have paused it (SIGSTOP)
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+    repository.close_client()
 
 
 @pytest.fixture(scope="session")

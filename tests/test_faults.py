@@ -10,26 +10,11 @@ import threading
 import time
 import uuid
 
-import pytest
 import requests
 from django.core.management import CommandError, call_command
 
 from images import embedded_db, repository
-from tests.conftest import DatabaseServer
 from tests.helpers import image_bytes, start_service, upload
-
-
-@pytest.fixture
-def own_database(tmp_path, settings):
-    """A database server of this test's own, so that stopping it disturbs nothing else."""
-    server = DatabaseServer(tmp_path / "db")
-    server.start()
-    settings.MONGODB_CONNECTION_STRING = server.uri
-    settings.MONGODB_TIMEOUT_MS = 500
-    repository.close_client()
-    yield server
-    server.stop()
-    repository.close_client()
 
 
 def test_database_going_away_gives_503_and_recovers(api, own_database):

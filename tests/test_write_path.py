@@ -26,7 +26,6 @@ from images.integrity import IntegrityChecker
 from images.repository import ImageRepository
 from images.storage import get_file_store
 from images.writes import leases as leases_module
-from tests.conftest import DatabaseServer
 from tests.helpers import image_bytes, s3_client, upload
 
 OLD = image_bytes(color="red")
@@ -72,19 +71,11 @@ def integrity(fix: bool = False) -> str:
 
 # --- a failed write leaves the previous version whole ---------------------------------------------
 @pytest.fixture
-def own_database(tmp_path, settings):
-    server = DatabaseServer(tmp_path / "db")
-    server.start()
-    settings.MONGODB_CONNECTION_STRING = server.uri
-    settings.MONGODB_TIMEOUT_MS = 500
+def own_database(own_database, settings):
+    """This test's own database, with short query and lease limits."""
     settings.MONGODB_QUERY_TIMEOUT_MS = 1000
     settings.WRITE_LEASE_SECONDS = 1
-    repository_module.close_client()
-    yield server
-    if server.process is not None:
-        os.kill(server.process.pid, signal.SIGCONT)
-    server.stop()
-    repository_module.close_client()
+    return own_database
 
 
 def test_reupload_while_the_database_is_unreachable_keeps_the_old_version(

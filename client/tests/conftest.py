@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -63,6 +64,19 @@ def cli(service_url: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
         timeout=300,
         env=cli_environment(),
         **kwargs,
+    )
+
+
+def start_cli(service_url: str, *args: str) -> subprocess.Popen:
+    """`imagestore --url <service> ...` started in the background, to be interrupted."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "imagestore_client", "--url", service_url, *args],
+        env=cli_environment(),
+        # A suite that ignored SIGINT would pass that on: the interrupt must reach the client.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

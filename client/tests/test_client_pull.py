@@ -7,12 +7,10 @@ import itertools
 import json
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import FaultyProxy, cli, cli_environment, image_bytes, image_tree
+from conftest import FaultyProxy, cli, image_bytes, image_tree, start_cli
 
 from imagestore_client.errors import ImagestoreError
 from imagestore_client.pull import Layout
@@ -82,17 +80,8 @@ def test_interrupted_pull_leaves_no_partial_file_and_resumes(client, service, pu
 
     proxy = FaultyProxy(service.url, hold_late_downloads)
     dest = tmp_path / "out"
-    command = [sys.executable, "-m", "imagestore_client", "--url", proxy.url, "--no-progress"]
     try:
-        first = subprocess.Popen(
-            [*command, "pull", str(dest), "--jobs", "2"],
-            env=cli_environment(),
-            # A suite that ignored SIGINT would pass that on: the interrupt must reach the client.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        first = start_cli(proxy.url, "--no-progress", "pull", str(dest), "--jobs", "2")
         deadline = time.monotonic() + 120
         while len(list(dest.rglob("*.png"))) < 20 and time.monotonic() < deadline:
             time.sleep(0.05)

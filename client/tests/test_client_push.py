@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from conftest import FaultyProxy, cli, cli_environment, image_bytes, image_tree
+from conftest import FaultyProxy, cli, cli_environment, image_bytes, image_tree, start_cli
 
 TREE_SIZE = 200
 
@@ -43,24 +43,7 @@ def test_interrupted_push_resumes_and_stores_each_image_once(client, service, tm
 
     proxy = FaultyProxy(service.url, hold_late_uploads)
     try:
-        first = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "imagestore_client",
-                "--url",
-                proxy.url,
-                *arguments,
-                "--jobs",
-                "1",
-            ],
-            env=cli_environment(),
-            # A suite that ignored SIGINT would pass that on: the interrupt must reach the client.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        first = start_cli(proxy.url, *arguments, "--jobs", "1")
         deadline = time.monotonic() + 120
         while client.count() < 30 and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.05)
