@@ -194,14 +194,11 @@ class LocalFileStore(FileStore):
     def __init__(self, storage: FileSystemStorage) -> None:
         self.storage = storage
         self.root = Path(storage.location)
-        self._real_root: str | None = None
 
     @property
     def real_root(self) -> str:
         """The root with its links resolved (once per process, see `real_root_of`)."""
-        if self._real_root is None:
-            self._real_root = real_root_of(str(self.root))
-        return self._real_root
+        return real_root_of(str(self.root))
 
     def path(self, key: str) -> Path:
         """The file of `key`, refused (`UnsafeKey`) when the key is unsafe or any existing
