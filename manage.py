@@ -13,10 +13,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagestore.settings")
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "serve":
-        from images.serving.cooperative import patch_for_serve
+        from images.runtime.serving.cooperative import patch_for_serve
 
         patch_for_serve(sys.argv[2:])
-    from images.serving.startup import embedded_database_for, load_settings_or_exit
+    from images.runtime.serving.startup import embedded_database_for, load_settings_or_exit
 
     load_settings_or_exit(command or "manage.py")
     from django.core.management import execute_from_command_line

@@ -64,7 +64,7 @@ def main() -> None:
             django.setup()
             from django.conf import settings
 
-            from images.repository import ImageRepository, get_collection
+            from images.store.repository import ImageRepository, get_collection
 
             collection = get_collection()
             seconds, _ = timed(lambda: seed(collection, args.documents))

@@ -23,10 +23,10 @@ django.setup()
 import ijson  # noqa: E402
 import orjson  # noqa: E402
 
+from images.core.query import parse_filter  # noqa: E402
 from images.limits import bounded_json  # noqa: E402
 from images.limits.documents import check_data, growth_conditions  # noqa: E402
 from images.limits.patterns import check_pattern  # noqa: E402
-from images.query import parse_filter  # noqa: E402
 
 FIELD = json.dumps({"camera": "cam1", "label": "cat", "score": 0.93, "tags": ["a", "b"]})
 PATCH = json.dumps({f"k{i}": {"v": i, "tags": ["x", "y"]} for i in range(20)}).encode()

@@ -20,7 +20,7 @@ import httpx
 from pymongo import MongoClient
 
 from benchmarks.processes import ProcessGroup, children
-from images import embedded_db
+from images.runtime import embedded_db
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "imagestore_bench"

@@ -80,7 +80,7 @@ def fsync_part(content: bytes, files: int, rounds: int) -> None:
     django.setup()
     from django.core.files.storage import FileSystemStorage
 
-    from images.storage import LocalFileStore, new_staging_key
+    from images.store.files import LocalFileStore, new_staging_key
 
     real_fsync = os.fsync
     totals: dict[str, list[float]] = {"fsync": [], "no fsync": []}

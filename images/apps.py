@@ -6,7 +6,7 @@ class ImagesConfig(AppConfig):
     verbose_name = "Images"
 
     def ready(self) -> None:
-        from images import metrics, request_hooks
+        from images.runtime import metrics, request_hooks
 
         metrics.register()
         request_hooks.drop_unused_request_hooks()

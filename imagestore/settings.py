@@ -105,7 +105,7 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = _secret_key(DATA_DIRECTORY)
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
 
-# --- Serving (images.serving) ----------------------------------------------------------------
+# --- Serving (images.runtime.serving) ----------------------------------------------------------------
 # Empty APP_HOST: 127.0.0.1 while auth is off (an open API stays on this machine), else 0.0.0.0.
 APP_HOST = env_str("APP_HOST")
 WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=64)
@@ -197,7 +197,7 @@ ALLOW_NON_IMAGES = env_bool("ALLOW_NON_IMAGES", False)
 MAX_IMPORT_SIZE = env_int("MAX_IMPORT_SIZE", 0)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_HANDLERS = [
-    "images.uploads.DigestUploadHandler",
+    "images.writes.uploads.DigestUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
@@ -293,11 +293,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "images.middleware.RequestLogMiddleware",
-    "images.cors.CorsMiddleware",
+    "images.api.middleware.request_log.RequestLogMiddleware",
+    "images.api.middleware.cors.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "images.request_metrics.PrometheusAfterMiddleware",
+    "images.api.middleware.request_metrics.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "imagestore.urls"
@@ -325,7 +325,7 @@ TEMPLATES = [
 FIELDS_SAMPLE_SIZE = env_int("FIELDS_SAMPLE_SIZE", 20000, minimum=1)
 
 
-# --- CORS (images.cors) ----------------------------------------------------------------------
+# --- CORS (images.api.middleware.cors) ----------------------------------------------------------------------
 def cors_allowed_origins() -> tuple[str, ...]:
     """CORS_ALLOWED_ORIGINS: `*` (every origin, as the original) or comma-separated origins."""
     origins = []
@@ -349,13 +349,13 @@ CORS_ALLOWED_ORIGINS = cors_allowed_origins()
 
 REST_FRAMEWORK = {
     # Both do nothing while OIDC_JWKS_URI is unset (read per request).
-    "DEFAULT_AUTHENTICATION_CLASSES": ["images.auth.OIDCAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["images.auth.AuthenticatedWhenEnabled"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["images.api.auth.authentication.OIDCAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["images.api.auth.authentication.AuthenticatedWhenEnabled"],
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_RENDERER_CLASSES": ["images.renderers.OrjsonRenderer"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "images.negotiation.SingleRendererNegotiation",
+    "DEFAULT_RENDERER_CLASSES": ["images.api.renderers.OrjsonRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "images.api.negotiation.SingleRendererNegotiation",
     "DEFAULT_PARSER_CLASSES": ["images.limits.bounded_json.BoundedJSONParser"],
-    "EXCEPTION_HANDLER": "images.exceptions.handle_exception",
+    "EXCEPTION_HANDLER": "images.api.errors.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
@@ -379,10 +379,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Control characters in logged values are escaped: no value can start a forged line.
-    "filters": {"escape_control": {"()": "images.log_escaping.EscapeControlCharacters"}},
+    "filters": {"escape_control": {"()": "images.runtime.log_escaping.EscapeControlCharacters"}},
     "formatters": {
         "text": {
-            "()": "images.log_escaping.OneLineFormatter",
+            "()": "images.runtime.log_escaping.OneLineFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
         "json": {

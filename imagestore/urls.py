@@ -4,14 +4,14 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from images.api.views.archives import ExportView, ImportView
+from images.api.views.duplicates import DuplicateListView
+from images.api.views.fields import FieldListView, FieldValuesView
+from images.api.views.gallery import GalleryView
+from images.api.views.images import ImageViewSet
+from images.api.views.links import SignedExportUrlView, SignedImageUrlView
+from images.api.views.service import InfoView, LiveView, ReadyView
 from images.thumbnails import AnyAcceptNegotiation
-from images.views.archives import ExportView, ImportView
-from images.views.duplicates import DuplicateListView
-from images.views.fields import FieldListView, FieldValuesView
-from images.views.gallery import GalleryView
-from images.views.images import ImageViewSet
-from images.views.service import InfoView, LiveView, ReadyView
-from images.views.signed_urls import SignedExportUrlView, SignedImageUrlView
 
 images = ImageViewSet.as_view(
     {"get": "list_images", "post": "create", "patch": "bulk_update", "delete": "bulk_destroy"}
@@ -48,6 +48,6 @@ urlpatterns = [
     path("", include("django_prometheus.urls")),
 ]
 
-handler400 = "images.views.service.bad_request"
-handler404 = "images.views.service.not_found"
-handler500 = "images.views.service.server_error"
+handler400 = "images.api.views.service.bad_request"
+handler404 = "images.api.views.service.not_found"
+handler500 = "images.api.views.service.server_error"

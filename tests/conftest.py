@@ -16,7 +16,8 @@ from playwright.sync_api import Browser, sync_playwright
 from pymongo import MongoClient
 from rest_framework.test import APIClient
 
-from images import embedded_db, repository
+from images.runtime import embedded_db
+from images.store import repository
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,

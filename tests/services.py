@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from images import embedded_db
+from images.runtime import embedded_db
 from tests.helpers import S3_CREDENTIALS, s3_client, start_service
 
 

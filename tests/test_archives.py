@@ -24,9 +24,9 @@ from images.archives import ArchiveExporter, manifest_items
 from images.archives import importer as archive_importer
 from images.archives import layout as archive_layout
 from images.archives import streams as archive_streams
-from images.query import parse_query
-from images.repository import ImageRepository
-from images.storage import LocalFileStore, get_file_store
+from images.core.query import parse_query
+from images.store.files import LocalFileStore, get_file_store
+from images.store.repository import ImageRepository
 from tests.helpers import image_bytes, upload
 
 # Archives exported by the original service, kept as test data.

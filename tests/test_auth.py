@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from images.tokens import get_jwks_client
+from images.api.auth.tokens import get_jwks_client
 from tests.helpers import upload
 from tests.oidc import ec_key, ed25519_key, rsa_key
 

@@ -75,7 +75,7 @@ def test_bulk_patch_on_unknown_top_level_field_matches_nothing(api, three):
 
 
 def test_bulk_delete_removes_documents_and_files(api, three, uploads, caplog, backend):
-    caplog.set_level(logging.INFO, logger="images.views.images")
+    caplog.set_level(logging.INFO, logger="images.api.views.images")
     response = api.delete("/images?key3=value3")
     assert response.json() == {"acknowledged": True, "deletedCount": 2}
     remaining = [i["file"] for i in api.get("/images").json()["items"]]

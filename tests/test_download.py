@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from images.storage import LocalFileStore
+from images.store.files import LocalFileStore
 from tests.helpers import noise_image, upload
 
 
@@ -90,7 +90,7 @@ def test_unknown_invalid_and_missing_file(api, stored, uploads, backend):
     image_id, _ = stored
     assert api.get("/images/64b0000000000000000000aa/image").status_code == 404
     assert api.get("/images/zzz/image").status_code == 400
-    from images.storage import get_file_store
+    from images.store.files import get_file_store
 
     get_file_store().delete("myFolder/sub/myImage.png")
     response = api.get(f"/images/{image_id}/image")

@@ -12,9 +12,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from images.duplicates import claims, groups
-from images.repository import ImageRepository
-from images.storage import get_file_store
-from images.uploads import UploadStore
+from images.store.files import get_file_store
+from images.store.repository import ImageRepository
+from images.writes.uploads import UploadStore
 from tests.helpers import image_bytes
 from tests.test_archives import make_zip, post_archive
 from tests.test_scope import ALICE_RED, BOB_BLUE

@@ -23,12 +23,12 @@ from django.http import QueryDict
 from PIL import Image
 from rest_framework.test import APIClient
 
-from images import embedded_db
 from images.archives import folder_names, parse_export
 from images.archives import streams as archive_streams
 from images.archives import webdataset as webdataset_export
-from images.repository import ImageRepository
-from images.storage import get_file_store
+from images.runtime import embedded_db
+from images.store.files import get_file_store
+from images.store.repository import ImageRepository
 from tests.helpers import image_bytes, start_service, upload
 from tests.test_scope import relative
 from tests.test_scope import world as scope_world

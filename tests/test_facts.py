@@ -8,7 +8,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from images.facts import MAX_HEADER_BYTES, facts_of_chunks
+from images.core.facts import MAX_HEADER_BYTES, facts_of_chunks
 from tests.helpers import image_bytes, s3_client, upload
 from tests.samples import SAMPLES, samples
 

@@ -13,7 +13,8 @@ import uuid
 import requests
 from django.core.management import CommandError, call_command
 
-from images import embedded_db, repository
+from images.runtime import embedded_db
+from images.store import repository
 from tests.helpers import image_bytes, start_service, upload
 
 

@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from benchmarks import slow_clients
-from images import embedded_db
-from images.query import MAX_FILTER_LENGTH
-from images.serving import http_errors
+from images.core.query import MAX_FILTER_LENGTH
+from images.runtime import embedded_db
+from images.runtime.serving import http_errors
 from tests.helpers import noise_image, start_service
 
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from images.limits.bounded_json import DepthGauge
-from images.storage import LocalFileStore, get_file_store
+from images.store.files import LocalFileStore, get_file_store
 from tests.helpers import image_bytes, noise_image, upload
 
 JPEG = image_bytes()

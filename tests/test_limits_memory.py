@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from images import embedded_db
+from images.runtime import embedded_db
 from tests.helpers import image_bytes, start_service
 
 MiB = 1024 * 1024

@@ -11,8 +11,8 @@ import pytest
 import requests
 from django.http import HttpResponse
 
-from images import embedded_db, metrics
-from images.middleware import RequestLogMiddleware
+from images.api.middleware.request_log import RequestLogMiddleware
+from images.runtime import embedded_db, metrics
 from tests.helpers import image_bytes, start_service, upload
 
 
@@ -134,7 +134,7 @@ def test_ajax_requests_and_body_bytes_are_counted_from_the_request_headers(api):
 def test_labelled_children_cache_is_bounded_and_keyed_by_label_names(monkeypatch):
     from prometheus_client import CollectorRegistry, Counter
 
-    from images import request_metrics
+    from images.api.middleware import request_metrics
 
     monkeypatch.setattr(request_metrics, "MAX_CACHED_CHILDREN", 3)
     monkeypatch.setattr(request_metrics.PrometheusAfterMiddleware, "_children", {})

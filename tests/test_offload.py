@@ -14,7 +14,7 @@ from gevent import monkey; monkey.patch_all()
 native_lock = monkey.get_original("_thread", "allocate_lock")()
 native_sleep = monkey.get_original("time", "sleep")
 import time
-from images.offload import run_each_off_loop
+from images.runtime.offload import run_each_off_loop
 started, seen = [], []
 
 def wait_for_the_others(item):
@@ -38,7 +38,7 @@ def test_a_batch_runs_at_once_on_native_threads_under_gevent():
 
 
 def test_without_gevent_a_batch_runs_in_order_and_raises_the_first_error():
-    from images.offload import run_each_off_loop
+    from images.runtime.offload import run_each_off_loop
 
     done: list[int] = []
 

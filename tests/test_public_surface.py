@@ -9,10 +9,10 @@ import signal
 import pytest
 import requests
 
-from images import embedded_db
-from images.log_escaping import EscapeControlCharacters, OneLineFormatter
-from images.redaction import redacted_mongodb_uri
-from images.views.service import redacted_connection_string
+from images.api.redaction import redacted_mongodb_uri
+from images.api.views.service import redacted_connection_string
+from images.runtime import embedded_db
+from images.runtime.log_escaping import EscapeControlCharacters, OneLineFormatter
 from tests.helpers import image_bytes, start_service, upload
 from tests.samples import SAMPLES
 
@@ -50,7 +50,7 @@ def test_no_secret_of_the_uri_reaches_the_info_page(settings, uri):
 
 
 def test_the_info_page_redacts_its_connection_string(api, settings, monkeypatch):
-    monkeypatch.setattr("images.views.service.ping", lambda: True)
+    monkeypatch.setattr("images.api.views.service.ping", lambda: True)
     uri = f"mongodb://db.example/x?tlsCertificateKeyFilePassword={SECRET}"
     settings.MONGODB_CONNECTION_STRING = uri
     body = api.get("/").content.decode()
@@ -230,7 +230,7 @@ def test_a_traceback_stays_under_its_record():
 def test_gunicorn_logs_are_escaped_too(capsys):
     from gunicorn.config import Config
 
-    from images.log_escaping import GunicornLogger
+    from images.runtime.log_escaping import GunicornLogger
 
     config = Config()
     config.set("errorlog", "-")

@@ -8,8 +8,8 @@ from django.http import QueryDict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from images.exceptions import BadRequest
-from images.query import ALLOWED_OPERATORS, parse_query
+from images.api.errors import BadRequest
+from images.core.query import ALLOWED_OPERATORS, parse_query
 
 KEYS = st.one_of(
     st.sampled_from(

@@ -22,9 +22,9 @@ import pytest
 import requests
 from rest_framework.test import APIClient
 
-from images.integrity import IntegrityChecker
-from images.repository import ImageRepository
-from images.storage import get_file_store
+from images.store.files import get_file_store
+from images.store.repository import ImageRepository
+from images.writes.integrity import IntegrityChecker
 from tests.helpers import image_bytes
 
 ROUNDS = int(os.environ.get("RACE_ROUNDS", "4"))

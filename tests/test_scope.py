@@ -18,7 +18,7 @@ from bson import ObjectId
 from django.http import QueryDict
 from rest_framework.test import APIClient
 
-from images import signing
+from images.api.auth import signing
 from tests.helpers import image_bytes, upload
 
 USERS = ("alice", "bob", "charlie")

@@ -8,7 +8,7 @@ import signal
 import pytest
 import requests
 
-from images import embedded_db
+from images.runtime import embedded_db
 from tests.helpers import image_bytes, start_service
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from images import embedded_db
+from images.runtime import embedded_db
 from tests.helpers import REPO_ROOT, image_bytes, start_service
 
 QUIET = {"LOG_LEVEL": "WARNING"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from images.views.service import redacted_connection_string
+from images.api.views.service import redacted_connection_string
 
 
 def test_info_document(api, settings):

@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 
 from benchmarks.processes import MIB, children, peak_rss_bytes, reset_peak_rss, rss_bytes
-from images import embedded_db
+from images.runtime import embedded_db
 from tests.helpers import start_service
 
 SIDE = 8000

@@ -257,7 +257,7 @@ def test_under_gevent_renders_run_on_a_native_thread():
     script = (
         "from gevent import monkey; monkey.patch_all()\n"
         "native = monkey.get_original('threading', 'get_ident')\n"
-        "from images.offload import run_off_loop\n"
+        "from images.runtime.offload import run_off_loop\n"
         "print(run_off_loop(native) != native())\n"
     )
     completed = subprocess.run(

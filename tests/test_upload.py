@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from images.storage import get_file_store
+from images.store.files import get_file_store
 from tests.helpers import image_bytes, noise_image, upload
 
 

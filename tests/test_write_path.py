@@ -20,12 +20,12 @@ import pytest
 from bson import ObjectId
 from django.core.management import call_command
 
-from images import repository as repository_module
-from images import storage as storage_module
-from images.integrity import IntegrityChecker
-from images.repository import ImageRepository
-from images.storage import get_file_store
+from images.store import files as storage_module
+from images.store import repository as repository_module
+from images.store.files import get_file_store
+from images.store.repository import ImageRepository
 from images.writes import leases as leases_module
+from images.writes.integrity import IntegrityChecker
 from tests.helpers import image_bytes, s3_client, upload
 
 OLD = image_bytes(color="red")

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 from conftest import FaultyProxy, image_bytes
 
-from images.embedded_db import free_port
+from images.runtime.embedded_db import free_port
 from imagestore_client import (
     BadRequest,
     Client,

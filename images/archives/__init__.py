@@ -20,10 +20,10 @@ and hands their documents, in batches and after their files, to `document_writer
 """
 
 from images.archives.entries import manifest_items
-from images.archives.export import ArchiveExporter
 from images.archives.formats import FORMATS, ExportRequest, parse_export
 from images.archives.importer import ArchiveImporter, ImportResult
 from images.archives.layout import archive_file_name
+from images.archives.zip_export import ArchiveExporter
 
 __all__ = [
     "FORMATS",

@@ -14,7 +14,7 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError
 
-from images.repository import DUPLICATE_KEY, ImageRepository
+from images.store.repository import DUPLICATE_KEY, ImageRepository
 from images.writes import FileWriter, StagedFile
 
 Conflict = Callable[[dict[str, Any], str], None]

@@ -15,12 +15,12 @@ from typing import IO, Any
 
 from django.conf import settings
 
+from images.api.errors import BadRequest
 from images.archives.layout import MANIFEST_JSON, MANIFESTS, READ_CHUNK
-from images.exceptions import BadRequest
+from images.core.paths import RESERVED_PREFIX, validate_file_path
 from images.limits import bounded_json
 from images.limits.archives import unpacked_size
-from images.paths import RESERVED_PREFIX, validate_file_path
-from images.storage import is_storable_key
+from images.store.files import is_storable_key
 
 
 @dataclass

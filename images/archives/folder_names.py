@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from images.exceptions import BadRequest
-from images.scratch import scratch_database
+from images.api.errors import BadRequest
+from images.runtime.scratch import scratch_database
 
 UNLABELLED = "_unlabelled"
 METADATA_JSONL = "metadata.jsonl"

@@ -12,16 +12,16 @@ from typing import Protocol
 
 from django.http import QueryDict
 
-from images.archives.export import ArchiveExporter
+from images.api.errors import BadRequest
 from images.archives.folder_names import parse_label_field
 from images.archives.imagefolder import ImageFolderExporter
 from images.archives.jsonl import JsonLinesExporter
 from images.archives.layout import Progress
 from images.archives.webdataset import WebDatasetExporter
-from images.exceptions import BadRequest
-from images.query import ImageQuery, parse_query
-from images.repository import ImageRepository
-from images.storage import FileStore
+from images.archives.zip_export import ArchiveExporter
+from images.core.query import ImageQuery, parse_query
+from images.store.files import FileStore
+from images.store.repository import ImageRepository
 
 # Parameters of /export that select no images (every other one is part of the query).
 EXPORT_OPTIONS = ("format", "by")

@@ -19,6 +19,7 @@ from typing import Any
 
 from zipstream import ZIP_DEFLATED, ZIP_STORED, ZipStream
 
+from images.api.renderers import dumps
 from images.archives.folder_names import (
     METADATA_JSONL,
     MISSING_JSON,
@@ -34,8 +35,7 @@ from images.archives.streams import (
     json_array,
     open_stored,
 )
-from images.documents import to_api
-from images.renderers import dumps
+from images.core.documents import to_api
 
 
 class ImageFolderExporter(StreamedExport):

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from images.scratch import scratch_database
+from images.runtime.scratch import scratch_database
 
 _SCHEMA = """
 CREATE TABLE documents (position INTEGER PRIMARY KEY, key TEXT NOT NULL, record BLOB NOT NULL);

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from images.api.errors import BadRequest
 from images.archives.document_writer import DocumentWriter
 from images.archives.entries import (
     CORRUPT_ENTRY_ERRORS,
@@ -31,18 +32,17 @@ from images.archives.entries import (
 )
 from images.archives.import_index import ImportIndex
 from images.archives.layout import MANIFEST_JSON, Progress
-from images.dates import now, parse_date
+from images.core.dates import now, parse_date
+from images.core.paths import storage_key, validate_file_path
+from images.core.query import parse_object_id
 from images.duplicates.imports import ImportDuplicates
 from images.duplicates.policy import OnDuplicate
-from images.exceptions import BadRequest
 from images.limits.disk import ensure_room
 from images.limits.documents import check_data
-from images.paths import storage_key, validate_file_path
-from images.query import parse_object_id
-from images.repository import ImageRepository
-from images.storage import PATH_CONFLICTS, FileStore, UnsafeKey
-from images.uploads import inspect_image, validate_data
+from images.store.files import PATH_CONFLICTS, FileStore, UnsafeKey
+from images.store.repository import ImageRepository
 from images.writes import FileWriter, StagedFile
+from images.writes.uploads import inspect_image, validate_data
 
 logger = logging.getLogger(__name__)
 

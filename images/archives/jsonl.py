@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from images.api.renderers import dumps
 from images.archives.streams import StreamedExport
-from images.documents import to_api
-from images.query import ImageQuery
-from images.renderers import dumps
-from images.repository import ImageRepository
+from images.core.documents import to_api
+from images.core.query import ImageQuery
+from images.store.repository import ImageRepository
 
 
 class JsonLinesExporter(StreamedExport):

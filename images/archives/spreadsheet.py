@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from images.renderers import dumps
+from images.api.renderers import dumps
 
 # openpyxl's ILLEGAL_CHARACTERS_RE. openpyxl itself is imported on first export: importing it at
 # start cost about 30 MiB of memory in every worker.

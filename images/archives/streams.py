@@ -18,10 +18,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from images.archives.layout import READ_CHUNK, Progress
-from images.paths import is_safe_file_path
-from images.query import ImageQuery
-from images.repository import ImageRepository
-from images.storage import FileStore
+from images.core.paths import is_safe_file_path
+from images.core.query import ImageQuery
+from images.store.files import FileStore
+from images.store.repository import ImageRepository
 
 # Pieces of an export are joined into writes of about this size (fewer, larger socket writes).
 OUTPUT_CHUNK = 512 * 1024

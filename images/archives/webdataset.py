@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from images.api.renderers import dumps
 from images.archives.layout import READ_CHUNK
 from images.archives.streams import (
     StreamedExport,
@@ -27,8 +28,7 @@ from images.archives.streams import (
     id_key,
     open_stored,
 )
-from images.documents import to_api
-from images.renderers import dumps
+from images.core.documents import to_api
 
 MISSING_MEMBER = "__imagestore__/missing_files.json"
 BLOCK = tarfile.BLOCKSIZE

@@ -15,8 +15,8 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from images.exceptions import ServiceUnavailable
-from images.repository import ImageRepository
+from images.api.errors import ServiceUnavailable
+from images.store.repository import ImageRepository
 
 STALE_SECONDS = 120
 WAIT_SECONDS = 30

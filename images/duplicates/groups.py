@@ -16,8 +16,8 @@ from typing import Any
 
 from django.http import QueryDict
 
-from images.exceptions import BadRequest
-from images.repository import ImageRepository
+from images.api.errors import BadRequest
+from images.store.repository import ImageRepository
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

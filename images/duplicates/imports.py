@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 from images.duplicates.claims import STALE_SECONDS, claim_name, new_token
 from images.duplicates.policy import OnDuplicate, stored_copy
-from images.repository import ImageRepository
-from images.scratch import scratch_database
+from images.runtime.scratch import scratch_database
+from images.store.repository import ImageRepository
 
 
 class DuplicateReport(Protocol):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from images.exceptions import BadRequest, Conflict
-from images.repository import ImageRepository
+from images.api.errors import BadRequest, Conflict
+from images.store.repository import ImageRepository
 
 PARAMETER = "on_duplicate"
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from images.exceptions import PayloadTooLarge
+from images.api.errors import PayloadTooLarge
 
 # Entries smaller than this are not held to the ratio (tiny files compress well); the archive
 # as a whole still is.

@@ -21,7 +21,7 @@ import orjson
 from django.conf import settings
 from rest_framework.parsers import JSONParser
 
-from images.exceptions import BadRequest, PayloadTooLarge
+from images.api.errors import BadRequest, PayloadTooLarge
 
 # Containers of `data` below its top object; a PATCH body adds one level above it.
 MAX_DATA_DEPTH = 32

@@ -1,6 +1,6 @@
 """A floor of free space on local storage: writes that would leave less than
 STORAGE_MIN_FREE_SPACE are refused (507) before they start, readiness reports the storage as
-full below it, and a disk that fills anyway answers 507 (see `images.exceptions`)."""
+full below it, and a disk that fills anyway answers 507 (see `images.api.errors`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import shutil
 
 from django.conf import settings
 
-from images.exceptions import InsufficientStorage
-from images.storage import FileStore, LocalFileStore
+from images.api.errors import InsufficientStorage
+from images.store.files import FileStore, LocalFileStore
 
 
 def free_bytes(files: FileStore) -> int | None:

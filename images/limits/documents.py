@@ -16,7 +16,7 @@ import bson
 from bson.errors import InvalidDocument
 from django.conf import settings
 
-from images.exceptions import BadRequest, PayloadTooLarge
+from images.api.errors import BadRequest, PayloadTooLarge
 
 
 def bson_size(value: dict[str, Any]) -> int:

@@ -16,7 +16,7 @@ import re._constants as sre
 import re._parser as sre_parse
 from typing import Any
 
-from images.exceptions import BadRequest
+from images.api.errors import BadRequest
 
 MAX_PATTERN_LENGTH = 512
 # A repeat at most this many times is cheap whatever it holds (at most 2**10 ways to split).

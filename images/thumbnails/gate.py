@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 
-from images.exceptions import ServiceUnavailable
+from images.api.errors import ServiceUnavailable
 from images.thumbnails.render import NotAnImage
 
 MIB = 1024 * 1024

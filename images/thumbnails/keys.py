@@ -16,10 +16,10 @@ from typing import Any
 
 from bson import ObjectId
 
-from images.paths import RESERVED_PREFIX
-from images.query import ImageQuery
-from images.repository import ImageRepository
-from images.storage import FileStore, S3FileStore
+from images.core.paths import RESERVED_PREFIX
+from images.core.query import ImageQuery
+from images.store.files import FileStore, S3FileStore
+from images.store.repository import ImageRepository
 
 THUMBNAIL_PREFIX = f"{RESERVED_PREFIX}/thumbnails"
 SIZES = (64, 128, 256, 512)

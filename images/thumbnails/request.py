@@ -6,7 +6,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
 
-from images.exceptions import BadRequest
+from images.api.errors import BadRequest
 from images.thumbnails.keys import DEFAULT_SIZE, JPEG, SIZES, WEBP, OutputFormat
 
 SIZE_PARAMETER = OpenApiParameter(

@@ -18,10 +18,10 @@ from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import content_disposition_header
 from rest_framework.request import Request
 
-from images.exceptions import ImageNotFound
-from images.offload import run_off_loop
-from images.repository import ImageRepository
-from images.storage import FileStore
+from images.api.errors import ImageNotFound
+from images.runtime.offload import run_off_loop
+from images.store.files import FileStore
+from images.store.repository import ImageRepository
 from images.thumbnails.gate import GATE
 from images.thumbnails.keys import OutputFormat, document_sha256, stem, thumbnail_key
 from images.thumbnails.render import plan_decoding, render_thumbnail

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from images.offload import run_off_loop
-from images.storage import CHUNK_SIZE, FileStore, LocalFileStore
+from images.runtime.offload import run_off_loop
+from images.store.files import CHUNK_SIZE, FileStore, LocalFileStore
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ after a successor recovered; leases are held only for a rename or copy and one d
 (a batch for imports), far below that limit. Replicas' clocks must agree to well within it.
 """
 
+from images.writes.commit import FileWriter, StagedFile, WriteDocuments
 from images.writes.deletes import Deleter
 from images.writes.leases import Intent, Leases, PathBusy, ensure_lease_indexes
-from images.writes.stores import FileWriter, StagedFile, WriteDocuments
 
 __all__ = [
     "Deleter",

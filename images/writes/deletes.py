@@ -9,12 +9,12 @@ from typing import Any
 
 from bson import ObjectId
 
-from images.repository import ImageRepository
-from images.storage import FileStore, is_storable_key
+from images.store.files import FileStore, is_storable_key
+from images.store.repository import ImageRepository
 from images.thumbnails import delete_keys, delete_thumbnails, thumbnail_keys_of_ids
+from images.writes.commit import may_have_applied
 from images.writes.leases import Held, Intent, Leases
 from images.writes.recovery import recover, referenced_keys
-from images.writes.stores import may_have_applied
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
-from images.exceptions import ServiceUnavailable
-from images.repository import DUPLICATE_KEY, get_collection
+from images.api.errors import ServiceUnavailable
+from images.store.repository import DUPLICATE_KEY, get_collection
 
 LEASES = "image_write_leases"
 # Leases nobody recovered are dropped by MongoDB after this long (check_integrity runs first).

@@ -14,8 +14,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from images.repository import get_collection
-from images.storage import FileStore
+from images.store.files import FileStore
+from images.store.repository import get_collection
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
-from images.facts import facts_of_chunks
-from images.query import ImageQuery
-from images.repository import ImageRepository
-from images.storage import FileStore, get_file_store, is_storable_key
+from images.core.facts import facts_of_chunks
+from images.core.query import ImageQuery
+from images.store.files import FileStore, get_file_store, is_storable_key
+from images.store.repository import ImageRepository
 from images.thumbnails import delete_thumbnails
 
 MISSING_FACTS = {"sha256": {"$exists": False}}

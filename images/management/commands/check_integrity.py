@@ -8,9 +8,9 @@ import datetime as dt
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from images.integrity import IntegrityChecker
-from images.repository import ImageRepository
-from images.storage import get_file_store
+from images.store.files import get_file_store
+from images.store.repository import ImageRepository
+from images.writes.integrity import IntegrityChecker
 
 LISTED = 20
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from pymongo.errors import PyMongoError
 
-from images import repository
+from images.store import repository
 
 
 def valid_field(name: str) -> str:

@@ -13,8 +13,8 @@ from rest_framework.exceptions import APIException
 from tqdm import tqdm
 
 from images.archives import FORMATS, parse_export
-from images.repository import ImageRepository
-from images.storage import get_file_store
+from images.store.files import get_file_store
+from images.store.repository import ImageRepository
 
 QUERY_OPTIONS = ("format", "by", "filter", "limit", "skip", "sort", "order")
 

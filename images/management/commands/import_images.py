@@ -10,9 +10,9 @@ from rest_framework.exceptions import APIException
 from tqdm import tqdm
 
 from images.archives import ArchiveImporter
-from images.repository import ImageRepository
-from images.storage import get_file_store
-from images.uploads import parse_json_object, validate_data
+from images.store.files import get_file_store
+from images.store.repository import ImageRepository
+from images.writes.uploads import parse_json_object, validate_data
 
 LISTED = 20
 

@@ -2,7 +2,7 @@
 
 It binds the port first (taken: one line naming APP_PORT, exit 1), then, without
 MONGODB_CONNECTION_STRING, uses the embedded MongoDB-wire server of DATA_DIRECTORY (started
-here or reused; stopped by the last `serve` or command using it). See `images.serving`.
+here or reused; stopped by the last `serve` or command using it). See `images.runtime.serving`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from pymongo.errors import PyMongoError
 
-from images import embedded_db, repository
-from images.serving import listener
-from images.serving.server import GunicornServer, ServerOptions, gunicorn_config
+from images.runtime import embedded_db
+from images.runtime.serving import listener
+from images.runtime.serving.server import GunicornServer, ServerOptions, gunicorn_config
+from images.store import repository
 
 LOCAL_ONLY = "127.0.0.1"
 

@@ -1,0 +1,1 @@
+"""Django middleware: CORS, the request log and request metrics."""

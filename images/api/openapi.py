@@ -1,0 +1,478 @@
+"""OpenAPI descriptions of the routes: parameters, bodies, answers and examples (drf-spectacular).
+
+The views name these in `extend_schema`; keeping them here leaves a view module to read as its
+routes only. Nothing here validates input: parsing lives in images.core.query, images.writes.uploads and
+images.core.updates. What a client generated from `/docs/schema` needs is said here: the fields a
+`select` projection may drop are optional in list items, PATCH/PUT take JSON, file answers are
+binary, and every status a route can answer is listed.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    inline_serializer,
+)
+from rest_framework import serializers
+
+EXAMPLE_ID = "6564a1f0c2a4b1d2e3f40512"
+EXAMPLE_IMAGE = {
+    "_id": EXAMPLE_ID,
+    "file": "cam1/frame_0001.jpg",
+    "userId": None,
+    "data": {"camera": "cam1", "label": "ok", "score": 4},
+    "time": "2026-11-02T09:30:00.000Z",
+    "size": 48213,
+    "sha256": "9f2c1be0d3c1e0f3a1b7a9e2f8c4d5b6a7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2",
+    "width": 640,
+    "height": 480,
+    "format": "JPEG",
+    "mode": "RGB",
+    "contentType": "image/jpeg",
+}
+
+
+# --- query parameters --------------------------------------------------------------------------
+def _param(name: str, description: str, type_=OpenApiTypes.STR, many: bool = False):
+    return OpenApiParameter(
+        name, type_, OpenApiParameter.QUERY, required=False, description=description, many=many
+    )
+
+
+# The free-form `key=value` filters: one exploded object, empty by default, so that Swagger UI's
+# "Try it out" sends a plain list request (a sampled object would send `additionalProp1=string`).
+DATA_FILTER_PARAMETER = OpenApiParameter(
+    "data",
+    {"type": "object", "additionalProperties": {"type": "string"}},
+    OpenApiParameter.QUERY,
+    required=False,
+    style="form",
+    explode=True,
+    description=(
+        "Any other `key=value` matches `data.key`: `camera=cam1&label=ok` (dotted keys reach "
+        "nested values; repeat a key to match any of its values). Empty by default."
+    ),
+    examples=[
+        OpenApiExample("No data filter", value={}),
+        OpenApiExample("By camera and label", value={"camera": "cam1", "label": "ok"}),
+    ],
+)
+# Published on every route that takes the query parameters of images.core.query.
+QUERY_PARAMETERS = [
+    _param("filter", "MongoDB query document (JSON) using query operators only, ANDed."),
+    _param("ids", "Image id (repeatable, or comma-separated).", many=True),
+    _param("file", "Exact `file` path (partial and case-insensitive with `regex=true`)."),
+    _param("regex", "`true` makes `key=value` and `file` case-insensitive partial matches."),
+    _param("from", "Images with `time` at or after this ISO 8601 date."),
+    _param("to", "Images with `time` at or before this ISO 8601 date."),
+    _param("sort", "Field to sort on (`time`, `file`, `data.camera`, ...)."),
+    _param("order", "`1`/`asc` or `-1`/`desc`."),
+    _param("skip", "Number of images to skip.", OpenApiTypes.INT),
+    _param("limit", "Maximum number of images (0 = no limit).", OpenApiTypes.INT),
+    _param("select", "Space-separated projection, e.g. `file time` or `-data`."),
+    DATA_FILTER_PARAMETER,
+]
+ID_PARAMETER = OpenApiParameter(
+    "id",
+    str,
+    OpenApiParameter.PATH,
+    pattern="^[0-9a-fA-F]{24}$",
+    description="The image's `_id` (24 hexadecimal characters).",
+)
+
+
+# --- documents ---------------------------------------------------------------------------------
+def _image_fields(required: bool) -> dict[str, serializers.Field]:
+    def kept(field: type[serializers.Field], **options) -> serializers.Field:
+        return field(required=required, **options)
+
+    return {
+        "_id": kept(serializers.CharField),
+        "file": kept(serializers.CharField, help_text="Relative storage path."),
+        "userId": serializers.CharField(
+            required=False, allow_null=True, help_text="Owner (null when auth is off)."
+        ),
+        "data": kept(serializers.DictField, help_text="The free-form metadata (a JSON object)."),
+        "time": kept(serializers.DateTimeField),
+        "size": serializers.IntegerField(required=False),
+        "sha256": serializers.CharField(required=False),
+        "width": serializers.IntegerField(required=False),
+        "height": serializers.IntegerField(required=False),
+        "format": serializers.CharField(required=False),
+        "mode": serializers.CharField(required=False),
+        "contentType": serializers.CharField(required=False),
+    }
+
+
+IMAGE_SCHEMA = inline_serializer("Image", _image_fields(required=True))
+# A list item: `select` may drop any field, `_id` included (`select=-_id`).
+SELECTED_IMAGE_SCHEMA = inline_serializer("SelectedImage", _image_fields(required=False))
+LIST_SCHEMA = inline_serializer(
+    "ImageList",
+    {
+        "total": serializers.IntegerField(),
+        "skip": serializers.IntegerField(),
+        "limit": serializers.IntegerField(),
+        "items": SELECTED_IMAGE_SCHEMA.__class__(many=True),
+        "select": serializers.CharField(required=False),
+    },
+)
+UPDATE_RESULT_SCHEMA = inline_serializer(
+    "UpdateResult",
+    {
+        "acknowledged": serializers.BooleanField(),
+        "matchedCount": serializers.IntegerField(),
+        "modifiedCount": serializers.IntegerField(),
+        "upsertedId": serializers.CharField(allow_null=True),
+        "upsertedCount": serializers.IntegerField(),
+    },
+)
+DELETE_RESULT_SCHEMA = inline_serializer(
+    "DeleteResult",
+    {"acknowledged": serializers.BooleanField(), "deletedCount": serializers.IntegerField()},
+)
+DELETED_SCHEMA = inline_serializer("Deleted", {"_id": serializers.CharField()})
+_METADATA_HELP = (
+    "Metadata as a JSON object; `null` (what the original's GUI sends for an empty Metadata "
+    "box) means none."
+)
+UPLOAD_SCHEMA = inline_serializer(
+    "ImageUpload",
+    {
+        "image": serializers.FileField(help_text="The image file."),
+        "file": serializers.CharField(required=False, help_text="Relative storage path."),
+        "time": serializers.DateTimeField(required=False),
+        "_id": serializers.CharField(required=False),
+        "json": serializers.CharField(required=False, help_text=_METADATA_HELP),
+        "data": serializers.CharField(required=False, help_text="Same as `json`."),
+    },
+)
+IMPORT_REQUEST_SCHEMA = inline_serializer(
+    "ArchiveImport",
+    {
+        "archive": serializers.FileField(help_text="The zip archive."),
+        "json": serializers.CharField(
+            required=False,
+            help_text="JSON object merged over every document's data; `null` merges nothing.",
+        ),
+        "data": serializers.CharField(required=False, help_text="Same as `json`."),
+        "time": serializers.DateTimeField(
+            required=False, help_text="Time of the images that `mongodb_data.json` lacks."
+        ),
+        "on_duplicate": serializers.ChoiceField(
+            ["reject", "skip"],
+            required=False,
+            help_text="An entry whose bytes the caller already stores at another path (or an "
+            "earlier entry brought) is not stored and is listed in `duplicates`; with `reject` "
+            "it is listed in `skipped` too. Absent: stored anyway.",
+        ),
+    },
+)
+IMPORT_RESULT_SCHEMA = inline_serializer(
+    "ArchiveImportResult",
+    {
+        "file": serializers.CharField(help_text="The archive's name."),
+        "imported": serializers.IntegerField(help_text="Documents written."),
+        "skipped": serializers.ListField(
+            child=serializers.DictField(child=serializers.CharField()),
+            help_text="Entries not imported: `{entry, reason}`.",
+        ),
+        "skippedCount": serializers.IntegerField(
+            required=False, help_text="Present when more were skipped than listed."
+        ),
+        "duplicates": serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            help_text="With `on_duplicate`: `{entry, _id, file}` of the image each entry "
+            "repeats (`_id` null when it is an earlier entry of the same archive).",
+        ),
+        "duplicatesCount": serializers.IntegerField(
+            required=False, help_text="Present when more duplicates were found than listed."
+        ),
+    },
+)
+IMAGE_LINKS_SCHEMA = inline_serializer(
+    "SignedImageUrls",
+    {
+        "image": serializers.URLField(help_text="GET/HEAD the image bytes without a header."),
+        "file": serializers.URLField(),
+        "thumbnail": serializers.URLField(required=False),
+        "expires": serializers.IntegerField(help_text="Expiry, seconds since the epoch."),
+    },
+)
+EXPORT_LINK_SCHEMA = inline_serializer(
+    "SignedExportUrl",
+    {"export": serializers.URLField(), "expires": serializers.IntegerField()},
+)
+
+# --- duplicates (images.duplicates) ------------------------------------------------------------
+DUPLICATE_PAGE_PARAMETERS = [
+    OpenApiParameter(
+        "after",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=False,
+        description="The `next` of the previous page: groups with a greater sha256.",
+    ),
+    OpenApiParameter(
+        "limit",
+        OpenApiTypes.INT,
+        OpenApiParameter.QUERY,
+        required=False,
+        description="Groups per page, 1 to 1000 (default 100).",
+    ),
+]
+DUPLICATE_ITEM_SCHEMA = inline_serializer(
+    "DuplicateItem", {"_id": serializers.CharField(), "file": serializers.CharField()}
+)
+DUPLICATE_GROUP_SCHEMA = inline_serializer(
+    "DuplicateGroup",
+    {
+        "sha256": serializers.CharField(),
+        "count": serializers.IntegerField(help_text="Images with these bytes."),
+        "items": DUPLICATE_ITEM_SCHEMA.__class__(many=True, help_text="Oldest first, ≤ 1000."),
+    },
+)
+DUPLICATE_PAGE_SCHEMA = inline_serializer(
+    "DuplicatePage",
+    {
+        "limit": serializers.IntegerField(),
+        "items": DUPLICATE_GROUP_SCHEMA.__class__(many=True),
+        "next": serializers.CharField(
+            allow_null=True, help_text="`after` for the next page; null on the last page."
+        ),
+    },
+)
+DUPLICATE_CONFLICT_SCHEMA = inline_serializer(
+    "DuplicateConflict",
+    {
+        "detail": serializers.CharField(),
+        "_id": serializers.CharField(help_text="The image already holding these bytes."),
+        "file": serializers.CharField(),
+    },
+)
+ON_DUPLICATE_PARAMETER = OpenApiParameter(
+    "on_duplicate",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    required=False,
+    enum=["reject", "skip"],
+    description="When the caller already stores the same bytes (sha256) at another path: "
+    "`reject` answers 409 with that image's `_id` and `file`, `skip` answers 200 with its "
+    "document; nothing is stored. Absent: stored anyway (the original's behaviour).",
+)
+
+# --- errors --------------------------------------------------------------------------------------
+ERROR_SCHEMA = inline_serializer("Error", {"detail": serializers.CharField()})
+_ERROR_MEANINGS = {
+    400: "Bad input: `detail` names the parameter or field and the problem.",
+    401: "Auth is on (OIDC_JWKS_URI) and the bearer token or signed link is missing or invalid.",
+    404: "No such image (in the caller's scope), or its file is gone.",
+    409: "The `_id` given is already stored for another file.",
+    413: "Too large: the body (MAX_UPLOAD_SIZE, MAX_IMPORT_SIZE, JSON bodies) or the document "
+    "it would make (MAX_DATA_SIZE, MongoDB's 16 MB).",
+    415: "The body is not `application/json`.",
+    416: "The `Range` is outside the file (`Content-Range: bytes */size` says its size).",
+    422: "The file is not an image a thumbnail can be made of.",
+    503: "MongoDB, the storage or the identity provider cannot be reached.",
+    507: "The storage is full: nothing was written.",
+}
+ERROR = OpenApiResponse(ERROR_SCHEMA)
+ERRORS = {
+    code: OpenApiResponse(ERROR_SCHEMA, description=meaning)
+    for code, meaning in _ERROR_MEANINGS.items()
+}
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """The error answers of a route, each with what it means there."""
+    return {code: ERRORS[code] for code in codes}
+
+
+def _example(name: str, value, **options) -> OpenApiExample:
+    return OpenApiExample(name, value=value, **options)
+
+
+# --- requests ------------------------------------------------------------------------------------
+PATCH_BODY = {
+    "application/json": OpenApiTypes.OBJECT,
+}
+PATCH_EXAMPLES = [
+    _example("Set keys", {"reviewed": "yes", "review": {"by": "gui"}}, request_only=True),
+    _example("Remove a key", {"$unset": {"reviewed": ""}}, request_only=True),
+]
+PUT_EXAMPLES = [
+    _example("Replace the data", {"camera": "cam1", "label": "ng"}, request_only=True),
+]
+
+# --- answers of each route -------------------------------------------------------------------------
+_READ = (400, 401, 503)
+_ONE = (400, 401, 404, 503)
+LIST_RESPONSES = {
+    200: OpenApiResponse(
+        LIST_SCHEMA,
+        examples=[
+            _example(
+                "A page",
+                {"total": 1, "skip": 0, "limit": 10, "items": [EXAMPLE_IMAGE]},
+                response_only=True,
+            ),
+            _example(
+                "With select=file time",
+                {
+                    "total": 1,
+                    "skip": 0,
+                    "limit": 10,
+                    "items": [
+                        {
+                            "_id": EXAMPLE_ID,
+                            "file": EXAMPLE_IMAGE["file"],
+                            "time": EXAMPLE_IMAGE["time"],
+                        }
+                    ],
+                    "select": "file time",
+                },
+                response_only=True,
+            ),
+        ],
+    ),
+    **errors(*_READ),
+}
+_IMAGE = OpenApiResponse(
+    IMAGE_SCHEMA, examples=[_example("An image", EXAMPLE_IMAGE, response_only=True)]
+)
+UPLOAD_RESPONSES = {
+    200: _IMAGE,
+    409: OpenApiResponse(
+        DUPLICATE_CONFLICT_SCHEMA,
+        description="`_id` taken by another file, or `on_duplicate=reject` and the same bytes "
+        "are stored (then with `_id` and `file` of that image).",
+    ),
+    **errors(400, 401, 413, 503, 507),
+}
+IMAGE_RESPONSES = {200: _IMAGE, **errors(*_ONE)}
+EDIT_RESPONSES = {200: _IMAGE, **errors(400, 401, 404, 413, 415, 503)}
+BULK_UPDATE_RESPONSES = {
+    200: OpenApiResponse(
+        UPDATE_RESULT_SCHEMA,
+        examples=[
+            _example(
+                "Updated",
+                {
+                    "acknowledged": True,
+                    "matchedCount": 4,
+                    "modifiedCount": 4,
+                    "upsertedId": None,
+                    "upsertedCount": 0,
+                },
+                response_only=True,
+            )
+        ],
+    ),
+    **errors(400, 401, 413, 415, 503),
+}
+BULK_DELETE_RESPONSES = {
+    200: OpenApiResponse(
+        DELETE_RESULT_SCHEMA,
+        examples=[
+            _example("Deleted", {"acknowledged": True, "deletedCount": 3}, response_only=True)
+        ],
+    ),
+    **errors(*_READ),
+}
+DELETE_RESPONSES = {200: DELETED_SCHEMA, **errors(*_ONE)}
+_BYTES = OpenApiTypes.BINARY
+DOWNLOAD_RESPONSES = {
+    (200, "application/octet-stream"): OpenApiResponse(
+        _BYTES, description="The file, with `Content-Disposition`, `ETag` and `Accept-Ranges`."
+    ),
+    (206, "application/octet-stream"): OpenApiResponse(
+        _BYTES, description="The bytes the `Range` asked for (`Content-Range` says which)."
+    ),
+    304: OpenApiResponse(description="`If-None-Match`/`If-Modified-Since` matched: no body."),
+    307: OpenApiResponse(description="S3_PRESIGNED_DOWNLOADS: `Location` is a presigned URL."),
+    **errors(400, 401, 404, 416, 503),
+}
+_THUMBNAIL = "WebP when `Accept` allows it, else JPEG."
+THUMBNAIL_RESPONSES = {
+    (200, "image/webp"): OpenApiResponse(_BYTES, description=_THUMBNAIL),
+    (200, "image/jpeg"): OpenApiResponse(_BYTES, description=_THUMBNAIL),
+    304: OpenApiResponse(description="`If-None-Match` matched: no body."),
+    **errors(400, 401, 404, 422, 503),
+}
+FIELDS_RESPONSES = {
+    200: OpenApiResponse(
+        {"type": "array", "items": {"type": "string"}},
+        examples=[_example("Keys", ["camera", "label", "score"], response_only=True)],
+    ),
+    **errors(401, 503),
+}
+FIELD_VALUES_RESPONSES = {
+    200: OpenApiResponse(
+        {"type": "array", "items": {}},
+        examples=[_example("Values", ["cam1", "cam2"], response_only=True)],
+    ),
+    **errors(*_READ),
+}
+EXPORT_PARAMETERS = [
+    OpenApiParameter(
+        "format",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=False,
+        enum=["zip", "webdataset", "imagefolder", "jsonl"],
+        description="`zip` (default, the original's archive), `webdataset`, `imagefolder` "
+        "or `jsonl`. Not a data filter here: filter on `data.format` with `filter`.",
+    ),
+    OpenApiParameter(
+        "by",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=False,
+        description="With `format=imagefolder`: the data key (dotted for nested values) whose "
+        "value names each image's folder. Default `label`.",
+    ),
+    *QUERY_PARAMETERS,
+]
+_EXPORT = (
+    "Streamed as it is made, `Content-Disposition` naming it. `format=zip` (default) or "
+    "`imagefolder`: a zip; `webdataset`: a tar; `jsonl`: one document per line."
+)
+EXPORT_RESPONSES = {
+    (200, "application/zip"): OpenApiResponse(_BYTES, description=_EXPORT),
+    (200, "application/x-tar"): OpenApiResponse(_BYTES, description=_EXPORT),
+    (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description=_EXPORT),
+    **errors(*_READ),
+}
+IMPORT_RESPONSES = {
+    200: OpenApiResponse(
+        IMPORT_RESULT_SCHEMA,
+        examples=[
+            _example(
+                "Imported",
+                {"file": "dataset.zip", "imported": 5, "skipped": []},
+                response_only=True,
+            )
+        ],
+    ),
+    **errors(400, 401, 413, 503, 507),
+}
+IMAGE_LINKS_RESPONSES = {200: IMAGE_LINKS_SCHEMA, **errors(*_ONE)}
+EXPORT_LINK_RESPONSES = {200: EXPORT_LINK_SCHEMA, **errors(*_READ)}
+DUPLICATES_RESPONSES = {200: DUPLICATE_PAGE_SCHEMA, **errors(*_READ)}
+READINESS_SCHEMA = inline_serializer(
+    "Readiness",
+    {
+        "status": serializers.ChoiceField(["ok", "unavailable"]),
+        "mongodb": serializers.BooleanField(),
+        "storage": serializers.BooleanField(),
+        "storageFull": serializers.BooleanField(required=False),
+    },
+)
+READY_RESPONSES = {
+    200: READINESS_SCHEMA,
+    503: OpenApiResponse(READINESS_SCHEMA, description="MongoDB or the storage is unreachable."),
+}

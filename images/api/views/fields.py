@@ -1,0 +1,44 @@
+"""`GET /fields` and `GET /fields/<field>`: what keys and values the data holds."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from images.api.errors import BadRequest
+from images.api.openapi import FIELD_VALUES_RESPONSES, FIELDS_RESPONSES, QUERY_PARAMETERS
+from images.api.scope import repository_for
+from images.core.query import parse_query
+
+
+class FieldListView(APIView):
+    @extend_schema(
+        summary="Top-level keys of `data` (of the newest FIELDS_SAMPLE_SIZE images in scope)",
+        description=(
+            "Query parameters are ignored, as the original does: clients send their list's "
+            "query and build columns from the answer, which a filter matching nothing must "
+            "not empty."
+        ),
+        operation_id="fields_list",
+        responses=FIELDS_RESPONSES,
+    )
+    def get(self, request: Request) -> Response:
+        return Response(repository_for(request).field_names(settings.FIELDS_SAMPLE_SIZE))
+
+
+class FieldValuesView(APIView):
+    @extend_schema(
+        summary="Distinct values of `data.<field>` (dotted paths allowed)",
+        parameters=QUERY_PARAMETERS,
+        operation_id="field_values",
+        responses=FIELD_VALUES_RESPONSES,
+    )
+    def get(self, request: Request, field: str) -> Response:
+        parts = field.split(".")
+        if any(not part or part.startswith("$") or "\x00" in part for part in parts):
+            raise BadRequest(f"Invalid field {field!r}")
+        query = parse_query(request.query_params)
+        return Response(repository_for(request).distinct_values(field, query.filter))

@@ -1,0 +1,56 @@
+"""Settings errors as one line, and the embedded database for management commands."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+
+from django.core.exceptions import ImproperlyConfigured
+
+SETTING_ERROR_STATUS = 2
+# Commands that manage the embedded database themselves, or need none.
+WITHOUT_DATABASE = {"serve"}
+
+
+def load_settings_or_exit(program: str) -> None:
+    """Import the settings module; a wrong environment variable: one line, exit status 2."""
+    try:
+        importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+    except ImproperlyConfigured as error:
+        sys.stderr.write(f"{program}: {error}\n")
+        sys.exit(SETTING_ERROR_STATUS)
+
+
+def is_project_command(name: str) -> bool:
+    import django
+    from django.core.management import get_commands
+
+    django.setup()
+    return get_commands().get(name) == "images" and name not in WITHOUT_DATABASE
+
+
+@contextlib.contextmanager
+def embedded_database_for(command: str) -> Iterator[None]:
+    """The project's commands without MONGODB_CONNECTION_STRING: the embedded server of
+    DATA_DIRECTORY (the one `serve` runs, else started here and stopped when the last
+    user leaves)."""
+    from django.conf import settings
+
+    if settings.MONGODB_CONNECTION_STRING or not is_project_command(command):
+        yield
+        return
+    from images.runtime import embedded_db
+
+    lease = embedded_db.acquire(settings.DATA_DIRECTORY)
+    settings.MONGODB_CONNECTION_STRING = lease.uri
+    os.environ["MONGODB_CONNECTION_STRING"] = lease.uri
+    try:
+        yield
+    finally:
+        from images.store import repository
+
+        repository.close_client()
+        lease.release()

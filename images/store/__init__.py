@@ -1,0 +1,1 @@
+"""Persistence: the MongoDB repository and the file stores (local disk or S3)."""

@@ -1,0 +1,185 @@
+"""Storing new bytes for documents: staged first, then, under the keys' leases, promoted and
+their documents written in the order that never exposes a document without its bytes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import IO
+
+from pymongo.errors import (
+    BulkWriteError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+
+from images.store.files import PATH_CONFLICTS, FileStore, new_staging_key
+from images.writes.leases import Held, Intent, Leases, PathBusy
+from images.writes.recovery import recover, referenced_keys
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """New bytes for `key`, waiting at `staging`."""
+
+    key: str
+    staging: str
+    sha256: str
+    size: int
+
+
+@dataclass
+class Placement:
+    """Where the staged files of one held group stand before their documents are written."""
+
+    new: list[StagedFile] = field(default_factory=list)  # at their key, which held no bytes
+    replaced: list[StagedFile] = field(default_factory=list)  # still staged, durably
+    blocked: list[StagedFile] = field(default_factory=list)  # path conflicts: dropped
+
+
+# Writes the documents of the staged files it is given (the second argument: the keys that held
+# no bytes, whose document is most likely new); returns the keys whose document it wrote (the
+# others, refused for a conflict, get their staged bytes dropped).
+WriteDocuments = Callable[[list[StagedFile], Collection[str]], Collection[str]]
+
+
+def may_have_applied(error: BaseException) -> bool:
+    """Whether a failed database write may still have landed (or land later): a timeout or a
+    dropped connection after the request was sent. Such a write is left to recovery."""
+    if not isinstance(error, PyMongoError) or isinstance(error, ServerSelectionTimeoutError):
+        return False
+    return isinstance(error, BulkWriteError) or not isinstance(error, OperationFailure)
+
+
+class FileWriter:
+    def __init__(self, files: FileStore) -> None:
+        self.files = files
+        self.leases = Leases(lambda key, lease: recover(files, key, lease))
+
+    # --- staging (no lease: the staging key is this writer's alone) ---------------------------
+    def stage(self, key: str, source: IO[bytes], sha256: str, size: int) -> StagedFile:
+        self.files.check_writable(key)
+        staged = StagedFile(key, new_staging_key(), sha256, size)
+        self.files.stage(source, staged.staging)
+        return staged
+
+    def stage_path(self, key: str, source_path: str, sha256: str, size: int) -> StagedFile:
+        self.files.check_writable(key)
+        staged = StagedFile(key, new_staging_key(), sha256, size)
+        self.files.stage_path(source_path, staged.staging)
+        return staged
+
+    def discard(self, staged: Collection[StagedFile]) -> None:
+        for item in staged:
+            try:
+                self.files.delete(item.staging)
+            except Exception:
+                logger.warning("Could not remove staged bytes %s", item.staging, exc_info=True)
+
+    # --- commit -------------------------------------------------------------------------------
+    def commit(self, staged: list[StagedFile], write_documents: WriteDocuments) -> set[str]:
+        """Promote the staged files and write their documents; the keys whose document was
+        written. Keys must be distinct."""
+        by_key = {item.key: item for item in staged}
+        intents = {item.key: Intent(item.staging, item.sha256) for item in staged}
+        written: set[str] = set()
+        done: set[str] = set()
+        try:
+            for held in self.leases.rounds(intents):
+                items = [by_key[key] for key in held.keys]
+                done.update(held.keys)
+                written |= self._commit_held(held, items, write_documents)
+        except PathBusy:
+            self.discard([item for key, item in by_key.items() if key not in done])
+            raise
+        return written
+
+    def _commit_held(
+        self, held: Held, items: list[StagedFile], write_documents: WriteDocuments
+    ) -> set[str]:
+        """New keys: bytes first, then the document (a failure removes the bytes again).
+        Replaced keys: the document first, then the bytes (a failure keeps the old bytes,
+        whose document was not replaced)."""
+        placement = Placement()
+        try:
+            self._place(items, placement)
+        except Exception:
+            self._undo(placement.new, [item for item in items if item not in placement.new])
+            self.leases.release_quietly(held)
+            raise
+        new, replaced = placement.new, placement.replaced
+        items = new + replaced
+        try:
+            new_keys = {item.key for item in new}
+            written = set(write_documents(items, new_keys)) if items else set()
+        except BaseException as error:
+            if may_have_applied(error):
+                logger.warning("Document write of %d files uncertain: left to recovery", len(items))
+                raise
+            self._undo(new, replaced)
+            self.leases.release_quietly(held)
+            raise
+        self._undo(
+            [item for item in new if item.key not in written],
+            [item for item in replaced if item.key not in written],
+        )
+        for item in replaced:
+            if item.key in written:
+                self.files.promote(item.staging, item.key, item.size)  # fails: recovery
+        self.leases.release_quietly(held)  # the write is done: a lease left behind is harmless
+        return written
+
+    def _place(self, items: list[StagedFile], placement: Placement) -> None:
+        """Link the bytes of keys that hold none to their key (`new`); keys that hold bytes,
+        or that a document references where the store cannot link, get theirs after the
+        document (`replaced`); path conflicts are dropped (`blocked`). Then everything a
+        document is about to name is made durable, in one batch."""
+        linked, undecided = [], []
+        for item in items:
+            try:
+                placed = self.files.link_if_absent(item.staging, item.key)
+            except PATH_CONFLICTS:
+                self._block(item, placement)
+                continue
+            if placed is None:
+                undecided.append(item)
+            else:
+                (linked if placed else placement.replaced).append(item)
+            if placed:
+                placement.new.append(item)
+        referenced = referenced_keys(item.key for item in undecided)
+        placement.replaced += [item for item in undecided if item.key in referenced]
+        promoted = [item for item in undecided if item.key not in referenced]
+        for item in promoted:
+            self._promote_new(item, placement)
+        self.files.make_durable(
+            [item.key for item in placement.new] + [item.staging for item in placement.replaced]
+        )
+        for item in linked:
+            self.files.unlink_staging(item.staging)
+
+    def _promote_new(self, item: StagedFile, placement: Placement) -> None:
+        """Promote the bytes of a key no document references (so undoing may remove it)."""
+        placement.new.append(item)
+        try:
+            self.files.promote(item.staging, item.key, item.size)
+        except PATH_CONFLICTS:
+            placement.new.remove(item)
+            self._block(item, placement)
+
+    def _block(self, item: StagedFile, placement: Placement) -> None:
+        """A key whose path collides with a stored folder or file: its document is not written."""
+        self.files.delete(item.staging)
+        placement.blocked.append(item)
+
+    def _undo(self, new: list[StagedFile], replaced: list[StagedFile]) -> None:
+        """Remove what a write that did not land left: new keys' files (no document uses
+        them: the lease kept every other writer out) and replacing bytes still staged."""
+        for item in new:
+            self.files.delete(item.key)
+            self.files.delete(item.staging)
+        self.discard(replaced)
