@@ -1,6 +1,6 @@
 """`python -m benchmarks.run --compare original`: the original and imagestore side by side.
 
-Both services run against one SecantusDB (each in its own database, seeded with the same
+Both services run against one mongod (each in its own database, seeded with the same
 documents), and every scenario runs on the original, then on imagestore, round after round,
 so that both see the same machine load; the table prints medians and ratios.
 `--compare PATH` puts another checkout of imagestore (say, the commit before a change) in

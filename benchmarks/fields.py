@@ -1,6 +1,6 @@
 """`python -m benchmarks.fields [--documents N]`: what `GET /fields` costs on a large store.
 
-Seeds a fresh SecantusDB with N documents (default 200,000; a rare key only in the oldest
+Seeds a fresh mongod with N documents (default 200,000; a rare key only in the oldest
 ones), then times the key listing imagestore runs (the newest FIELDS_SAMPLE_SIZE documents over
 the `_id` index) next to a scan of every document and the original's `$sample` of 100,000.
 Prints seconds per call and the keys each found; asserts nothing.

@@ -1,6 +1,6 @@
 """`python -m benchmarks.run --growth`: how the cost of a request grows with the collection.
 
-One imagestore, one SecantusDB; the collection is seeded straight through PyMongo up to each
+One imagestore, one mongod; the collection is seeded straight through PyMongo up to each
 size in turn (2,000, 20,000, 200,000 documents by default), and at each size the same requests
 run at c=1: a list of one camera (1 in 20 documents match) without and with an index on
 `data.camera`, one document, an upload, and `/fields`.

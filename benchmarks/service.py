@@ -1,6 +1,6 @@
-"""The services under test: a fresh SecantusDB and `manage.py serve` in a temporary directory.
+"""The services under test: a fresh mongod and `manage.py serve` in a temporary directory.
 
-`BenchDatabase` is the SecantusDB server; `BenchService` is imagestore against a database of its
+`BenchDatabase` is the mongod server; `BenchService` is imagestore against a database of its
 own (or against a shared `BenchDatabase`, for side-by-side runs); `benchmarks.original` runs the
 original service the same way.
 """
@@ -34,7 +34,7 @@ class ServerOptions:
 
 
 class BenchDatabase:
-    """A SecantusDB server in `workdir/db`, on a free port, stopped by `stop()`."""
+    """A standalone mongod in `workdir/db`, on a free port, stopped by `stop()`."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -44,7 +44,9 @@ class BenchDatabase:
     def start(self) -> None:
         storage = self.workdir / "db"
         storage.mkdir(parents=True)
-        self.process = embedded_db.start_process(storage, self.port, self.workdir / "db.log")
+        self.process = embedded_db.start_process(
+            storage, self.port, self.workdir / "db.log", replica_set=None, cache_gb=1.0
+        )
         embedded_db.wait_until_listening(self.port, self.process, 60)
 
     def uri(self, database: str) -> str:

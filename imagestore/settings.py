@@ -126,8 +126,12 @@ HTTP_MAX_REQUEST_LINE = env_int("HTTP_MAX_REQUEST_LINE", 256 * 1024, minimum=409
 GRACEFUL_TIMEOUT = env_int("GRACEFUL_TIMEOUT", 20, minimum=1, maximum=3600)
 
 # --- MongoDB ---------------------------------------------------------------------------------
-# Empty means: `manage.py serve` starts the embedded MongoDB-wire server and sets it.
+# Empty means: `manage.py serve` starts the embedded MongoDB (a replica set of one) and sets it.
+# Writes are acknowledged once journaled on a majority (w=majority, journal=true) and reads use
+# the primary with read concern majority, unless the connection string sets these itself.
 MONGODB_CONNECTION_STRING = env_str("MONGODB_CONNECTION_STRING")
+# WiredTiger's cache of the embedded server, in GB (mongod's own default is half the RAM).
+MONGODB_EMBEDDED_CACHE_GB = env_float("MONGODB_EMBEDDED_CACHE_GB", 0.25, minimum=0.25)
 MONGODB_DEFAULT_DATABASE = "image_storage"
 MONGODB_TIMEOUT_MS = env_int("MONGODB_TIMEOUT_MS", 3000, minimum=100)
 MONGODB_QUERY_TIMEOUT_MS = env_int("MONGODB_QUERY_TIMEOUT_MS", 30000, minimum=100)

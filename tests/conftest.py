@@ -1,4 +1,4 @@
-"""Fixtures: real servers for the whole session (SecantusDB, moto's S3), and clients."""
+"""Fixtures: real servers for the whole session (MongoDB's mongod, moto's S3), and clients."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from tests.services import two_services  # noqa: F401  (two serve processes, one
 
 
 class DatabaseServer:
-    """A SecantusDB process on a free loopback port; it can be stopped and started again."""
+    """A standalone mongod on a free loopback port; it can be stopped and started again."""
 
     def __init__(self, storage: Path) -> None:
         self.storage = storage
@@ -44,7 +44,10 @@ class DatabaseServer:
         return f"mongodb://127.0.0.1:{self.port}/imagestore_test"
 
     def start(self) -> None:
-        self.process = embedded_db.start_process(self.storage, self.port, self.storage / "log")
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.process = embedded_db.start_process(
+            self.storage / "data", self.port, self.storage / "log", replica_set=None
+        )
         embedded_db.wait_until_listening(self.port, self.process, 60)
 
     def stop(self) -> None:
@@ -74,7 +77,7 @@ def database_server(tmp_path_factory) -> Iterator[DatabaseServer | None]:
     if os.environ.get("MONGODB_CONNECTION_STRING"):
         yield None
         return
-    server = DatabaseServer(tmp_path_factory.mktemp("secantus"))
+    server = DatabaseServer(tmp_path_factory.mktemp("mongod"))
     server.start()
     yield server
     server.stop()

@@ -12,6 +12,7 @@ import uuid
 
 import requests
 from django.core.management import CommandError, call_command
+from pymongo.read_concern import ReadConcern
 
 from images.runtime import embedded_db
 from images.store import repository
@@ -68,6 +69,20 @@ def test_s3_unreachable_gives_503_and_no_document(api, s3_bucket, settings, coll
     assert collection.count_documents({}) == 0
 
 
+def wait_until_settled(collection, timeout: float = 30) -> None:
+    """Until the database runs no operation on `collection`."""
+    admin = collection.database.client.get_database("admin", read_concern=ReadConcern("local"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = list(
+            admin.aggregate([{"$currentOp": {}}, {"$match": {"ns": collection.full_name}}])
+        )
+        if not running:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"still running after {timeout} s: {running}")
+
+
 def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
     tmp_path, mongodb_uri, settings
 ):
@@ -106,6 +121,7 @@ def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
         time.sleep(0.005)
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate(timeout=30)
+    wait_until_settled(collection)  # a delete_many the database began goes on without its client
 
     out = io.StringIO()
     remaining = collection.count_documents({})

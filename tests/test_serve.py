@@ -40,7 +40,7 @@ def test_embedded_default_keeps_data_across_restarts(workdir):
         assert requests.get(f"{base}/", timeout=10).json()["mongodb"]["connected"] is True
     finally:
         output = stop_service(process)
-    assert "Embedded MongoDB-wire server (started)" in output
+    assert "Embedded MongoDB (started)" in output
     assert not embedded_db.is_alive(state["pid"])
     assert not (workdir / "data" / "db.json").exists()
     assert (workdir / "uploads" / "x.jpg").read_bytes() == image_bytes()

@@ -1,4 +1,4 @@
-"""Fixtures: a real SecantusDB and `manage.py serve` for the session, clients, image trees."""
+"""Fixtures: a real mongod and `manage.py serve` for the session, clients, image trees."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ CLIENT_SOURCE = REPO_ROOT / "client" / "src"
 
 
 class Service(BenchService):
-    """A SecantusDB and a `manage.py serve` in their own folder, with extra environment."""
+    """A mongod and a `manage.py serve` in their own folder, with extra environment."""
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         super().__init__(workdir, ServerOptions(workers=2))

@@ -22,7 +22,7 @@ def test_dependencies_are_pinned_as_the_service_pins_them():
     for name in ("base.txt", "dev.txt"):
         for line in (REPO_ROOT / "requirements" / name).read_text().splitlines():
             if "==" in line and not line.startswith("#"):
-                package, version = line.split("==")
+                package, version = line.split(";")[0].strip().split("==")
                 pins[package.split("[")[0].lower()] = version
     for requirement in PYPROJECT["project"]["dependencies"]:
         package, version = requirement.split("==")

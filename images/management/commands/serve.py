@@ -1,7 +1,7 @@
 """`python manage.py serve`: the production server (gunicorn, gevent workers) on $APP_PORT.
 
 It binds the port first (taken: one line naming APP_PORT, exit 1), then, without
-MONGODB_CONNECTION_STRING, uses the embedded MongoDB-wire server of DATA_DIRECTORY (started
+MONGODB_CONNECTION_STRING, uses the embedded MongoDB of DATA_DIRECTORY (started
 here or reused; stopped by the last `serve` or command using it). See `images.runtime.serving`.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from pymongo.errors import PyMongoError
 from images.runtime import embedded_db
 from images.runtime.serving import listener
 from images.runtime.serving.server import GunicornServer, ServerOptions, gunicorn_config
+from images.runtime.serving.startup import SETTING_ERROR_STATUS
 from images.store import repository
 
 LOCAL_ONLY = "127.0.0.1"
@@ -86,13 +88,17 @@ class Command(BaseCommand):
         if settings.MONGODB_CONNECTION_STRING:
             yield None
             return
-        lease = embedded_db.acquire(settings.DATA_DIRECTORY)
+        try:
+            lease = embedded_db.acquire(settings.DATA_DIRECTORY)
+        except embedded_db.Unavailable as error:
+            self.stderr.write(f"serve: {error}")
+            sys.exit(SETTING_ERROR_STATUS)
         os.environ["MONGODB_CONNECTION_STRING"] = lease.uri
         settings.MONGODB_CONNECTION_STRING = lease.uri
         how = "started" if lease.server.started_here else "reusing"
         self.stdout.write(
-            f"Embedded MongoDB-wire server ({how}): {lease.uri} "
-            f"(pid {lease.server.pid}, data in {settings.DATA_DIRECTORY / 'db'})"
+            f"Embedded MongoDB ({how}): {lease.uri} "
+            f"(pid {lease.server.pid}, data in {settings.DATA_DIRECTORY / 'mongodb'})"
         )
         try:
             yield lease

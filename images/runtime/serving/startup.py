@@ -44,7 +44,11 @@ def embedded_database_for(command: str) -> Iterator[None]:
         return
     from images.runtime import embedded_db
 
-    lease = embedded_db.acquire(settings.DATA_DIRECTORY)
+    try:
+        lease = embedded_db.acquire(settings.DATA_DIRECTORY)
+    except embedded_db.Unavailable as error:
+        sys.stderr.write(f"{command}: {error}\n")
+        sys.exit(SETTING_ERROR_STATUS)
     settings.MONGODB_CONNECTION_STRING = lease.uri
     os.environ["MONGODB_CONNECTION_STRING"] = lease.uri
     try:
