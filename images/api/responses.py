@@ -11,13 +11,12 @@ import re
 from collections.abc import Iterator
 from typing import IO, Any
 
-from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date
 
 from images.api.errors import RangeNotSatisfiable
-from images.store.files import FileStore, LocalFileStore, S3FileStore, StoredFile, handle_chunks
+from images.store.files import FileStore, StoredFile, handle_chunks
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 OCTET_STREAM = "application/octet-stream"
@@ -71,21 +70,19 @@ def stored_file_response(
 ) -> HttpResponse | None:
     """The answer for the file at `key` (see `file_response`), or None when there is none.
 
-    On local disk the file is opened first and described by its open handle, so that its
-    headers (length, ETag, Last-Modified) are those of the bytes sent even when an upload
-    replaces it meanwhile; one path lookup instead of two.
+    Where the storage keeps files (local disk) the file is opened first and described by its
+    open handle, so that its headers (length, ETag, Last-Modified) are those of the bytes sent
+    even when an upload replaces it meanwhile; one path lookup instead of two.
     """
-    if not isinstance(files, LocalFileStore):
-        stored = files.stat(key)
-        return None if stored is None else file_response(request, files, key, stored, content_type)
-    opened = files.open_stored(key)
+    opened = files.open_read(key)
     if opened is None:
         return None
     handle, stored = opened
     try:
         return file_response(request, files, key, stored, content_type, handle)
     except BaseException:
-        handle.close()
+        if handle is not None:
+            handle.close()
         raise
 
 
@@ -159,19 +156,22 @@ class _Chunks:
 
 
 def _whole_file(files, key, stored, headers, handle) -> HttpResponse:
-    if isinstance(files, LocalFileStore):
+    """A file the storage keeps is sent as it is (sendfile); else a redirect to where the
+    client fetches it itself, when the storage gives one; else its bytes, streamed."""
+    if handle is None:
+        handle = files.open_file(key)
+    if handle is not None:
         name = posixpath.basename(key)
         # FileResponse guesses the type from the name unless it is given as `content_type`.
         others = {k: v for k, v in headers.items() if k != "Content-Type"}
         response = FileResponse(
-            handle if handle is not None else files.open(key),
+            handle,
             as_attachment=True,
             filename=name,
             content_type=headers["Content-Type"],
             headers=others,
         )
-    elif isinstance(files, S3FileStore) and settings.S3_PRESIGNED_DOWNLOADS:
-        url = files.presigned_url(key, headers["Content-Disposition"], headers["Content-Type"])
+    elif url := files.redirect_url(key, headers["Content-Disposition"], headers["Content-Type"]):
         return HttpResponse(status=307, headers={"Location": url, "Cache-Control": "no-store"})
     else:
         response = StreamingHttpResponse(files.read_chunks(key), headers=headers)

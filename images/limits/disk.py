@@ -4,27 +4,15 @@ full below it, and a disk that fills anyway answers 507 (see `images.api.errors`
 
 from __future__ import annotations
 
-import shutil
-
 from django.conf import settings
 
 from images.api.errors import InsufficientStorage
-from images.store.files import FileStore, LocalFileStore
-
-
-def free_bytes(files: FileStore) -> int | None:
-    """Free bytes where local files are stored; None for object storage (no such limit)."""
-    if not isinstance(files, LocalFileStore):
-        return None
-    try:
-        return shutil.disk_usage(files.root).free
-    except OSError:
-        return None
+from images.store.files import FileStore
 
 
 def ensure_room(files: FileStore, needed: int) -> None:
     """507 when writing `needed` bytes would leave less than STORAGE_MIN_FREE_SPACE free."""
-    free = free_bytes(files)
+    free = files.free_bytes()  # None for object storage: no such limit
     reserve = settings.STORAGE_MIN_FREE_SPACE
     if free is not None and free - needed < reserve:
         raise InsufficientStorage(
@@ -34,5 +22,5 @@ def ensure_room(files: FileStore, needed: int) -> None:
 
 
 def is_full(files: FileStore) -> bool:
-    free = free_bytes(files)
+    free = files.free_bytes()
     return free is not None and free < settings.STORAGE_MIN_FREE_SPACE

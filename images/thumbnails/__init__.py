@@ -11,7 +11,6 @@ once while other requests for it wait; `response` puts them together with ETags 
 from images.thumbnails.keys import (
     SIZES,
     THUMBNAIL_PREFIX,
-    delete_keys,
     delete_thumbnails,
     thumbnail_keys,
     thumbnail_keys_of_ids,
@@ -31,7 +30,6 @@ __all__ = [
     "THUMBNAIL_PREFIX",
     "AnyAcceptNegotiation",
     "NotAnImage",
-    "delete_keys",
     "delete_thumbnails",
     "negotiate_format",
     "parse_size",

@@ -18,13 +18,12 @@ from bson import ObjectId
 
 from images.core.paths import RESERVED_PREFIX
 from images.core.query import ImageQuery
-from images.store.files import FileStore, S3FileStore
+from images.store.files import FileStore
 from images.store.repository import ImageRepository
 
 THUMBNAIL_PREFIX = f"{RESERVED_PREFIX}/thumbnails"
 SIZES = (64, 128, 256, 512)
 DEFAULT_SIZE = 256
-S3_DELETE_BATCH = 1000
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -67,22 +66,10 @@ def thumbnail_keys(document: dict[str, Any]) -> list[str]:
 
 def delete_thumbnails(files: FileStore, document: dict[str, Any]) -> None:
     """Remove the stored thumbnails of one image document (missing ones are fine)."""
-    delete_keys(files, thumbnail_keys(document))
+    files.delete_many(thumbnail_keys(document))
 
 
 def thumbnail_keys_of_ids(repository: ImageRepository, image_ids: list[ObjectId]) -> list[str]:
     """The thumbnail keys of many images (ask before their documents are deleted)."""
     query = ImageQuery(filter={"_id": {"$in": image_ids}}, limit=0, projection={"sha256": 1})
     return [key for document in repository.find(query) for key in thumbnail_keys(document)]
-
-
-def delete_keys(files: FileStore, keys: list[str]) -> None:
-    if isinstance(files, S3FileStore):
-        for start in range(0, len(keys), S3_DELETE_BATCH):
-            objects = [{"Key": key} for key in keys[start : start + S3_DELETE_BATCH]]
-            files.client.delete_objects(
-                Bucket=files.bucket.name, Delete={"Objects": objects, "Quiet": True}
-            )
-        return
-    for key in keys:
-        files.delete(key)

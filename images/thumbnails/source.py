@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from images.runtime.offload import run_off_loop
-from images.store.files import CHUNK_SIZE, FileStore, LocalFileStore
+from images.store.files import CHUNK_SIZE, FileStore
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,9 @@ class VerifiedSource:
 
 @contextlib.contextmanager
 def open_verified(files: FileStore, key: str, expected: str | None) -> Iterator[VerifiedSource]:
-    if isinstance(files, LocalFileStore):
-        with files.open(key) as handle:
+    handle = files.open_file(key)
+    if handle is not None:
+        with handle:
             digest = run_off_loop(_hash_of, handle)
             yield _source(handle, digest, expected)
         return

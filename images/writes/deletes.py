@@ -11,7 +11,7 @@ from bson import ObjectId
 
 from images.store.files import FileStore, is_storable_key
 from images.store.repository import ImageRepository
-from images.thumbnails import delete_keys, delete_thumbnails, thumbnail_keys_of_ids
+from images.thumbnails import delete_thumbnails, thumbnail_keys_of_ids
 from images.writes.commit import may_have_applied
 from images.writes.leases import Held, Intent, Leases
 from images.writes.recovery import recover, referenced_keys
@@ -55,7 +55,7 @@ class Deleter:
             thumbnails = thumbnail_keys_of_ids(self.repository, ids)
             deleted += self._under_lease(held, lambda ids=ids: self.repository.delete_ids(ids))
             self._remove_unreferenced(held.keys)
-            delete_keys(self.files, thumbnails)
+            self.files.delete_many(thumbnails)
             self.leases.release_quietly(held)  # done: a lease left behind is harmless
         return deleted
 
@@ -73,4 +73,4 @@ class Deleter:
         keys = list(keys)
         still_used = referenced_keys(keys)
         unused = [key for key in keys if key not in still_used and is_storable_key(key)]
-        delete_keys(self.files, unused)
+        self.files.delete_many(unused)

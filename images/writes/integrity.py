@@ -21,7 +21,7 @@ from itertools import islice
 from django.conf import settings
 
 from images.core.paths import RESERVED_PREFIX
-from images.store.files import STAGING_PREFIX, FileStore, LocalFileStore, is_storable_key
+from images.store.files import STAGING_PREFIX, FileStore, is_storable_key
 from images.store.repository import ImageRepository
 from images.thumbnails import THUMBNAIL_PREFIX
 from images.writes import Intent, Leases
@@ -114,7 +114,7 @@ class IntegrityChecker:
             return  # a cache, named by content
         if not self._is_plain_object(key):
             report.unaccounted.append(key)
-            if fix and not self._is_link(key) and self.files.delete_raw(key):
+            if fix and not self.files.is_symlink(key) and self.files.delete_raw(key):
                 report.removed_files.append(key)
             return
         stored = self.files.stat(key)
@@ -129,15 +129,12 @@ class IntegrityChecker:
 
     def _is_plain_object(self, key: str) -> bool:
         if key.startswith(f"{STAGING_PREFIX}/"):
-            return key.count("/") == STAGING_PREFIX.count("/") + 1 and not self._is_link(key)
+            return key.count("/") == STAGING_PREFIX.count("/") + 1 and not self.files.is_symlink(
+                key
+            )
         if key.startswith(f"{RESERVED_PREFIX}/"):
             return False  # nothing else belongs there
-        return is_storable_key(key) and not self._is_link(key)
-
-    def _is_link(self, key: str) -> bool:
-        if not isinstance(self.files, LocalFileStore):
-            return False
-        return (self.files.root / key).is_symlink()
+        return is_storable_key(key) and not self.files.is_symlink(key)
 
     def _remove_orphan(self, key: str) -> bool:
         """Remove an orphan under its lease, unless a writer holds it or a document appeared."""

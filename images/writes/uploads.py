@@ -26,7 +26,7 @@ from images.duplicates.policy import OnDuplicate, rejection, stored_copy
 from images.limits import bounded_json
 from images.limits.disk import ensure_room
 from images.limits.documents import check_data
-from images.store.files import PATH_CONFLICTS, FileStore, LocalFileStore, UnsafeKey
+from images.store.files import PATH_CONFLICTS, FileStore, UnsafeKey
 from images.store.repository import ImageRepository
 from images.thumbnails import delete_thumbnails
 from images.writes import FileWriter, StagedFile
@@ -262,7 +262,7 @@ class UploadStore:
     def _stage(self, key: str, upload: UploadedFile, sha256: str, size: int) -> StagedFile:
         upload.seek(0)
         try:
-            if isinstance(self.files, LocalFileStore) and isinstance(upload, TemporaryUploadedFile):
+            if self.files.adopts_local_files and isinstance(upload, TemporaryUploadedFile):
                 upload.file.flush()
                 return self.writer.stage_path(key, upload.temporary_file_path(), sha256, size)
             return self.writer.stage(key, upload, sha256, size)

@@ -1,13 +1,10 @@
-"""All file I/O, over Django's `storages["default"]`: local disk or S3.
+"""Files on local disk (Django's `FileSystemStorage`, its `location` the root).
 
-Keys are validated relative POSIX paths (see `images.core.paths`). An image's bytes are first
-*staged* under `.imagestore/staging/<random>` and later *promoted* to their key (see
-`images.writes`). On local disk a key that holds no file gets the staged bytes as a hard link
-(which never replaces what another writer put there meanwhile), a key that holds one gets them
-by a rename; data and directories are fsynced before a document names them, so a document never
-points at bytes a power loss could take back. On S3 promotion is a server-side copy. Either way
-the object at the key changes at once. On local disk no key is read, written or deleted through a
-symbolic link: every component below the root must be a plain file or directory.
+A key that holds no file gets the staged bytes as a hard link (which never replaces what another
+writer put there meanwhile), a key that holds one gets them by a rename; data and directories
+are fsynced before a document names them, so a document never points at bytes a power loss could
+take back. No key is read, written or deleted through a symbolic link: every component below the
+root must be a plain file or directory.
 """
 
 from __future__ import annotations
@@ -19,145 +16,32 @@ import shutil
 import stat
 import uuid
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from botocore.exceptions import ClientError
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.core.files.storage import FileSystemStorage
+from typing_extensions import override
 
-from images.core.paths import RESERVED_PREFIX, is_safe_file_path
+from images.core.paths import RESERVED_PREFIX
 from images.runtime.offload import run_each_off_loop, run_off_loop
+from images.store.files.base import (
+    CHUNK_SIZE,
+    FileStore,
+    StoredFile,
+    UnsafeKey,
+    handle_chunks,
+    is_storable_key,
+)
 
-CHUNK_SIZE = 256 * 1024
-STAGING_PREFIX = f"{RESERVED_PREFIX}/staging"
-# A single S3 CopyObject copies at most 5 GiB; larger objects go through a multipart copy.
-S3_SINGLE_COPY_LIMIT = 5 * 1024**3
 # Filesystems without hard links (FAT, some network mounts) answer these to os.link.
 NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
-
-
-class UnsafeKey(ValueError):
-    """A key that may not be written: unsafe as a path, or reaching through a symbolic link."""
-
-
-# A key whose folders collide with stored files (`a.jpg/b.jpg` beside `a.jpg`), or the reverse.
-PATH_CONFLICTS = (NotADirectoryError, IsADirectoryError, FileExistsError)
-
-
-def new_staging_key() -> str:
-    return f"{STAGING_PREFIX}/{uuid.uuid4().hex}"
-
-
-def is_storable_key(key: object) -> bool:
-    """A user path, or a path under the service's reserved prefix; never anything else.
-
-    Documents written by older services may hold unsafe paths (`../x`): such a key is treated
-    as a missing file, never read, written or deleted.
-    """
-    if isinstance(key, str) and key.startswith(f"{RESERVED_PREFIX}/"):
-        return is_safe_file_path(key[len(RESERVED_PREFIX) + 1 :])
-    return is_safe_file_path(key)
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    size: int
-    modified: dt.datetime
-    etag: str
-
-
-class FileStore:
-    """The operations the service needs from a storage backend."""
-
-    def save(self, key: str, source: IO[bytes]) -> None:
-        raise NotImplementedError
-
-    def save_path(self, key: str, source_path: str) -> None:
-        with open(source_path, "rb") as source:
-            self.save(key, source)
-
-    def stat(self, key: str) -> StoredFile | None:
-        raise NotImplementedError
-
-    def read_chunks(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Bytes `start..end` (inclusive) of `key`, in chunks, never the whole file at once."""
-        raise NotImplementedError
-
-    def delete(self, key: str) -> None:
-        """Remove `key`; a missing file is not an error."""
-        raise NotImplementedError
-
-    def exists(self, key: str) -> bool:
-        return self.stat(key) is not None
-
-    def iter_keys(self) -> Iterator[str]:
-        """Every stored file outside the reserved prefix (temporary files of uploads included)."""
-        return (key for key in self.iter_all_keys() if not key.startswith(f"{RESERVED_PREFIX}/"))
-
-    def iter_all_keys(self) -> Iterator[str]:
-        """Every stored object, as listed, safe or not (what `check_integrity` accounts for)."""
-        raise NotImplementedError
-
-    def check_writable(self, key: str) -> None:
-        """Raise `UnsafeKey` when `key` may not be written."""
-        if not is_storable_key(key):
-            raise UnsafeKey(f"unsafe storage key {key!r}")
-
-    def stage(self, source: IO[bytes], staging: str) -> None:
-        """Write new bytes under a staging key (not yet durable: `make_durable` follows, on
-        the staging key or on the key they are linked to, once it is known which)."""
-        self.save(staging, source)
-
-    def stage_path(self, source_path: str, staging: str) -> None:
-        """Stage a file that is on local disk (it may be moved rather than copied)."""
-        self.save_path(staging, source_path)
-
-    def link_if_absent(self, staging: str, key: str) -> bool | None:
-        """Give the staged bytes a second name, `key`, unless a file is there. True: linked
-        (`make_durable(key)`, then `unlink_staging`); False: `key` holds a file (nothing
-        changed); None: this store cannot do that (the caller asks the documents whether
-        `key` is used, and promotes)."""
-        return None
-
-    def make_durable(self, keys: Collection[str]) -> None:
-        """Make the bytes at `keys` and their names survive a power loss (before a document
-        names them), all keys at once."""
-
-    def unlink_staging(self, staging: str) -> None:
-        """Drop the staging name of bytes linked to their key."""
-
-    def promote(self, staging: str, key: str, size: int) -> None:
-        """Replace `key` at once by the staged bytes; the staging key is gone afterwards."""
-        raise NotImplementedError
-
-    def delete_raw(self, key: str) -> bool:
-        """Remove an object listed by `iter_all_keys` that is no valid key; False if refused."""
-        return False
-
-    def check(self) -> None:
-        """Raise when the storage cannot be reached."""
-        raise NotImplementedError
 
 
 def _stored_file(info: os.stat_result) -> StoredFile:
     modified = dt.datetime.fromtimestamp(info.st_mtime, dt.UTC)
     etag = f'"{info.st_size:x}-{info.st_mtime_ns:x}"'
     return StoredFile(size=info.st_size, modified=modified, etag=etag)
-
-
-def handle_chunks(handle: IO[bytes], start: int = 0, end: int | None = None) -> Iterator[bytes]:
-    """Bytes `start..end` (inclusive; `end` None: to the end) of an open file, in chunks."""
-    handle.seek(start)
-    remaining = None if end is None else end - start + 1
-    while remaining is None or remaining > 0:
-        chunk = handle.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
-        if not chunk:
-            return
-        if remaining is not None:
-            remaining -= len(chunk)
-        yield chunk
 
 
 _real_roots: dict[str, str] = {}
@@ -191,6 +75,10 @@ def _reaches_through_link(real_root: str, parts: list[str]) -> bool:
 
 
 class LocalFileStore(FileStore):
+    """Files below a root on local disk: hard links, renames, fsync, and no key through a
+    symbolic link. Files are opened where they lie (sendfile downloads), free space is that of
+    the disk, and an upload's temporary file is renamed in when it is on the same disk."""
+
     def __init__(self, storage: FileSystemStorage) -> None:
         self.storage = storage
         self.root = Path(storage.location)
@@ -210,6 +98,7 @@ class LocalFileStore(FileStore):
             raise UnsafeKey(f"storage key {key!r} reaches through a symbolic link")
         return Path(os.path.join(self.real_root, *parts))
 
+    @override
     def check_writable(self, key: str) -> None:
         """`UnsafeKey`, or one of `PATH_CONFLICTS` when a file stands where a folder must."""
         target = self.path(key)
@@ -250,6 +139,7 @@ class LocalFileStore(FileStore):
             temporary.unlink(missing_ok=True)
             raise
 
+    @override
     def save(self, key: str, source: IO[bytes]) -> None:
         def copy(temporary: Path) -> None:
             with open(temporary, "wb") as out:
@@ -257,9 +147,11 @@ class LocalFileStore(FileStore):
 
         self._write_atomically(key, copy)
 
+    @override
     def save_path(self, key: str, source_path: str) -> None:
         self._write_atomically(key, lambda temporary: shutil.copyfile(source_path, temporary))
 
+    @override
     def stage(self, source: IO[bytes], staging: str) -> None:
         """Written in place: a staging key is its writer's alone until a lease names it."""
         target = self.path(staging)
@@ -271,6 +163,12 @@ class LocalFileStore(FileStore):
             target.unlink(missing_ok=True)
             raise
 
+    @property
+    @override
+    def adopts_local_files(self) -> bool:
+        return True
+
+    @override
     def stage_path(self, source_path: str, staging: str) -> None:
         """Rename a temporary file in when it is on the same filesystem, else copy it."""
         target = self.path(staging)
@@ -282,6 +180,7 @@ class LocalFileStore(FileStore):
             return
         os.chmod(target, 0o644)
 
+    @override
     def link_if_absent(self, staging: str, key: str) -> bool | None:
         """A hard link, which fails, replacing nothing, when a file (or a folder: a path
         conflict) is at the key."""
@@ -300,6 +199,7 @@ class LocalFileStore(FileStore):
             raise
         return True
 
+    @override
     def make_durable(self, keys: Collection[str]) -> None:
         """The files' data, then their folders, each fsync on a native thread of its own: the
         file system commits fsyncs that wait together in one journal commit, and on
@@ -310,9 +210,11 @@ class LocalFileStore(FileStore):
         run_each_off_loop(_fsync_file, paths)
         run_each_off_loop(_fsync_directory, sorted({path.parent for path in paths}))
 
+    @override
     def unlink_staging(self, staging: str) -> None:
         self.path(staging).unlink(missing_ok=True)
 
+    @override
     def promote(self, staging: str, key: str, size: int) -> None:
         source = self.path(staging)
         target = self.path(key)
@@ -320,6 +222,7 @@ class LocalFileStore(FileStore):
         os.replace(source, target)
         sync_directory(target.parent)
 
+    @override
     def stat(self, key: str) -> StoredFile | None:
         try:
             info = self.path(key).stat()
@@ -332,7 +235,12 @@ class LocalFileStore(FileStore):
     def open(self, key: str) -> IO[bytes]:
         return open(self.path(key), "rb")
 
-    def open_stored(self, key: str) -> tuple[IO[bytes], StoredFile] | None:
+    @override
+    def open_file(self, key: str) -> IO[bytes]:
+        return self.open(key)
+
+    @override
+    def open_read(self, key: str) -> tuple[IO[bytes], StoredFile] | None:
         """The file of `key`, opened, and what the open file is (size, time, ETag): the bytes
         read are those described even when the key is replaced meanwhile. None when missing
         or unsafe."""
@@ -346,10 +254,12 @@ class LocalFileStore(FileStore):
             handle.close()
             raise
 
+    @override
     def read_chunks(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         with self.open(key) as handle:
             yield from handle_chunks(handle, start, end)
 
+    @override
     def delete(self, key: str) -> None:
         try:
             target = self.path(key)
@@ -358,6 +268,11 @@ class LocalFileStore(FileStore):
         target.unlink(missing_ok=True)
         self._remove_empty_parents(target.parent)
 
+    @override
+    def is_symlink(self, key: str) -> bool:
+        return (self.root / key).is_symlink()
+
+    @override
     def delete_raw(self, key: str) -> bool:
         """Unlink a listed entry (a symbolic link itself, never what it points to), refused
         when a folder above it is reached through a link."""
@@ -383,6 +298,7 @@ class LocalFileStore(FileStore):
                 return
             folder = folder.parent
 
+    @override
     def iter_all_keys(self) -> Iterator[str]:
         """Files and symbolic links (to folders too: they are listed, never walked into)."""
         for folder, subfolders, files in os.walk(self.root):
@@ -391,6 +307,7 @@ class LocalFileStore(FileStore):
             for name in [*files, *links]:
                 yield name if relative == "." else f"{relative}/{name}"
 
+    @override
     def iter_keys(self) -> Iterator[str]:
         for folder, subfolders, files in os.walk(self.root):
             relative = Path(folder).relative_to(self.root).as_posix()
@@ -399,83 +316,19 @@ class LocalFileStore(FileStore):
             for name in files:
                 yield name if relative == "." else f"{relative}/{name}"
 
+    @override
+    def free_bytes(self) -> int | None:
+        """Free bytes on the disk of the root; None when the disk cannot be asked."""
+        try:
+            return shutil.disk_usage(self.root).free
+        except OSError:
+            return None
+
+    @override
     def check(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if not os.access(self.root, os.W_OK):
             raise PermissionError("uploads directory is not writable")
-
-
-class S3FileStore(FileStore):
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-        self.bucket = storage.bucket
-        self.client = storage.connection.meta.client
-
-    def save(self, key: str, source: IO[bytes]) -> None:
-        self.bucket.upload_fileobj(source, key, Config=self.storage.transfer_config)
-
-    def stat(self, key: str) -> StoredFile | None:
-        if not is_storable_key(key):
-            return None
-        try:
-            head = self.client.head_object(Bucket=self.bucket.name, Key=key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
-                return None
-            raise
-        return StoredFile(
-            size=head["ContentLength"], modified=head["LastModified"], etag=head["ETag"]
-        )
-
-    def read_chunks(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        arguments = {"Bucket": self.bucket.name, "Key": key}
-        if start or end is not None:
-            arguments["Range"] = f"bytes={start}-{'' if end is None else end}"
-        body = self.client.get_object(**arguments)["Body"]
-        try:
-            yield from body.iter_chunks(CHUNK_SIZE)
-        finally:
-            body.close()
-
-    def delete(self, key: str) -> None:
-        if not is_storable_key(key):
-            return
-        self.client.delete_object(Bucket=self.bucket.name, Key=key)
-
-    def delete_raw(self, key: str) -> bool:
-        self.client.delete_object(Bucket=self.bucket.name, Key=key)  # S3 keys name no folders
-        return True
-
-    def promote(self, staging: str, key: str, size: int) -> None:
-        source = {"Bucket": self.bucket.name, "Key": staging}
-        if size < S3_SINGLE_COPY_LIMIT:
-            self.client.copy_object(Bucket=self.bucket.name, Key=key, CopySource=source)
-        else:
-            self.client.copy(source, self.bucket.name, key, Config=self.storage.transfer_config)
-        self.client.delete_object(Bucket=self.bucket.name, Key=staging)
-
-    def presigned_url(
-        self, key: str, filename_header: str, content_type: str, expires: int = 300
-    ) -> str:
-        return self.client.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket.name,
-                "Key": key,
-                "ResponseContentDisposition": filename_header,
-                "ResponseContentType": content_type,
-            },
-            ExpiresIn=expires,
-        )
-
-    def iter_all_keys(self) -> Iterator[str]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket.name):
-            for item in page.get("Contents", []):
-                yield item["Key"]
-
-    def check(self) -> None:
-        self.client.head_bucket(Bucket=self.bucket.name)
 
 
 def sync_directory(path: Path) -> None:
@@ -499,10 +352,3 @@ def _fsync(path: Path, flags: int) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def get_file_store() -> FileStore:
-    storage = storages["default"]
-    if isinstance(storage, FileSystemStorage):
-        return LocalFileStore(storage)
-    return S3FileStore(storage)
