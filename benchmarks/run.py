@@ -1,6 +1,6 @@
 """`python -m benchmarks.run`: start a fresh service + database, seed, load, print the table.
 
-See the README's "Benchmarks" section for how to read it.
+See benchmarks/README.md for how to read it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Settings, read from the environment variables of the contract (see README)."""
+"""Settings, read from the environment variables of the contract (see docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A Python client generated from the served `/docs/schema` by openapi-python-client works.
 
-The client is generated into a temporary directory with the config the README gives
+The client is generated into a temporary directory with the config docs/api.md gives
 (docs/openapi-python-client.yaml), imported, and used against a running `manage.py serve`:
 everything a user of the schema does first, each answer parsed into the schema's types.
 """

@@ -7,5 +7,5 @@ that reaches the database is checked by `patterns` for constructs that backtrack
 `documents` bounds the size of a document's `data` on every write; `archives` bounds what one
 import may unpack; `disk` keeps a floor of free space on local storage; `numbers` bounds the
 integers and dates the database is given. Each module holds one kind of limit, its settings
-are in `imagestore/settings.py` (Limits block) and the README's limits table.
+are in `imagestore/settings.py` (Limits block) and the limits table of docs/configuration.md.
 """

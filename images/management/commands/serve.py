@@ -36,7 +36,9 @@ class Command(BaseCommand):
     help = "Start the production server (gunicorn) on $APP_HOST:$APP_PORT."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--host", default=None, help="default: APP_HOST (see README)")
+        parser.add_argument(
+            "--host", default=None, help="default: APP_HOST (see docs/configuration.md)"
+        )
         parser.add_argument("--port", type=int, default=settings.APP_PORT)
         parser.add_argument("--workers", type=int, default=settings.WEB_CONCURRENCY)
         parser.add_argument("--threads", type=int, default=settings.GUNICORN_THREADS)
