@@ -18,10 +18,13 @@ in agreement, across threads and across service replicas that share MongoDB and 
    bytes and document stay whole. Deletes
    take the lease too, remove the document, and then the file only if no document of any owner
    references the key any more.
-3. A writer that dies, or whose database write timed out and may still land, leaves its lease.
-   Whoever takes the expired lease next (a writer of the same key, or `check_integrity --fix`)
-   first runs `recovery`: staged bytes whose sha256 a document now carries are promoted, other
-   staged bytes are dropped, and a key no document references is emptied.
+3. A writer whose database write failed in a way that may still have landed (a dropped
+   connection, a failover) settles its leases in the background as soon as the database
+   answers again: it runs `recovery` on each key from what the database now holds, then
+   releases it. A writer that dies leaves its lease; whoever takes the expired lease next (a
+   writer of the same key, or `check_integrity --fix`) runs `recovery` first. Recovery promotes
+   staged bytes whose sha256 a document now carries, drops other staged bytes, and empties a
+   key no document references.
 
 PATCH and PUT change only `data` by `_id`; they never touch `file`, the facts or the bytes, so
 they need no lease. Thumbnails are a cache outside these rules. Leases are no lock server: a

@@ -8,15 +8,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import IO
 
-from pymongo.errors import (
-    BulkWriteError,
-    OperationFailure,
-    PyMongoError,
-    ServerSelectionTimeoutError,
-)
-
 from images.store.files import PATH_CONFLICTS, FileStore, new_staging_key
-from images.writes.leases import Held, Intent, Leases, PathBusy
+from images.writes.leases import Held, Intent, Leases, may_have_applied
 from images.writes.recovery import recover, referenced_keys
 
 logger = logging.getLogger(__name__)
@@ -45,14 +38,6 @@ class Placement:
 # no bytes, whose document is most likely new); returns the keys whose document it wrote (the
 # others, refused for a conflict, get their staged bytes dropped).
 WriteDocuments = Callable[[list[StagedFile], Collection[str]], Collection[str]]
-
-
-def may_have_applied(error: BaseException) -> bool:
-    """Whether a failed database write may still have landed (or land later): a timeout or a
-    dropped connection after the request was sent. Such a write is left to recovery."""
-    if not isinstance(error, PyMongoError) or isinstance(error, ServerSelectionTimeoutError):
-        return False
-    return isinstance(error, BulkWriteError) or not isinstance(error, OperationFailure)
 
 
 class FileWriter:
@@ -93,7 +78,7 @@ class FileWriter:
                 items = [by_key[key] for key in held.keys]
                 done.update(held.keys)
                 written |= self._commit_held(held, items, write_documents)
-        except PathBusy:
+        except BaseException:  # staged bytes no lease records are this writer's to drop
             self.discard([item for key, item in by_key.items() if key not in done])
             raise
         return written
@@ -118,7 +103,8 @@ class FileWriter:
             written = set(write_documents(items, new_keys)) if items else set()
         except BaseException as error:
             if may_have_applied(error):
-                logger.warning("Document write of %d files uncertain: left to recovery", len(items))
+                logger.warning("Document write of %d files uncertain: settled later", len(items))
+                self.leases.settle_later(held)
                 raise
             self._undo(new, replaced)
             self.leases.release_quietly(held)
@@ -130,7 +116,7 @@ class FileWriter:
         for item in replaced:
             if item.key in written:
                 self.files.promote(item.staging, item.key, item.size)  # fails: recovery
-        self.leases.release_quietly(held)  # the write is done: a lease left behind is harmless
+        self.leases.release_quietly(held)  # done (a database gone meanwhile: settled later)
         return written
 
     def _place(self, items: list[StagedFile], placement: Placement) -> None:

@@ -12,8 +12,7 @@ from bson import ObjectId
 from images.store.files import FileStore, is_storable_key
 from images.store.repository import ImageRepository
 from images.thumbnails import delete_thumbnails, thumbnail_keys_of_ids
-from images.writes.commit import may_have_applied
-from images.writes.leases import Held, Intent, Leases
+from images.writes.leases import Held, Intent, Leases, may_have_applied
 from images.writes.recovery import recover, referenced_keys
 
 logger = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ class Deleter:
             if removed is not None:
                 self._remove_unreferenced([key])
                 delete_thumbnails(self.files, removed)
-            self.leases.release_quietly(held)  # done: a lease left behind is harmless
+            self.leases.release_quietly(held)  # done (a database gone meanwhile: settled later)
         return removed
 
     def delete_many(self, targets: list[tuple[ObjectId, Any]]) -> int:
@@ -56,7 +55,7 @@ class Deleter:
             deleted += self._under_lease(held, lambda ids=ids: self.repository.delete_ids(ids))
             self._remove_unreferenced(held.keys)
             self.files.delete_many(thumbnails)
-            self.leases.release_quietly(held)  # done: a lease left behind is harmless
+            self.leases.release_quietly(held)  # done (a database gone meanwhile: settled later)
         return deleted
 
     def _under_lease(self, held: Held, delete_documents):
@@ -65,7 +64,9 @@ class Deleter:
         try:
             return delete_documents()
         except BaseException as error:
-            if not may_have_applied(error):
+            if may_have_applied(error):
+                self.leases.settle_later(held)
+            else:
                 self.leases.release_quietly(held)
             raise
 

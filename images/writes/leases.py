@@ -10,9 +10,10 @@ undo what the lease records. Nobody waits on more than one lease at a time while
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,20 +21,36 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.conf import settings
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DeleteOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import (
+    BulkWriteError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from images.api.errors import ServiceUnavailable
 from images.store.repository import DUPLICATE_KEY, get_collection
+
+logger = logging.getLogger(__name__)
 
 LEASES = "image_write_leases"
 # Leases nobody recovered are dropped by MongoDB after this long (check_integrity runs first).
 FORGET_AFTER_SECONDS = 7 * 24 * 3600
 _FIRST_PAUSE = 0.005
 _LONGEST_PAUSE = 0.2
+_LONGEST_SETTLE_PAUSE = 2.0
 
 Recover = Callable[[str, dict[str, Any]], None]
+
+
+def may_have_applied(error: BaseException) -> bool:
+    """Whether a failed database write may still have landed (or land later): a timeout or a
+    dropped connection after the request was sent."""
+    if not isinstance(error, PyMongoError) or isinstance(error, ServerSelectionTimeoutError):
+        return False
+    return isinstance(error, BulkWriteError) or not isinstance(error, OperationFailure)
 
 
 @dataclass(frozen=True)
@@ -108,8 +125,13 @@ class Leases:
         except BulkWriteError as error:
             errors = (error.details or {}).get("writeErrors", [])
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                self.settle_later(Held(token, list(intents)))
                 raise
             busy = [records[e["index"]]["_id"] for e in errors]
+        except BaseException as error:
+            if may_have_applied(error):  # leases of this token may exist: give them back
+                self.settle_later(Held(token, list(intents)))
+            raise
         taken = [key for key in intents if key not in set(busy)]
         try:
             taken += [key for key in busy if self._take_over(key, intents[key], token, now)]
@@ -133,18 +155,53 @@ class Leases:
         return {"_id": key, "token": token, **asdict(intent), "expires": expires}
 
     def release(self, held: Held, keys: list[str] | None = None) -> None:
-        if keys is None:
-            # Every lease holding this token is one of `held.keys` (the token is new to each
-            # `take`), so the token selects them.
-            if held.keys:
-                self.collection.delete_many({"token": held.token})
-        elif keys:
-            self.collection.delete_many({"_id": {"$in": keys}, "token": held.token})
+        """Give back the leases of `keys` (default: all of `held`). One delete per key, so
+        that the driver retries the batch after a failover (a multi-document delete it would
+        not)."""
+        keys = held.keys if keys is None else keys
+        if keys:
+            removals = [DeleteOne({"_id": key, "token": held.token}) for key in keys]
+            self.collection.bulk_write(removals, ordered=False)
 
     def release_quietly(self, held: Held, keys: list[str] | None = None) -> None:
-        """Release after a failure; a lease left behind expires and is recovered."""
-        with contextlib.suppress(Exception):  # the database may be what failed
+        """Release after a write; when the database cannot be reached, settle the leases in the
+        background as soon as it can (`settle_later`)."""
+        try:
             self.release(held, keys)
+        except Exception:  # the database may be what failed
+            self.settle_later(Held(held.token, held.keys if keys is None else keys))
+
+    def settle_later(self, held: Held) -> None:
+        """Resolve leases whose write may or may not have landed, without waiting for them to
+        expire: in the background, once the database answers, recover each key from what the
+        database now holds (as a successor would) and release it."""
+        if held.keys:
+            threading.Thread(target=self._settle, args=(held,), daemon=True).start()
+
+    def _settle(self, held: Held) -> None:
+        deadline = time.monotonic() + self.seconds  # then a successor recovers them
+        pending, pause = list(held.keys), _FIRST_PAUSE
+        while pending and time.monotonic() < deadline:
+            try:
+                while pending:
+                    self._settle_one(held.token, pending[0])
+                    pending.pop(0)
+            except Exception:
+                time.sleep(pause * random.uniform(0.5, 1.5))
+                pause = min(pause * 2, _LONGEST_SETTLE_PAUSE)
+        if pending:
+            logger.warning("%d leases left to expire and be recovered", len(pending))
+
+    def _settle_one(self, token: str, key: str) -> None:
+        # A majority-acknowledged write first: once it lands, every write the previous primary
+        # had replicated is committed or gone for good, so the reads below see the outcome.
+        lease = self.collection.find_one_and_update(
+            {"_id": key, "token": token}, {"$set": {"settling": True}}
+        )
+        if lease is None:
+            return  # never taken, or already released
+        self.recover(key, lease)
+        self.collection.delete_one({"_id": key, "token": token})
 
     def expired(self) -> Iterator[str]:
         for lease in self.collection.find({"expires": {"$lt": _now()}}, {"_id": 1}):
