@@ -20,11 +20,11 @@ from django.core.management.base import CommandError
 from django.http import QueryDict
 from pymongo.errors import CursorNotFound
 
+from images.api.filters import ImageQueryFilter
 from images.archives import ArchiveExporter, manifest_items
 from images.archives import importer as archive_importer
 from images.archives import layout as archive_layout
 from images.archives import streams as archive_streams
-from images.core.query import parse_query
 from images.store.files import LocalFileStore, get_file_store
 from images.store.repository import ImageRepository
 from tests.helpers import image_bytes, upload
@@ -206,7 +206,7 @@ def test_exporter_reads_documents_in_batches_lazily(api, dataset, monkeypatch):
         yield from original(self, query, batch_size)
 
     monkeypatch.setattr(ImageRepository, "find", spy)
-    query = parse_query(QueryDict(""), default_limit=0)
+    query = ImageQueryFilter(default_limit=0).query(QueryDict(""))
     exporter = ArchiveExporter(ImageRepository(), get_file_store(), query, batch_size=2)
     stream = exporter.stream()
     assert hasattr(stream, "__next__") and hasattr(stream, "close")
@@ -243,7 +243,7 @@ def test_export_stream_closed_early_leaves_no_temporary_files(api, dataset, tmp_
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setattr(archive_streams, "OUTPUT_CHUNK", 1)
-    query = parse_query(QueryDict(""), default_limit=0)
+    query = ImageQueryFilter(default_limit=0).query(QueryDict(""))
     stream = ArchiveExporter(ImageRepository(), get_file_store(), query).stream()
     next(stream)
     assert any(scratch.iterdir())

@@ -23,7 +23,8 @@ from django.http import QueryDict
 from PIL import Image
 from rest_framework.test import APIClient
 
-from images.archives import folder_names, parse_export
+from images.api.export_parameters import export_request
+from images.archives import folder_names
 from images.archives import streams as archive_streams
 from images.archives import webdataset as webdataset_export
 from images.runtime import embedded_db
@@ -159,7 +160,7 @@ def test_stream_closed_early_leaves_no_temporary_files(
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setattr(archive_streams, "OUTPUT_CHUNK", 1)
-    export = parse_export(QueryDict(f"format={export_format}"))
+    export = export_request(QueryDict(f"format={export_format}"))
     stream = export.exporter(ImageRepository(), get_file_store()).stream()
     next(stream)
     stream.close()

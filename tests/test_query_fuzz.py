@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from images.api.errors import BadRequest
-from images.core.query import ALLOWED_OPERATORS, parse_query
+from images.api.filters import ImageQueryFilter
+from images.core.query import ALLOWED_OPERATORS
 
 KEYS = st.one_of(
     st.sampled_from(
@@ -34,7 +35,7 @@ JSON_VALUES = st.recursive(
 
 def check(params: QueryDict) -> None:
     try:
-        query = parse_query(params)
+        query = ImageQueryFilter().query(params)
     except BadRequest as error:
         assert error.status_code == 400 and str(error.detail)
         return

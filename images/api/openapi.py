@@ -1,8 +1,9 @@
 """OpenAPI descriptions of the routes: parameters, bodies, answers and examples (drf-spectacular).
 
 The views name these in `extend_schema`; keeping them here leaves a view module to read as its
-routes only. Nothing here validates input: parsing lives in images.core.query, images.writes.uploads and
-images.core.updates. What a client generated from `/docs/schema` needs is said here: the fields a
+routes only. Parameters are not here: the serializers that validate them (images.api.filters,
+images.api.export_parameters, images.api.duplicate_parameters) are what the schema publishes.
+What a client generated from `/docs/schema` needs beyond them is said here: the fields a
 `select` projection may drop are optional in list items, PATCH/PUT take JSON, file answers are
 binary, and every status a route can answer is listed.
 """
@@ -17,6 +18,8 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
+
+from images.api.duplicate_parameters import OnDuplicateField
 
 EXAMPLE_ID = "6564a1f0c2a4b1d2e3f40512"
 EXAMPLE_IMAGE = {
@@ -35,46 +38,6 @@ EXAMPLE_IMAGE = {
 }
 
 
-# --- query parameters --------------------------------------------------------------------------
-def _param(name: str, description: str, type_=OpenApiTypes.STR, many: bool = False):
-    return OpenApiParameter(
-        name, type_, OpenApiParameter.QUERY, required=False, description=description, many=many
-    )
-
-
-# The free-form `key=value` filters: one exploded object, empty by default, so that Swagger UI's
-# "Try it out" sends a plain list request (a sampled object would send `additionalProp1=string`).
-DATA_FILTER_PARAMETER = OpenApiParameter(
-    "data",
-    {"type": "object", "additionalProperties": {"type": "string"}},
-    OpenApiParameter.QUERY,
-    required=False,
-    style="form",
-    explode=True,
-    description=(
-        "Any other `key=value` matches `data.key`: `camera=cam1&label=ok` (dotted keys reach "
-        "nested values; repeat a key to match any of its values). Empty by default."
-    ),
-    examples=[
-        OpenApiExample("No data filter", value={}),
-        OpenApiExample("By camera and label", value={"camera": "cam1", "label": "ok"}),
-    ],
-)
-# Published on every route that takes the query parameters of images.core.query.
-QUERY_PARAMETERS = [
-    _param("filter", "MongoDB query document (JSON) using query operators only, ANDed."),
-    _param("ids", "Image id (repeatable, or comma-separated).", many=True),
-    _param("file", "Exact `file` path (partial and case-insensitive with `regex=true`)."),
-    _param("regex", "`true` makes `key=value` and `file` case-insensitive partial matches."),
-    _param("from", "Images with `time` at or after this ISO 8601 date."),
-    _param("to", "Images with `time` at or before this ISO 8601 date."),
-    _param("sort", "Field to sort on (`time`, `file`, `data.camera`, ...)."),
-    _param("order", "`1`/`asc` or `-1`/`desc`."),
-    _param("skip", "Number of images to skip.", OpenApiTypes.INT),
-    _param("limit", "Maximum number of images (0 = no limit).", OpenApiTypes.INT),
-    _param("select", "Space-separated projection, e.g. `file time` or `-data`."),
-    DATA_FILTER_PARAMETER,
-]
 ID_PARAMETER = OpenApiParameter(
     "id",
     str,
@@ -162,9 +125,7 @@ IMPORT_REQUEST_SCHEMA = inline_serializer(
         "time": serializers.DateTimeField(
             required=False, help_text="Time of the images that `mongodb_data.json` lacks."
         ),
-        "on_duplicate": serializers.ChoiceField(
-            ["reject", "skip"],
-            required=False,
+        "on_duplicate": OnDuplicateField(
             help_text="An entry whose bytes the caller already stores at another path (or an "
             "earlier entry brought) is not stored and is listed in `duplicates`; with `reject` "
             "it is listed in `skipped` too. Absent: stored anyway.",
@@ -209,22 +170,6 @@ EXPORT_LINK_SCHEMA = inline_serializer(
 )
 
 # --- duplicates (images.duplicates) ------------------------------------------------------------
-DUPLICATE_PAGE_PARAMETERS = [
-    OpenApiParameter(
-        "after",
-        OpenApiTypes.STR,
-        OpenApiParameter.QUERY,
-        required=False,
-        description="The `next` of the previous page: groups with a greater sha256.",
-    ),
-    OpenApiParameter(
-        "limit",
-        OpenApiTypes.INT,
-        OpenApiParameter.QUERY,
-        required=False,
-        description="Groups per page, 1 to 1000 (default 100).",
-    ),
-]
 DUPLICATE_ITEM_SCHEMA = inline_serializer(
     "DuplicateItem", {"_id": serializers.CharField(), "file": serializers.CharField()}
 )
@@ -254,17 +199,6 @@ DUPLICATE_CONFLICT_SCHEMA = inline_serializer(
         "file": serializers.CharField(),
     },
 )
-ON_DUPLICATE_PARAMETER = OpenApiParameter(
-    "on_duplicate",
-    OpenApiTypes.STR,
-    OpenApiParameter.QUERY,
-    required=False,
-    enum=["reject", "skip"],
-    description="When the caller already stores the same bytes (sha256) at another path: "
-    "`reject` answers 409 with that image's `_id` and `file`, `skip` answers 200 with its "
-    "document; nothing is stored. Absent: stored anyway (the original's behaviour).",
-)
-
 # --- errors --------------------------------------------------------------------------------------
 ERROR_SCHEMA = inline_serializer("Error", {"detail": serializers.CharField()})
 _ERROR_MEANINGS = {
@@ -417,26 +351,6 @@ FIELD_VALUES_RESPONSES = {
     ),
     **errors(*_READ),
 }
-EXPORT_PARAMETERS = [
-    OpenApiParameter(
-        "format",
-        OpenApiTypes.STR,
-        OpenApiParameter.QUERY,
-        required=False,
-        enum=["zip", "webdataset", "imagefolder", "jsonl"],
-        description="`zip` (default, the original's archive), `webdataset`, `imagefolder` "
-        "or `jsonl`. Not a data filter here: filter on `data.format` with `filter`.",
-    ),
-    OpenApiParameter(
-        "by",
-        OpenApiTypes.STR,
-        OpenApiParameter.QUERY,
-        required=False,
-        description="With `format=imagefolder`: the data key (dotted for nested values) whose "
-        "value names each image's folder. Default `label`.",
-    ),
-    *QUERY_PARAMETERS,
-]
 _EXPORT = (
     "Streamed as it is made, `Content-Disposition` naming it. `format=zip` (default) or "
     "`imagefolder`: a zip; `webdataset`: a tar; `jsonl`: one document per line."

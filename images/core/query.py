@@ -1,7 +1,8 @@
 """Query parameters → a validated MongoDB filter, sort, skip, limit and projection.
 
 Every route that selects images (GET/PATCH/DELETE /images, /export, /fields/<field>) goes
-through `parse_query`, so the rules live in one place:
+through `image_query`, so the rules live in one place (images.api.filters reads the query
+string into its arguments):
 
 - `key=value` matches `data.key` (string equality; dotted keys reach nested paths);
   a repeated key matches any of its values; `regex=true` makes them case-insensitive partial
@@ -14,17 +15,15 @@ through `parse_query`, so the rules live in one place:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bson import ObjectId
-from django.http import QueryDict
 
 from images.api.errors import BadRequest
 from images.core.dates import parse_date
 from images.limits import bounded_json
-from images.limits.numbers import INT64_MAX
 from images.limits.patterns import MAX_PATTERN_LENGTH, check_pattern
 
 ALLOWED_OPERATORS = frozenset(
@@ -66,10 +65,10 @@ SHAPING_PARAMS = frozenset({"sort", "order", "limit", "skip", "select", "regex"}
 # Parameters of signed URLs and downloads that select nothing.
 TRANSPORT_PARAMS = frozenset({"expires", "signature", "user"})
 
+# The query string: each name's values, in the order given.
+Params = Mapping[str, list[str]]
+
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", "undefined", ""}
-_ORDERS = {"1": 1, "asc": 1, "ascending": 1, "-1": -1, "desc": -1, "descending": -1}
 
 
 @dataclass(frozen=True)
@@ -88,26 +87,57 @@ def parse_object_id(value: object, name: str = "id") -> ObjectId:
     return ObjectId(value)
 
 
-def parse_query(params: QueryDict, default_limit: int = DEFAULT_LIMIT) -> ImageQuery:
-    conditions = [c for c in _conditions(params) if c]
+def image_query(
+    data_params: Params,
+    *,
+    filter_text: str | None = None,
+    ids: Sequence[str] = (),
+    files: Sequence[str] = (),
+    regex: bool = False,
+    start: str = "",
+    end: str = "",
+    sort: str = "",
+    order: int = 1,
+    skip: int = 0,
+    limit: int = DEFAULT_LIMIT,
+    select: str = "",
+) -> ImageQuery:
+    """The query of the named parameters, each already of its type, and of the `key=value`
+    data filters (`data_filters` picks them out of the query string)."""
+    conditions = [
+        condition
+        for condition in (
+            parse_filter(filter_text) if filter_text is not None else None,
+            *_data_conditions(data_params, regex),
+            _match("file", list(files), regex) if files else None,
+            _id_condition(ids),
+            _time_condition(start, end),
+        )
+        if condition
+    ]
     if not conditions:
         query_filter: dict[str, Any] = {}
     elif len(conditions) == 1:
         query_filter = conditions[0]
     else:
         query_filter = {"$and": conditions}
-    select = params.get("select") or None
     return ImageQuery(
         filter=query_filter,
-        sort=_sort(params),
-        skip=_non_negative(params, "skip", 0),
-        limit=_non_negative(params, "limit", default_limit),
+        sort=_sort(sort.strip(), order),
+        skip=skip,
+        limit=limit,
         projection=_projection(select) if select else None,
-        select=select,
+        select=select or None,
     )
 
 
-def check_bulk_selection(params: QueryDict) -> None:
+def data_filters(params: Params, ignored: Iterable[str] = ()) -> dict[str, list[str]]:
+    """The free-form `key=value` parameters: every name that has no meaning of its own."""
+    reserved = SYSTEM_PARAMS | TRANSPORT_PARAMS | frozenset(ignored)
+    return {key: values for key, values in params.items() if _bare(key) not in reserved}
+
+
+def check_bulk_selection(params: Params) -> None:
     """What a bulk PATCH or DELETE may not be given: 400 rather than acting on every match.
 
     `skip` and `limit` (a window of the matches is not what a bulk change acts on: only 0,
@@ -115,54 +145,45 @@ def check_bulk_selection(params: QueryDict) -> None:
     `to=`, `ids=`, `file=`, `filter=`, `key=`): an empty search box must never mean "everything".
     """
     for name in ("skip", "limit"):
-        if any(value.strip() != "0" for value in params.getlist(name)):
+        if any(value.strip() != "0" for value in params.get(name, [])):
             raise BadRequest(
                 f"Parameter '{name}' is not supported on bulk PATCH and DELETE, which act on "
                 "every match: narrow the filter or name the images with 'ids'"
             )
-    for key in params:
-        name = key[:-2] if key.endswith("[]") else key
+    for key, values in params.items():
+        name = _bare(key)
         if name in SHAPING_PARAMS or name in TRANSPORT_PARAMS:
             continue
-        if any(value.strip() == "" for value in params.getlist(key)):
+        if any(value.strip() == "" for value in values):
             raise BadRequest(
                 f"Parameter '{key}' is empty: a bulk PATCH or DELETE needs a value for every "
                 "filter it is given"
             )
 
 
-def _conditions(params: QueryDict) -> Iterable[dict[str, Any]]:
-    regex = _regex_flag(params.get("regex"))
-    if "filter" in params:
-        yield parse_filter(params.get("filter"))
-    for key in params:
-        name = key[:-2] if key.endswith("[]") else key
-        if name in SYSTEM_PARAMS or name in TRANSPORT_PARAMS:
-            continue
-        yield _match(f"data.{_data_key(key)}", params.getlist(key), regex)
-    files = params.getlist("file")
-    if files:
-        yield _match("file", files, regex)
-    ids = [*params.getlist("ids"), *params.getlist("ids[]")]
-    if ids:
-        object_ids = [parse_object_id(i, "id") for raw in ids for i in raw.split(",") if i]
-        yield {"_id": {"$in": object_ids}}
+def _bare(key: str) -> str:
+    """A parameter's name without the `[]` of PHP-style repeated names."""
+    return key[:-2] if key.endswith("[]") else key
+
+
+def _data_conditions(data_params: Params, regex: bool) -> Iterable[dict[str, Any]]:
+    for key, values in data_params.items():
+        yield _match(f"data.{_data_key(key)}", values, regex)
+
+
+def _id_condition(ids: Sequence[str]) -> dict[str, Any] | None:
+    """`ids`, each value one id or several separated by commas."""
+    object_ids = [parse_object_id(i, "id") for raw in ids for i in raw.split(",") if i]
+    return {"_id": {"$in": object_ids}} if object_ids else None
+
+
+def _time_condition(start: str, end: str) -> dict[str, Any] | None:
     time_range = {}
-    if params.get("from"):
-        time_range["$gte"] = parse_date(params.get("from"), "from")
-    if params.get("to"):
-        time_range["$lte"] = parse_date(params.get("to"), "to")
-    if time_range:
-        yield {"time": time_range}
-
-
-def _regex_flag(raw: str | None) -> bool:
-    value = (raw or "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise BadRequest(f"Parameter 'regex' must be true or false, got {raw!r}")
+    if start:
+        time_range["$gte"] = parse_date(start, "from")
+    if end:
+        time_range["$lte"] = parse_date(end, "to")
+    return {"time": time_range} if time_range else None
 
 
 def _data_key(key: str) -> str:
@@ -291,31 +312,11 @@ def _check_depth(depth: int) -> None:
         raise BadRequest(f"Filter is nested deeper than {MAX_FILTER_DEPTH} levels")
 
 
-def _sort(params: QueryDict) -> list[tuple[str, int]]:
-    raw_order = (params.get("order") or "1").strip().lower()
-    if raw_order not in _ORDERS:
-        raise BadRequest(f"Parameter 'order' must be 1, -1, asc or desc, got {raw_order!r}")
-    order = _ORDERS[raw_order]
-    sort_field = (params.get("sort") or "").strip()
+def _sort(sort_field: str, order: int) -> list[tuple[str, int]]:
     if not sort_field:
         return [("_id", order)]
     _field_name(sort_field)
     return [(sort_field, order)] if sort_field == "_id" else [(sort_field, order), ("_id", order)]
-
-
-def _non_negative(params: QueryDict, name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise BadRequest(f"Parameter '{name}' must be a non-negative integer") from None
-    if value < 0:
-        raise BadRequest(f"Parameter '{name}' must be a non-negative integer")
-    if value > INT64_MAX:
-        raise BadRequest(f"Parameter '{name}' must be at most {INT64_MAX} (64 bits)")
-    return value
 
 
 def _projection(select: str) -> dict[str, int]:

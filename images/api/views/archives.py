@@ -14,17 +14,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from images.api.duplicate_parameters import OnDuplicateParameters
 from images.api.errors import BadRequest, PayloadTooLarge
+from images.api.export_parameters import EXPORT_PARAMETERS, export_request
 from images.api.openapi import (
-    EXPORT_PARAMETERS,
     EXPORT_RESPONSES,
     IMPORT_REQUEST_SCHEMA,
     IMPORT_RESPONSES,
 )
+from images.api.parameters import validated
 from images.api.scope import repository_for
 from images.api.views.images import single_file
-from images.archives import ArchiveImporter, ExportRequest, archive_file_name, parse_export
-from images.duplicates import parse_on_duplicate
+from images.archives import ArchiveImporter, ExportRequest, archive_file_name
+from images.duplicates import OnDuplicate
 from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.store.files import get_file_store
 from images.writes.uploads import MULTIPART_OVERHEAD, parse_metadata
@@ -67,7 +69,7 @@ class ExportView(APIView):
         responses=EXPORT_RESPONSES,
     )
     def get(self, request: Request) -> StreamingHttpResponse:
-        export = parse_export(request.query_params)
+        export = export_request(request.query_params)
         exporter = export.exporter(repository_for(request), get_file_store())
         response = StreamingHttpResponse(
             _started(exporter.stream()), content_type=export.format.media_type
@@ -77,7 +79,7 @@ class ExportView(APIView):
     @extend_schema(exclude=True)
     def head(self, request: Request) -> HttpResponse:
         """The export's headers without making it (the query is still checked)."""
-        export = parse_export(request.query_params)
+        export = export_request(request.query_params)
         return _export_headers(HttpResponse(content_type=export.format.media_type), export)
 
 
@@ -100,9 +102,7 @@ class ImportView(APIView):
         request._request.upload_handlers = [ArchiveUploadHandler(request._request)]
         archive = single_file(request, ARCHIVE_FIELD)
         try:
-            on_duplicate = parse_on_duplicate(
-                request.POST.get(ON_DUPLICATE, request.query_params.get(ON_DUPLICATE))
-            )
+            on_duplicate = _on_duplicate(request)
             meta = parse_metadata(request.POST, ignore=(ON_DUPLICATE,))
             if meta.file is not None or meta.image_id is not None:
                 raise BadRequest("'file' and '_id' cannot be given for a whole archive")
@@ -117,6 +117,12 @@ class ImportView(APIView):
         finally:
             archive.close()
         return Response(result.as_json())
+
+
+def _on_duplicate(request: Request) -> OnDuplicate | None:
+    """`on_duplicate` of the form, else of the query string."""
+    source = request.POST if ON_DUPLICATE in request.POST else request.query_params
+    return validated(OnDuplicateParameters(data=source)).get("on_duplicate")
 
 
 def _started(stream: Iterator[bytes]) -> Iterator[bytes]:

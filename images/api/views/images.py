@@ -15,7 +15,9 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from images.api.duplicate_parameters import OnDuplicateParameters
 from images.api.errors import BadRequest, ImageNotFound
+from images.api.filters import ImageQueryFilter
 from images.api.openapi import (
     BULK_DELETE_RESPONSES,
     BULK_UPDATE_RESPONSES,
@@ -25,23 +27,20 @@ from images.api.openapi import (
     ID_PARAMETER,
     IMAGE_RESPONSES,
     LIST_RESPONSES,
-    ON_DUPLICATE_PARAMETER,
     PATCH_BODY,
     PATCH_EXAMPLES,
     PUT_EXAMPLES,
-    QUERY_PARAMETERS,
     THUMBNAIL_RESPONSES,
     UPLOAD_RESPONSES,
     UPLOAD_SCHEMA,
 )
+from images.api.parameters import validated
 from images.api.renderers import dumps
 from images.api.responses import served_content_type, stored_file_response
 from images.api.scope import repository_for
 from images.core.documents import to_api
-from images.core.query import ImageQuery, check_bulk_selection, parse_object_id, parse_query
+from images.core.query import ImageQuery, check_bulk_selection, parse_object_id
 from images.core.updates import build_patch, build_replace
-from images.duplicates import parse_on_duplicate
-from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.limits.bounded_json import BoundedJSONParser
 from images.limits.documents import growth_conditions, refuse_growth
 from images.store.files import FileStore, get_file_store
@@ -64,12 +63,12 @@ class ImageViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="List images",
         operation_id="images_list",
-        parameters=QUERY_PARAMETERS,
+        parameters=ImageQueryFilter.parameters,
         responses=LIST_RESPONSES,
     )
     def list_images(self, request: Request) -> HttpResponse:
         # Not named `list`: the response is one object, not the array DRF's `list` implies.
-        query = parse_query(request.query_params)
+        query = ImageQueryFilter().query(request.query_params)
         repository = repository_for(request)
         tail = {"select": query.select} if query.select else {}
         if 0 < query.limit <= STREAM_LIST_ABOVE:
@@ -84,7 +83,7 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Upload an image",
-        parameters=[ON_DUPLICATE_PARAMETER],
+        parameters=[OnDuplicateParameters],
         request={"multipart/form-data": UPLOAD_SCHEMA},
         responses=UPLOAD_RESPONSES,
     )
@@ -92,7 +91,9 @@ class ImageViewSet(viewsets.ViewSet):
         if not (request.content_type or "").startswith("multipart/form-data"):
             # As the original: any other body is an upload without a file.
             raise BadRequest("File not provided: send multipart/form-data with the file in 'image'")
-        on_duplicate = parse_on_duplicate(request.query_params.get(ON_DUPLICATE))
+        on_duplicate = validated(OnDuplicateParameters(data=request.query_params)).get(
+            "on_duplicate"
+        )
         upload = single_file(request, "image")
         meta = parse_metadata(request.POST)
         digests = request._request.__dict__.get("upload_digests", {}).get("image")
@@ -103,14 +104,13 @@ class ImageViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="Update the data of every matching image",
         operation_id="images_bulk_update",
-        parameters=QUERY_PARAMETERS,
+        parameters=ImageQueryFilter.parameters,
         request=PATCH_BODY,
         examples=PATCH_EXAMPLES,
         responses=BULK_UPDATE_RESPONSES,
     )
     def bulk_update(self, request: Request) -> Response:
-        check_bulk_selection(request.query_params)
-        query = parse_query(request.query_params)
+        query = _bulk_selection(request)
         update = build_patch(_json_body(request))
         if not update:
             return Response(_update_result(False, 0, 0))
@@ -123,12 +123,11 @@ class ImageViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="Delete every matching image and its file",
         operation_id="images_bulk_destroy",
-        parameters=QUERY_PARAMETERS,
+        parameters=ImageQueryFilter.parameters,
         responses=BULK_DELETE_RESPONSES,
     )
     def bulk_destroy(self, request: Request) -> Response:
-        check_bulk_selection(request.query_params)
-        query = parse_query(request.query_params)
+        query = _bulk_selection(request)
         repository = repository_for(request)
         deleted = delete_matching(repository, get_file_store(), query)
         logger.info(
@@ -226,6 +225,11 @@ def _list_total(repository: ImageRepository, query: ImageQuery, found: int) -> i
     if found < query.limit and (found or not query.skip):
         return query.skip + found
     return repository.count(query.filter)
+
+
+def _bulk_selection(request: Request) -> ImageQuery:
+    check_bulk_selection(dict(request.query_params.lists()))
+    return ImageQueryFilter().query(request.query_params)
 
 
 def _within_data_limit(

@@ -12,7 +12,8 @@ from django.http import QueryDict
 from rest_framework.exceptions import APIException
 from tqdm import tqdm
 
-from images.archives import FORMATS, parse_export
+from images.api.export_parameters import export_request
+from images.archives import FORMATS
 from images.store.files import get_file_store
 from images.store.repository import ImageRepository
 
@@ -42,7 +43,7 @@ class Command(BaseCommand):
         partial = target.with_name(f".{target.name}.partial")
         started = time.monotonic()
         try:
-            export = parse_export(params)
+            export = export_request(params)
             query = export.query
             repository = ImageRepository(owner=user or None)
             total = _expected_count(repository.count(query.filter), query.skip, query.limit)
