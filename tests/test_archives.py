@@ -185,7 +185,7 @@ def test_export_reports_missing_files_and_reimport_skips_them(backend, api, data
         }
     ]
     content = zip_bytes(archive)
-    api.delete("/images")
+    api.delete("/images?all=true")
     body = post_archive(api, content).json()
     assert body["imported"] == 3
     assert body["skipped"] == [
@@ -320,7 +320,7 @@ def test_round_trip_gives_identical_documents_and_bytes(backend, api, dataset, c
     before = all_documents(api)
     originals = {file: stored_bytes(file) for file in dataset}
     content = zip_bytes(export(api))
-    assert api.delete("/images").json()["deletedCount"] == 4
+    assert api.delete("/images?all=true").json()["deletedCount"] == 4
     assert stored_keys() == []
     response = post_archive(api, content, name="export.zip")
     assert response.status_code == 200, response.content
@@ -664,7 +664,7 @@ def test_user_scope_imports_as_the_user_and_round_trips(api, settings, collectio
     assert image_names(archive) == ["alice/cam/a.jpg"]
     assert post_archive(api, zip_bytes(archive)).json()["imported"] == 1
     assert collection.find_one()["_id"] == document["_id"]  # kept: the image is still there
-    api.delete("/images")
+    api.delete("/images?all=true")
     assert post_archive(api, zip_bytes(archive)).json()["imported"] == 1
     assert stored_keys() == ["alice/cam/a.jpg"]
     # A new image gets a server id under scope: an archive's id is never honoured, whether
@@ -700,7 +700,7 @@ def test_export_and_import_commands_share_the_routes_format(api, dataset, tmp_pa
         assert len(manifest(archive)) == 2
     assert not list(tmp_path.glob(".*partial"))
 
-    api.delete("/images")
+    api.delete("/images?all=true")
     output = io.StringIO()
     call_command("import_images", str(out), "--data", '{"batch": "cli"}', stdout=output)
     assert "Imported 2 images" in output.getvalue()

@@ -112,7 +112,7 @@ def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
 
     def delete_all() -> None:
         with contextlib.suppress(requests.ConnectionError):  # the server dies mid-request
-            requests.delete(f"http://127.0.0.1:{port}/images", timeout=60)
+            requests.delete(f"http://127.0.0.1:{port}/images", params={"all": "true"}, timeout=60)
 
     worker = threading.Thread(target=delete_all, daemon=True)
     worker.start()

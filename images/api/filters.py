@@ -17,7 +17,13 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework import serializers
 
 from images.api.parameters import Count, ParameterText, validated
-from images.core.query import DEFAULT_LIMIT, ImageQuery, data_filters, image_query
+from images.core.query import (
+    DEFAULT_LIMIT,
+    EVERY_IMAGE_PARAM,
+    ImageQuery,
+    data_filters,
+    image_query,
+)
 
 ORDERS = {"1": 1, "asc": 1, "ascending": 1, "-1": -1, "desc": -1, "descending": -1}
 # What the original's clients send for `regex`: a checkbox, a boolean, or JavaScript's undefined.
@@ -110,11 +116,25 @@ DATA_FILTER_PARAMETER = OpenApiParameter(
 )
 
 
+EVERY_IMAGE_PARAMETER = OpenApiParameter(
+    EVERY_IMAGE_PARAM,
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    required=False,
+    description=(
+        "`true` to act on every image when no filter is given; without a filter and without "
+        "it, the request is refused (400)."
+    ),
+)
+
+
 class ImageQueryFilter:
     """A request's query string → an ImageQuery; 400 naming the first bad parameter."""
 
     # For `extend_schema(parameters=...)` of every route that takes an image query.
     parameters = [ImageQueryParameters, DATA_FILTER_PARAMETER]
+    # Bulk PATCH and DELETE also take the consent to act on every image.
+    bulk_parameters = [*parameters, EVERY_IMAGE_PARAMETER]
 
     def __init__(self, default_limit: int = DEFAULT_LIMIT, options: Iterable[str] = ()) -> None:
         self.default_limit = default_limit

@@ -64,6 +64,8 @@ SYSTEM_PARAMS = frozenset(
 SHAPING_PARAMS = frozenset({"sort", "order", "limit", "skip", "select", "regex"})
 # Parameters of signed URLs and downloads that select nothing.
 TRANSPORT_PARAMS = frozenset({"expires", "signature", "user"})
+# A bulk PATCH or DELETE's consent to act on every image when it selects none (`all=true`).
+EVERY_IMAGE_PARAM = "all"
 
 # The query string: each name's values, in the order given.
 Params = Mapping[str, list[str]]
@@ -143,7 +145,9 @@ def check_bulk_selection(params: Params) -> None:
     `skip` and `limit` (a window of the matches is not what a bulk change acts on: only 0,
     meaning all of them, is accepted), and any selecting parameter with an empty value (`from=`,
     `to=`, `ids=`, `file=`, `filter=`, `key=`): an empty search box must never mean "everything".
+    No selecting parameter at all means every image only when the caller says `all=true`.
     """
+    _check_every_image(params)
     for name in ("skip", "limit"):
         if any(value.strip() != "0" for value in params.get(name, [])):
             raise BadRequest(
@@ -159,6 +163,18 @@ def check_bulk_selection(params: Params) -> None:
                 f"Parameter '{key}' is empty: a bulk PATCH or DELETE needs a value for every "
                 "filter it is given"
             )
+
+
+def _check_every_image(params: Params) -> None:
+    consent = params.get(EVERY_IMAGE_PARAM)
+    if consent is not None and consent != ["true"]:
+        raise BadRequest(f"Parameter '{EVERY_IMAGE_PARAM}' takes only 'true', once")
+    ignored = SHAPING_PARAMS | TRANSPORT_PARAMS | {EVERY_IMAGE_PARAM}
+    if consent is None and all(_bare(key) in ignored for key in params):
+        raise BadRequest(
+            "A bulk PATCH or DELETE without a filter would change every image: give a filter, "
+            f"or {EVERY_IMAGE_PARAM}=true to mean every image"
+        )
 
 
 def _bare(key: str) -> str:

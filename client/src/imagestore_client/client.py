@@ -261,7 +261,9 @@ def _require_query(query: Mapping[str, Any]) -> None:
 
 
 def _without_all(query: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in query.items() if k != "all"}
+    """The query as sent: `all=True` becomes the service's `all=true`, else it is dropped."""
+    sent = {k: v for k, v in query.items() if k != "all"}
+    return {**sent, "all": "true"} if query.get("all") else sent
 
 
 def _check_hash(content: bytes, sha256: str | None, image_id: str) -> None:

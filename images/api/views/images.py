@@ -39,7 +39,12 @@ from images.api.renderers import dumps
 from images.api.responses import served_content_type, stored_file_response
 from images.api.scope import repository_for
 from images.core.documents import to_api
-from images.core.query import ImageQuery, check_bulk_selection, parse_object_id
+from images.core.query import (
+    EVERY_IMAGE_PARAM,
+    ImageQuery,
+    check_bulk_selection,
+    parse_object_id,
+)
 from images.core.updates import build_patch, build_replace
 from images.limits.bounded_json import BoundedJSONParser
 from images.limits.documents import growth_conditions, refuse_growth
@@ -104,7 +109,7 @@ class ImageViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="Update the data of every matching image",
         operation_id="images_bulk_update",
-        parameters=ImageQueryFilter.parameters,
+        parameters=ImageQueryFilter.bulk_parameters,
         request=PATCH_BODY,
         examples=PATCH_EXAMPLES,
         responses=BULK_UPDATE_RESPONSES,
@@ -123,7 +128,7 @@ class ImageViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="Delete every matching image and its file",
         operation_id="images_bulk_destroy",
-        parameters=ImageQueryFilter.parameters,
+        parameters=ImageQueryFilter.bulk_parameters,
         responses=BULK_DELETE_RESPONSES,
     )
     def bulk_destroy(self, request: Request) -> Response:
@@ -229,7 +234,7 @@ def _list_total(repository: ImageRepository, query: ImageQuery, found: int) -> i
 
 def _bulk_selection(request: Request) -> ImageQuery:
     check_bulk_selection(dict(request.query_params.lists()))
-    return ImageQueryFilter().query(request.query_params)
+    return ImageQueryFilter(options=(EVERY_IMAGE_PARAM,)).query(request.query_params)
 
 
 def _within_data_limit(
