@@ -227,7 +227,9 @@ def test_bulk_patch_leaves_other_users_untouched(world, query):
     )
 
 
-@pytest.mark.parametrize("query", ["all=true", "owner=bob", "shared=x", 'filter={"file": {"$regex": "b"}}'])
+@pytest.mark.parametrize(
+    "query", ["all=true", "owner=bob", "shared=x", 'filter={"file": {"$regex": "b"}}']
+)
 def test_bulk_delete_leaves_other_users_files_byte_identical(world, query):
     before = world.bob_snapshot()
     response = world.clients["alice"].delete(f"/images?{urlencode(dict(parse_qsl(query)))}")
