@@ -67,7 +67,23 @@ def _image_fields(required: bool) -> dict[str, serializers.Field]:
         "format": serializers.CharField(required=False),
         "mode": serializers.CharField(required=False),
         "contentType": serializers.CharField(required=False),
+        "integrity": _integrity_mark(),
     }
+
+
+class IntegrityMarkSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["missing", "mismatched"])
+    checked = serializers.DateTimeField()
+    foundSha256 = serializers.CharField(required=False)
+
+
+def _integrity_mark() -> serializers.Serializer:
+    return IntegrityMarkSerializer(
+        required=False,
+        help_text="Only on an image whose file `check_integrity --fix` found lost (`missing`) "
+        "or holding other bytes than `sha256` (`mismatched`); filter on `integrity.status`. "
+        "Uploading the file again removes it.",
+    )
 
 
 IMAGE_SCHEMA = inline_serializer("Image", _image_fields(required=True))

@@ -30,7 +30,7 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_uri
 
-from images.core.documents import FACT_FIELDS
+from images.core.documents import FACT_FIELDS, INTEGRITY
 from images.core.query import ImageQuery
 
 logger = logging.getLogger(__name__)
@@ -440,16 +440,17 @@ class ImageRepository:
             created = self._insert_new(file, changes, image_id)
             if created is not None:
                 return None, created
-        stale = [name for name in FACT_FIELDS if name not in facts]
+        # A non-image replacing an image keeps no width, height...; new bytes clear the mark
+        # of a broken image.
+        stale = [name for name in FACT_FIELDS if name not in facts] + [INTEGRITY]
         selector = {"userId": self.owner, "file": file}
         for attempt in range(1, MINTED_ID_ATTEMPTS + 1):
             new_id = image_id or new_object_id()
             update = {
                 "$set": changes,
                 "$setOnInsert": {"_id": new_id, "file": file, "userId": self.owner},
+                "$unset": dict.fromkeys(stale, ""),
             }
-            if stale:  # a non-image replacing an image keeps no width, height...
-                update["$unset"] = dict.fromkeys(stale, "")
             try:
                 before = self._upsert_retrying_path(selector, update)
                 break
@@ -508,7 +509,7 @@ class ImageRepository:
             operations.append(
                 UpdateOne(
                     {"userId": self.owner, "file": doc["file"]},
-                    {"$set": set_fields, "$setOnInsert": on_insert},
+                    {"$set": set_fields, "$setOnInsert": on_insert, "$unset": {INTEGRITY: ""}},
                     upsert=True,
                 )
             )
@@ -587,8 +588,8 @@ class ImageRepository:
                 yield doc["file"]
 
     def iter_file_facts(self) -> Iterator[dict[str, Any]]:
-        """Every document's `file` and `sha256` in scope, in pages."""
-        query = ImageQuery(filter={}, limit=0, projection={"file": 1, "sha256": 1})
+        """Every document's `file`, `sha256` and integrity mark in scope, in pages."""
+        query = ImageQuery(filter={}, limit=0, projection={"file": 1, "sha256": 1, INTEGRITY: 1})
         yield from self.find_in_pages(query, page_size=1000)
 
     def known_files(self, files: list[str]) -> set[str]:

@@ -110,6 +110,11 @@ class FileStore(ABC):
     def iter_all_keys(self) -> Iterator[str]:
         """Every stored object, as listed, safe or not (what `check_integrity` accounts for)."""
 
+    def iter_keys_under(self, prefix: str) -> Iterator[str]:
+        """The objects `iter_all_keys` lists below the folder `prefix` (here: all of them,
+        filtered; a backend that can list one folder overrides it)."""
+        return (key for key in self.iter_all_keys() if key.startswith(f"{prefix}/"))
+
     def iter_keys(self) -> Iterator[str]:
         """Every stored file outside the reserved prefix (temporary files of uploads included)."""
         return (key for key in self.iter_all_keys() if not key.startswith(f"{RESERVED_PREFIX}/"))

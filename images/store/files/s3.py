@@ -112,8 +112,15 @@ class S3FileStore(FileStore):
 
     @override
     def iter_all_keys(self) -> Iterator[str]:
+        return self._list()
+
+    @override
+    def iter_keys_under(self, prefix: str) -> Iterator[str]:
+        return self._list(f"{prefix}/")
+
+    def _list(self, prefix: str = "") -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket.name):
+        for page in paginator.paginate(Bucket=self.bucket.name, Prefix=prefix):
             for item in page.get("Contents", []):
                 yield item["Key"]
 
