@@ -24,7 +24,7 @@ from images.store.files import FileStore
 from images.store.repository import ImageRepository
 
 # Parameters of /export that select no images (every other one is part of the query).
-EXPORT_OPTIONS = ("format", "by")
+EXPORT_OPTIONS = ("format", "by", "split")
 DEFAULT_FORMAT = "zip"
 DEFAULT_LABEL_FIELD = "label"
 
@@ -41,6 +41,7 @@ class ExportRequest:
     format: ExportFormat
     query: ImageQuery
     by: str = DEFAULT_LABEL_FIELD
+    split: str | None = None
 
     def exporter(
         self, repository: ImageRepository, files: FileStore, progress: Progress | None = None
@@ -68,7 +69,9 @@ def _webdataset(request: ExportRequest, repository, files, progress) -> Exporter
 
 
 def _imagefolder(request: ExportRequest, repository, files, progress) -> Exporter:
-    return ImageFolderExporter(repository, files, request.query, by=request.by, progress=progress)
+    return ImageFolderExporter(
+        repository, files, request.query, by=request.by, split=request.split, progress=progress
+    )
 
 
 def _jsonl(request: ExportRequest, repository, files, progress) -> Exporter:
@@ -94,15 +97,17 @@ def parse_export(params: QueryDict) -> ExportRequest:
         raise BadRequest(
             f"Parameter 'format' must be one of {', '.join(FORMATS)}, got {name[:40]!r}"
         )
-    by = _single(params, "by")
-    if by is not None and export_format.name != "imagefolder":
-        raise BadRequest("Parameter 'by' applies to format=imagefolder only")
+    by, split = _single(params, "by"), _single(params, "split")
+    for name, value in (("by", by), ("split", split)):
+        if value is not None and export_format.name != "imagefolder":
+            raise BadRequest(f"Parameter '{name}' applies to format=imagefolder only")
     selection = params.copy()
     for parameter in EXPORT_OPTIONS:
         selection.pop(parameter, None)
     query = parse_query(selection, default_limit=0)
     by = parse_label_field(DEFAULT_LABEL_FIELD if by is None else by)
-    return ExportRequest(export_format, query, by)
+    split = None if split is None else parse_label_field(split, "split")
+    return ExportRequest(export_format, query, by, split)
 
 
 def _single(params: QueryDict, name: str) -> str | None:
