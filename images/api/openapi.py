@@ -435,6 +435,14 @@ EXPORT_PARAMETERS = [
         description="With `format=imagefolder`: the data key (dotted for nested values) whose "
         "value names each image's folder. Default `label`.",
     ),
+    OpenApiParameter(
+        "split",
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=False,
+        description="With `format=imagefolder`: the data key whose value (`train`, "
+        "`validation`, `test`, ...) names each image's top folder.",
+    ),
     *QUERY_PARAMETERS,
 ]
 _EXPORT = (
