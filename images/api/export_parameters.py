@@ -1,4 +1,4 @@
-"""The parameters of `GET /export` beyond the image query: `format` and `by`, as a serializer
+"""The parameters of `GET /export` beyond the image query: `format`, `by` and `split`, as a serializer
 that validates them and is what `/docs/schema` publishes."""
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ class ExportParameters(serializers.Serializer):
         help_text="With `format=imagefolder`: the data key (dotted for nested values) whose "
         "value names each image's folder. Default `label`."
     )
+    split = ParameterText(
+        help_text="With `format=imagefolder`: the data key whose value (`train`, `validation`, "
+        "`test`, ...) names each image's top folder."
+    )
 
     def to_internal_value(self, data: QueryDict) -> dict[str, Any]:
         for name in self.fields:
@@ -55,9 +59,13 @@ class ExportParameters(serializers.Serializer):
     def validate_by(self, value: str) -> str:
         return parse_label_field(value)
 
+    def validate_split(self, value: str) -> str:
+        return parse_label_field(value, "split")
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "by" in attrs and attrs.get("format") != "imagefolder":
-            raise serializers.ValidationError({"by": ["applies to format=imagefolder only"]})
+        for name in ("by", "split"):
+            if name in attrs and attrs.get("format") != "imagefolder":
+                raise serializers.ValidationError({name: ["applies to format=imagefolder only"]})
         return attrs
 
 
@@ -70,4 +78,5 @@ def export_request(params: QueryDict) -> ExportRequest:
     options = validated(ExportParameters(data=params))
     export_format = FORMATS[options.get("format", DEFAULT_FORMAT)]
     by = options.get("by", DEFAULT_LABEL_FIELD)
-    return ExportRequest(export_format, EXPORT_QUERY.query(params), by)
+    split = options.get("split")
+    return ExportRequest(export_format, EXPORT_QUERY.query(params), by, split)

@@ -1,5 +1,5 @@
 """The formats of `GET /export` and a writer for each (images.api.export_parameters reads the
-`format` and `by` parameters).
+`format`, `by` and `split` parameters).
 
 `zip` (the default) is the original's archive; `webdataset`, `imagefolder` and `jsonl` are
 the training-ready ones. Every format takes the same query parameters as `GET /images`.
@@ -21,7 +21,7 @@ from images.store.files import FileStore
 from images.store.repository import ImageRepository
 
 # Parameters of /export that select no images (every other one is part of the query).
-EXPORT_OPTIONS = ("format", "by")
+EXPORT_OPTIONS = ("format", "by", "split")
 DEFAULT_FORMAT = "zip"
 DEFAULT_LABEL_FIELD = "label"
 
@@ -38,6 +38,7 @@ class ExportRequest:
     format: ExportFormat
     query: ImageQuery
     by: str = DEFAULT_LABEL_FIELD
+    split: str | None = None
 
     def exporter(
         self, repository: ImageRepository, files: FileStore, progress: Progress | None = None
@@ -65,7 +66,9 @@ def _webdataset(request: ExportRequest, repository, files, progress) -> Exporter
 
 
 def _imagefolder(request: ExportRequest, repository, files, progress) -> Exporter:
-    return ImageFolderExporter(repository, files, request.query, by=request.by, progress=progress)
+    return ImageFolderExporter(
+        repository, files, request.query, by=request.by, split=request.split, progress=progress
+    )
 
 
 def _jsonl(request: ExportRequest, repository, files, progress) -> Exporter:

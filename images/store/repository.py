@@ -419,6 +419,20 @@ class ImageRepository:
             f"data.{path}", self.scoped(query_filter), maxTimeMS=self.max_time_ms
         )
 
+    def aggregate_selection(
+        self, query: ImageQuery, stages: list[dict[str, Any]]
+    ) -> Iterator[dict[str, Any]]:
+        """`stages` run over the documents `query` selects (its sort, skip and limit too)."""
+        window: list[dict[str, Any]] = []
+        if query.skip or query.limit:
+            window = [{"$sort": dict(query.sort)}, {"$skip": query.skip}]
+            window += [{"$limit": query.limit}] if query.limit else []
+        pipeline = [{"$match": self.scoped(query.filter)}, *window, *stages]
+        with self.collection.aggregate(
+            pipeline, allowDiskUse=True, maxTimeMS=self.max_time_ms
+        ) as cursor:
+            yield from cursor
+
     # --- writes -----------------------------------------------------------------------------
     def upsert(
         self,

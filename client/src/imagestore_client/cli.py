@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_query_options(export)
     export.add_argument("--format", choices=["zip", "webdataset", "imagefolder", "jsonl"])
     export.add_argument("--by", help="imagefolder: the field naming the class folder")
+    export.add_argument("--split", help="imagefolder: the field naming the split folder")
     export.add_argument("--shard-size", type=int, help="webdataset: samples per shard-NNNNNN.tar")
 
     imp = sub.add_parser("import", help="upload an export archive")

@@ -200,8 +200,9 @@ def run_patch(client: Client, args: argparse.Namespace) -> int:
 # --- archives ---------------------------------------------------------------------------------
 def run_export(client: Client, args: argparse.Namespace) -> int:
     query = query_from(args)
-    if args.by:
-        query["by"] = args.by
+    for option in ("by", "split"):
+        if getattr(args, option):
+            query[option] = getattr(args, option)
     if args.shard_size is not None:
         if args.format not in (None, "webdataset"):
             raise PlanError("--shard-size goes with --format webdataset")

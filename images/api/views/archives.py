@@ -61,8 +61,9 @@ class ExportView(APIView):
         summary="Export the matching images and their documents (streamed)",
         description=(
             "`format=zip` (default): the original's archive. `webdataset`: a tar of samples "
-            "`<_id>.<ext>` + `<_id>.json`. `imagefolder`: a zip of `<data.<by>>/<name>` "
-            "folders (`_unlabelled/` without a value) and `metadata.jsonl`. `jsonl`: the "
+            "`<_id>.jpg` + `<_id>.json`. `imagefolder`: a zip of `[<data.<split>>/]"
+            "<data.<by>>/<name>` folders (`_unlabelled/` without a value) and "
+            "`metadata.jsonl`. `jsonl`: the "
             "documents only, one per line (honours `select`)."
         ),
         parameters=EXPORT_PARAMETERS,

@@ -17,7 +17,7 @@ from images.archives import FORMATS
 from images.store.files import get_file_store
 from images.store.repository import ImageRepository
 
-QUERY_OPTIONS = ("format", "by", "filter", "limit", "skip", "sort", "order")
+QUERY_OPTIONS = ("format", "by", "split", "filter", "limit", "skip", "sort", "order")
 
 
 class Command(BaseCommand):
@@ -27,6 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("out", help="the file to write")
         parser.add_argument("--format", choices=list(FORMATS), help="as GET /export (default zip)")
         parser.add_argument("--by", help="with --format imagefolder: the data key of the folders")
+        parser.add_argument("--split", help="with --format imagefolder: the data key of the splits")
         parser.add_argument("--filter", help="MongoDB query document (JSON), as in GET /images")
         parser.add_argument("--limit", help="at most this many images (0 = all)")
         parser.add_argument("--skip", help="skip this many images first")
