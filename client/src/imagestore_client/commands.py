@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +19,11 @@ from imagestore_client.push_plan import PlanError, PushPlan, read_metadata_csv
 from imagestore_client.query import parse_pairs
 from imagestore_client.shards import write_shards
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+# Every exit code of the command: done, something failed, bad usage, interrupted (Ctrl-C).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SHOWN_FAILURES = 50
+# What `--regex FIELD=PATTERN` takes for a field name; anything else is a pattern on the path.
+FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*")
 
 
 def query_from(args: argparse.Namespace, terms: list[str] | None = None) -> dict[str, Any]:
@@ -30,17 +34,26 @@ def query_from(args: argparse.Namespace, terms: list[str] | None = None) -> dict
             raise PlanError(f"{term!r} is not key=value")
         key, value = term.split("=", 1)
         query.setdefault(key, []).append(value)
+    clauses = [regex_clause(spec) for spec in args.regex]
     if args.filter is not None:
         try:
-            query["filter"] = json.loads(args.filter)
+            clauses.insert(0, json.loads(args.filter))
         except ValueError:
             raise PlanError("--filter is not valid JSON") from None
+    if clauses:
+        query["filter"] = clauses[0] if len(clauses) == 1 else {"$and": clauses}
     for name in ("from_", "to", "sort", "order", "file", "limit", "skip"):
         if getattr(args, name, None) is not None:
             query[name] = getattr(args, name)
-    if args.regex:
-        query["regex"] = True
     return query
+
+
+def regex_clause(spec: str) -> dict[str, Any]:
+    """`--regex label=^ca` matches data.label, `--regex 'cam1/.*[.]png$'` the stored path."""
+    key, separator, pattern = spec.partition("=")
+    if not (separator and FIELD_NAME.fullmatch(key)):
+        key, pattern = "file", spec
+    return {key if key == "file" else f"data.{key}": {"$regex": pattern}}
 
 
 @contextmanager

@@ -1,4 +1,8 @@
-"""HTTP with retries: backoff on 502/503/504/429 and connection errors, typed errors otherwise."""
+"""HTTP with retries: backoff on 502/503/504/429 and connection errors, typed errors otherwise.
+
+A connection refused (or a host not found) before the service has ever answered is not
+retried: it is a wrong URL or a service that is not running, and says so at once.
+"""
 
 from __future__ import annotations
 
@@ -52,8 +56,10 @@ class Transport:
             limits=limits,
             headers={"User-Agent": "imagestore-client"},
         )
+        self.url = url.rstrip("/")
         self.auth = auth
         self.retry = retry
+        self.reached = False  # set by the first answer: from then on a refusal is worth a retry
 
     def close(self) -> None:
         self.http.close()
@@ -86,11 +92,12 @@ class Transport:
             try:
                 response = self._send(method, path, body, kwargs)
             except httpx.TransportError as error:
-                if attempt + 1 >= attempts:
-                    raise ConnectionFailed(f"{method} {path}: {error!r}") from None
+                if attempt + 1 >= attempts or self._unreachable(error):
+                    raise self._failed(method, path, error) from None
                 time.sleep(self.retry.delay(attempt, None))
                 attempt += 1
                 continue
+            self.reached = True
             if response.status_code < 400:
                 try:
                     yield response
@@ -131,8 +138,18 @@ class Transport:
             except httpx.TransportError as error:
                 attempt += 1
                 if attempt >= self.retry.attempts:
-                    raise ConnectionFailed(f"GET {path}: {error!r}") from None
+                    raise self._failed("GET", path, error) from None
                 time.sleep(self.retry.delay(attempt - 1, None))
+
+    def _unreachable(self, error: httpx.TransportError) -> bool:
+        """A first connection that failed: retrying would only make the user wait."""
+        return not self.reached and isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+
+    def _failed(self, method: str, path: str, error: httpx.TransportError) -> ConnectionFailed:
+        reason = str(error) or type(error).__name__
+        if self._unreachable(error):
+            return ConnectionFailed(f"cannot connect to {self.url}: {reason}")
+        return ConnectionFailed(f"{method} {self.url}{path}: {reason}")
 
     def _renew_token(self) -> bool:
         invalidate = getattr(self.auth, "invalidate", None)
