@@ -141,3 +141,24 @@ def test_a_wrong_url_answers_at_once(url):
     assert result.stderr.count("\n") == 1, result.stderr
     assert url in result.stderr
     assert "is the service running? set --url or IMAGESTORE_URL" in result.stderr
+
+
+# --- a query that matches nothing ---------------------------------------------------------------
+def test_a_field_typo_that_matches_nothing_says_so(client, service, tmp_path):
+    client.upload(image_bytes(1), "one.png", {"label": "cat", "camera": "cam1"})
+    hint = "no image has a field 'lable'; known fields: camera, label"
+    for command in (
+        ["ls", "lable=cat"],
+        ["ls", "--filter", '{"$or": [{"data.lable": "cat"}]}'],
+        ["ls", "--regex", "lable=c"],
+        ["pull", str(tmp_path / "out"), "lable=cat"],
+        ["rm", "lable=cat", "--yes"],
+        ["patch", "lable=cat", "--set", "k=v"],
+    ):
+        result = cli(service.url, *command)
+        assert result.returncode == 1, (command, result.stderr)
+        assert hint in result.stderr, command
+    known_but_no_match = cli(service.url, "ls", "label=dog")
+    assert known_but_no_match.returncode == 0
+    assert "no image has" not in known_but_no_match.stderr
+    assert client.count() == 1

@@ -107,6 +107,10 @@ class Client:
             "total"
         ]
 
+    def fields(self) -> list[str]:
+        """The top-level keys of `data` (of the newest images, as `GET /fields` samples them)."""
+        return self._json("GET", "/fields")
+
     def get(self, image_id: str) -> dict[str, Any]:
         return self._json("GET", f"/images/{image_id}")
 

@@ -24,6 +24,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SHOWN_FAILURES = 50
 # What `--regex FIELD=PATTERN` takes for a field name; anything else is a pattern on the path.
 FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*")
+# The keywords of `query_from` that are not data fields.
+QUERY_OPTIONS = frozenset(
+    {"filter", "from_", "to", "sort", "order", "file", "limit", "skip", "select"}
+)
 
 
 def query_from(args: argparse.Namespace, terms: list[str] | None = None) -> dict[str, Any]:
@@ -54,6 +58,37 @@ def regex_clause(spec: str) -> dict[str, Any]:
     if not (separator and FIELD_NAME.fullmatch(key)):
         key, pattern = "file", spec
     return {key if key == "file" else f"data.{key}": {"$regex": pattern}}
+
+
+def named_fields(query: dict[str, Any]) -> set[str]:
+    """The top-level data fields a query names: its key=value terms, `data.x` keys of its filter."""
+    named = {key for key in query if key not in QUERY_OPTIONS}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key.startswith("data."):
+                    named.add(key[len("data.") :])
+                walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(query.get("filter"))
+    return {name.split(".", 1)[0] for name in named if name}
+
+
+def explain_no_match(client: Client, query: dict[str, Any]) -> int:
+    """After a query matched nothing: EXIT_FAILED, and a hint, if it names an unknown field."""
+    known = set(client.fields())
+    unknown = sorted(named_fields(query) - known)
+    for name in unknown:
+        print(
+            f"imagestore: no image has a field {name!r}; known fields: "
+            f"{', '.join(sorted(known)) or '(none)'}",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if unknown else EXIT_OK
 
 
 @contextmanager
@@ -120,7 +155,8 @@ def run_pull(client: Client, args: argparse.Namespace) -> int:
         f"{handled} of {total} images in {summary.seconds:.1f} s "
         f"({rate(handled, summary.seconds)})"
     )
-    return finish(summary.failed, summary.interrupted)
+    status = finish(summary.failed, summary.interrupted)
+    return status or (explain_no_match(client, query) if total == 0 else EXIT_OK)
 
 
 # --- documents --------------------------------------------------------------------------------
@@ -141,7 +177,7 @@ def run_ls(client: Client, args: argparse.Namespace) -> int:
     total = client.count(**query)
     sys.stdout.flush()
     print(f"({shown} of {total} shown)", file=sys.stderr)
-    return EXIT_OK
+    return explain_no_match(client, query) if total == 0 else EXIT_OK
 
 
 def run_get(client: Client, args: argparse.Namespace) -> int:
@@ -175,7 +211,7 @@ def run_rm(client: Client, args: argparse.Namespace) -> int:
     count = client.count(**query)
     if count == 0:
         print("nothing matches")
-        return EXIT_OK
+        return explain_no_match(client, query)
     if not args.yes and not _confirm(f"delete {count} images and their files?"):
         print("nothing deleted")
         return EXIT_FAILED
@@ -207,7 +243,7 @@ def run_patch(client: Client, args: argparse.Namespace) -> int:
         raise PlanError("give ids or a query (key=value, --filter ...)")
     result = client.update_many(changes, args.unset, **query)
     print(f"matched {result['matchedCount']}, modified {result['modifiedCount']}")
-    return EXIT_OK
+    return explain_no_match(client, query) if result["matchedCount"] == 0 else EXIT_OK
 
 
 # --- archives ---------------------------------------------------------------------------------
