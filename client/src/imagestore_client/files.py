@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
@@ -29,7 +29,7 @@ def write_verified(dest: Path, chunks: Iterable[bytes], sha256: str | None) -> i
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    handle, temporary = tempfile.mkstemp(prefix=f".{dest.name[:50]}.", dir=dest.parent)
+    handle, temporary = _create_temporary(dest)
     try:
         with os.fdopen(handle, "wb") as out:
             for chunk in chunks:
@@ -43,6 +43,17 @@ def write_verified(dest: Path, chunks: Iterable[bytes], sha256: str | None) -> i
         Path(temporary).unlink(missing_ok=True)
         raise
     return size
+
+
+def _create_temporary(dest: Path) -> tuple[int, str]:
+    """A new file beside `dest`, with the mode the umask gives (mkstemp's would be 0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = str(dest.with_name(f".{dest.name[:50]}.{secrets.token_hex(6)}"))
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:
+            continue
 
 
 def safe_relative(path: str) -> PurePosixPath:
