@@ -113,6 +113,7 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
         all_files=args.all_files,
     )
     files = plan.files()
+    report_left_out(args.folder, plan)
     scoped = client.info().get("image_scope") == "user"
     with progress_bar(args, len(files)) as bar:
         pusher = Pusher(client, args.jobs, args.on_duplicate, scoped, progress=bar.update)
@@ -127,13 +128,28 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
     return finish(summary.failed, summary.interrupted)
 
 
+def report_left_out(folder: str, plan: PushPlan) -> None:
+    """What the walk of a push left out: links it did not follow, files that are not images."""
+    parts = [f"{len(plan.left_out)} links"] if plan.left_out else []
+    if plan.not_images:
+        parts.append(f"{plan.not_images} files that are not images (--all-files pushes them)")
+    if parts:
+        print(f"push {folder}: left out {' and '.join(parts)}", file=sys.stderr)
+    listed("left out", plan.left_out)
+
+
+def listed(what: str, entries: list[tuple[str, str]]) -> None:
+    """`  <what> <name>: <detail>` on stderr for the first SHOWN_FAILURES entries."""
+    for name, detail in entries[:SHOWN_FAILURES]:
+        shown = name if name.isprintable() else ascii(name)
+        print(f"  {what} {shown}: {detail}", file=sys.stderr)
+    if len(entries) > SHOWN_FAILURES:
+        print(f"  ... and {len(entries) - SHOWN_FAILURES} more", file=sys.stderr)
+
+
 def finish(failures: list[tuple[str, str]], interrupted: bool) -> int:
     """Report failures and choose the exit code of a push or pull."""
-    for name, reason in failures[:SHOWN_FAILURES]:
-        shown = name if name.isprintable() else ascii(name)
-        print(f"  failed {shown}: {reason}", file=sys.stderr)
-    if len(failures) > SHOWN_FAILURES:
-        print(f"  ... and {len(failures) - SHOWN_FAILURES} more", file=sys.stderr)
+    listed("failed", failures)
     if interrupted:
         print("interrupted: run the same command again to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
