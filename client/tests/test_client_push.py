@@ -172,6 +172,9 @@ def test_same_bytes_elsewhere_skipped_or_refused_on_request(client, service, tmp
     assert skipped.returncode == 0
     assert outcome(skipped.stdout)["duplicates"] == 1
     assert set(stored(client)) == {"original/seven.png", "new.png"}
+    assert (
+        "duplicate copy.png: not stored, same bytes as original/seven.png (kept)" in skipped.stderr
+    )
     uploaded = cli(service.url, "push", str(tree))
     assert outcome(uploaded.stdout)["uploaded"] == 1
     assert set(stored(client)) == {"original/seven.png", "new.png", "copy.png"}
@@ -237,3 +240,16 @@ def test_push_says_what_it_left_out_and_never_follows_a_link_out(client, service
     assert "left out cat/evil.png: link to a file outside the pushed folder, not followed" in err
     assert "left out broken.png: broken link" in err
     assert "failed cat/b.png: sidecar b.png.json is a link outside the pushed folder" in err
+
+
+def test_skipped_duplicates_within_one_push_name_the_copy_kept(client, service, tmp_path):
+    tree = tmp_path / "tree"
+    for folder in ("a", "b"):
+        (tree / folder).mkdir(parents=True)
+        (tree / folder / "twin.png").write_bytes(image_bytes(5))
+    result = cli(service.url, "push", str(tree), "--prefix", "p/", "--on-duplicate", "skip")
+    assert result.returncode == 0, result.stderr
+    assert outcome(result.stdout)["duplicates"] == 1
+    [kept] = stored(client)
+    dropped = "b/twin.png" if kept == "p/a/twin.png" else "a/twin.png"
+    assert f"duplicate {dropped}: not stored, same bytes as {kept} (kept)" in result.stderr

@@ -125,6 +125,8 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
         f"{len(summary.failed)} failed; {handled} of {len(files)} files in "
         f"{summary.seconds:.1f} s ({rate(handled, summary.seconds)})"
     )
+    kept = sorted(summary.kept)
+    listed("duplicate", [(name, f"not stored, same bytes as {file} (kept)") for name, file in kept])
     return finish(summary.failed, summary.interrupted)
 
 
