@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from imagestore_client.errors import ConnectionFailed, error_for
+from imagestore_client.errors import ConnectionFailed, ImagestoreError, error_for
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 T = TypeVar("T")
@@ -98,7 +98,7 @@ class Transport:
                 attempt += 1
                 continue
             self.reached = True
-            if response.status_code < 400:
+            if response.status_code < 300:
                 try:
                     yield response
                 finally:
@@ -123,7 +123,12 @@ class Transport:
         opened = extra.pop("opened", [])
         try:
             request = self.http.build_request(method, path, **kwargs, **extra)
-            return self.http.send(request, stream=True)
+            # A download may answer 307 to its bytes elsewhere (presigned S3): GETs follow it,
+            # and httpx drops the Authorization header when the redirect leaves the service.
+            follow = method in ("GET", "HEAD")
+            return self.http.send(request, stream=True, follow_redirects=follow)
+        except httpx.TooManyRedirects as error:
+            raise ImagestoreError(f"{method} {self.url}{path}: {error}") from None
         finally:
             for handle in opened:
                 handle.close()
