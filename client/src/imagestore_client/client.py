@@ -15,7 +15,7 @@ import httpx
 
 from imagestore_client.auth import BearerToken
 from imagestore_client.errors import IntegrityError
-from imagestore_client.files import write_verified
+from imagestore_client.files import capped, write_verified
 from imagestore_client.paging import every_match
 from imagestore_client.query import Params, build_params, encode_value
 from imagestore_client.samples import prefetch_samples
@@ -107,6 +107,10 @@ class Client:
             "total"
         ]
 
+    def fields(self) -> list[str]:
+        """The top-level keys of `data` (of the newest images, as `GET /fields` samples them)."""
+        return self._json("GET", "/fields")
+
     def get(self, image_id: str) -> dict[str, Any]:
         return self._json("GET", f"/images/{image_id}")
 
@@ -157,11 +161,13 @@ class Client:
         sha256 = document.get("sha256")
 
         def consume(response: httpx.Response) -> bytes | Path:
+            limit = _announced_size(document, response)
+            chunks = capped(response.iter_bytes(CHUNK), limit, document["_id"])
             if dest is None:
-                content = response.read()
+                content = b"".join(chunks)
                 _check_hash(content, sha256, document["_id"])
                 return content
-            write_verified(Path(dest), response.iter_bytes(CHUNK), sha256)
+            write_verified(Path(dest), chunks, sha256)
             return Path(dest)
 
         return self.transport.read_body(f"/images/{document['_id']}/image", consume)
@@ -264,6 +270,15 @@ def _without_all(query: Mapping[str, Any]) -> dict[str, Any]:
     """The query as sent: `all=True` becomes the service's `all=true`, else it is dropped."""
     sent = {k: v for k, v in query.items() if k != "all"}
     return {**sent, "all": "true"} if query.get("all") else sent
+
+
+def _announced_size(document: Mapping[str, Any], response: httpx.Response) -> int | None:
+    """The most bytes a download may bring: the document's `size`, the `Content-Length`."""
+    sizes = [document.get("size")]
+    if response.headers.get("Content-Encoding", "identity") == "identity":
+        sizes.append(response.headers.get("Content-Length"))
+    found = [int(size) for size in sizes if isinstance(size, int) or str(size).isdigit()]
+    return min(found, default=None)
 
 
 def _check_hash(content: bytes, sha256: str | None, image_id: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from imagestore_client.client import Client
@@ -30,6 +30,7 @@ class PushSummary(RunSummary):
     updated: int = 0
     skipped: int = 0
     duplicates: int = 0
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (file not stored, copy kept)
 
     @property
     def done(self) -> int:
@@ -109,7 +110,7 @@ class Pusher:
         if same_bytes and self.on_duplicate != "upload":
             elsewhere = same_bytes[0]["file"]
             if self.on_duplicate == "skip":
-                self._count("duplicates")
+                self._duplicate(item, elsewhere)
             else:
                 self._failed(item, f"same bytes already stored as {elsewhere}")
             return None
@@ -143,11 +144,19 @@ class Pusher:
             self._failed(item, f"{type(error).__name__}: {error}")
         else:
             # With on_duplicate=skip the service answers the copy it already holds.
-            stored_here = self._stored_path(document) == item.target
-            self._count("uploaded" if stored_here else "duplicates")
+            if self._stored_path(document) == item.target:
+                self._count("uploaded")
+            else:
+                self._duplicate(item, document["file"])
 
     def _count(self, outcome: str) -> None:
         self.tally.add(**{outcome: 1})
+
+    def _duplicate(self, item: PushItem, kept: str) -> None:
+        """`item` was not stored: the same bytes are kept as `kept`."""
+        with self.tally.lock:
+            self.summary.kept.append((item.relative, kept))
+        self._count("duplicates")
 
     def _failed(self, item: PushItem, reason: str) -> None:
         self.tally.fail(item.relative, reason)
