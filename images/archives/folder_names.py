@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from images.api.errors import BadRequest
+from images.core.errors import InvalidInput
 from images.runtime.scratch import scratch_database
 
 UNLABELLED = "_unlabelled"
@@ -41,9 +41,11 @@ _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|%]')
 def parse_label_field(raw: str) -> str:
     """The `by` parameter: a `data` key, dotted for nested values."""
     if not raw or len(raw) > MAX_FIELD_LENGTH:
-        raise BadRequest(f"Parameter 'by' must be a data key of 1 to {MAX_FIELD_LENGTH} characters")
+        raise InvalidInput(
+            f"Parameter 'by' must be a data key of 1 to {MAX_FIELD_LENGTH} characters"
+        )
     if "$" in raw or "\x00" in raw or any(part == "" for part in raw.split(".")):
-        raise BadRequest(f"Parameter 'by' {raw!r} is not a data key (no '$', no empty part)")
+        raise InvalidInput(f"Parameter 'by' {raw!r} is not a data key (no '$', no empty part)")
     return raw
 
 

@@ -12,13 +12,13 @@ from typing import Protocol
 
 from django.http import QueryDict
 
-from images.api.errors import BadRequest
 from images.archives.folder_names import parse_label_field
 from images.archives.imagefolder import ImageFolderExporter
 from images.archives.jsonl import JsonLinesExporter
 from images.archives.layout import Progress
 from images.archives.webdataset import WebDatasetExporter
 from images.archives.zip_export import ArchiveExporter
+from images.core.errors import InvalidInput
 from images.core.query import ImageQuery, parse_query
 from images.store.files import FileStore
 from images.store.repository import ImageRepository
@@ -91,12 +91,12 @@ def parse_export(params: QueryDict) -> ExportRequest:
     name = _single(params, "format") or DEFAULT_FORMAT
     export_format = FORMATS.get(name)
     if export_format is None:
-        raise BadRequest(
+        raise InvalidInput(
             f"Parameter 'format' must be one of {', '.join(FORMATS)}, got {name[:40]!r}"
         )
     by = _single(params, "by")
     if by is not None and export_format.name != "imagefolder":
-        raise BadRequest("Parameter 'by' applies to format=imagefolder only")
+        raise InvalidInput("Parameter 'by' applies to format=imagefolder only")
     selection = params.copy()
     for parameter in EXPORT_OPTIONS:
         selection.pop(parameter, None)
@@ -108,5 +108,5 @@ def parse_export(params: QueryDict) -> ExportRequest:
 def _single(params: QueryDict, name: str) -> str | None:
     values = params.getlist(name)
     if len(values) > 1:
-        raise BadRequest(f"Parameter '{name}' may be given once")
+        raise InvalidInput(f"Parameter '{name}' may be given once")
     return values[0] if values else None

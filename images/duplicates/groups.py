@@ -16,7 +16,7 @@ from typing import Any
 
 from django.http import QueryDict
 
-from images.api.errors import BadRequest
+from images.core.errors import InvalidInput
 from images.store.repository import ImageRepository
 
 DEFAULT_LIMIT = 100
@@ -41,7 +41,7 @@ def parse_page(params: QueryDict) -> tuple[str, int]:
     # Any hash a page answered as `next` is accepted back, even one another service wrote.
     after = params.get("after") or ""
     if len(after) > MAX_AFTER_LENGTH or "\x00" in after:
-        raise BadRequest(
+        raise InvalidInput(
             f"Parameter 'after' must be the 'next' of a page (a sha256), at most "
             f"{MAX_AFTER_LENGTH} characters"
         )
@@ -49,7 +49,7 @@ def parse_page(params: QueryDict) -> tuple[str, int]:
     if not raw:
         return after, DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"Parameter 'limit' must be an integer from 1 to {MAX_LIMIT}")
+        raise InvalidInput(f"Parameter 'limit' must be an integer from 1 to {MAX_LIMIT}")
     return after, int(raw)
 
 

@@ -8,7 +8,7 @@ import shutil
 
 from django.conf import settings
 
-from images.api.errors import InsufficientStorage
+from images.core.errors import InsufficientStorage
 from images.store.files import FileStore, LocalFileStore
 
 

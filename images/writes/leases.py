@@ -24,7 +24,7 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
-from images.api.errors import ServiceUnavailable
+from images.core.errors import Unavailable
 from images.store.repository import DUPLICATE_KEY, get_collection
 
 LEASES = "image_write_leases"
@@ -45,7 +45,7 @@ class Intent:
     sha256: str | None = None
 
 
-class PathBusy(ServiceUnavailable):
+class PathBusy(Unavailable):
     default_detail = "Another write to this path is in progress; retry shortly"
 
 

@@ -15,7 +15,6 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from images.api.errors import BadRequest, ImageNotFound
 from images.api.openapi import (
     BULK_DELETE_RESPONSES,
     BULK_UPDATE_RESPONSES,
@@ -34,15 +33,16 @@ from images.api.openapi import (
     UPLOAD_RESPONSES,
     UPLOAD_SCHEMA,
 )
+from images.api.parsers import BoundedJSONParser
 from images.api.renderers import dumps
 from images.api.responses import served_content_type, stored_file_response
 from images.api.scope import repository_for
 from images.core.documents import to_api
+from images.core.errors import ImageNotFound, InvalidInput
 from images.core.query import ImageQuery, check_bulk_selection, parse_object_id, parse_query
 from images.core.updates import build_patch, build_replace
 from images.duplicates import parse_on_duplicate
 from images.duplicates.policy import PARAMETER as ON_DUPLICATE
-from images.limits.bounded_json import BoundedJSONParser
 from images.limits.documents import growth_conditions, refuse_growth
 from images.store.files import FileStore, get_file_store
 from images.store.repository import ImageRepository
@@ -91,7 +91,9 @@ class ImageViewSet(viewsets.ViewSet):
     def create(self, request: Request) -> Response:
         if not (request.content_type or "").startswith("multipart/form-data"):
             # As the original: any other body is an upload without a file.
-            raise BadRequest("File not provided: send multipart/form-data with the file in 'image'")
+            raise InvalidInput(
+                "File not provided: send multipart/form-data with the file in 'image'"
+            )
         on_duplicate = parse_on_duplicate(request.query_params.get(ON_DUPLICATE))
         upload = single_file(request, "image")
         meta = parse_metadata(request.POST)
@@ -176,7 +178,7 @@ class ImageViewSet(viewsets.ViewSet):
     def update(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
         if not request.content_type:
-            raise BadRequest("Request body must be a JSON object")
+            raise InvalidInput("Request body must be a JSON object")
         update = build_replace(_json_body(request))
         document = repository_for(request).update_one(image_id, update)
         if document is None:
@@ -269,12 +271,12 @@ def single_file(request: Request, field: str) -> UploadedFile:
     files = request.FILES
     unexpected = [name for name in files if name != field]
     if unexpected:
-        raise BadRequest(f"Unexpected file field {unexpected[0]!r}: send the file as '{field}'")
+        raise InvalidInput(f"Unexpected file field {unexpected[0]!r}: send the file as '{field}'")
     uploads = files.getlist(field)
     if not uploads:
-        raise BadRequest(f"File not provided: send it in the multipart field '{field}'")
+        raise InvalidInput(f"File not provided: send it in the multipart field '{field}'")
     if len(uploads) > 1:
-        raise BadRequest(f"Only one file may be sent in '{field}'")
+        raise InvalidInput(f"Only one file may be sent in '{field}'")
     return uploads[0]
 
 

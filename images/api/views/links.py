@@ -16,7 +16,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from images.api.auth import signing
-from images.api.errors import ImageNotFound
 from images.api.openapi import (
     EXPORT_LINK_RESPONSES,
     EXPORT_PARAMETERS,
@@ -25,6 +24,7 @@ from images.api.openapi import (
 )
 from images.api.scope import repository_for
 from images.archives import parse_export
+from images.core.errors import ImageNotFound
 from images.core.query import parse_object_id
 
 # Per-image GET routes a link is made for, when the service has them (`thumbnail` may not).
