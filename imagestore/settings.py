@@ -358,7 +358,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["images.api.renderers.OrjsonRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "images.api.negotiation.SingleRendererNegotiation",
-    "DEFAULT_PARSER_CLASSES": ["images.limits.bounded_json.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["images.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "images.api.errors.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

@@ -8,8 +8,8 @@ from django.http import QueryDict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from images.api.errors import BadRequest
 from images.api.filters import ImageQueryFilter
+from images.core.errors import InvalidInput
 from images.core.query import ALLOWED_OPERATORS
 
 KEYS = st.one_of(
@@ -36,8 +36,8 @@ JSON_VALUES = st.recursive(
 def check(params: QueryDict) -> None:
     try:
         query = ImageQueryFilter().query(params)
-    except BadRequest as error:
-        assert error.status_code == 400 and str(error.detail)
+    except InvalidInput as error:
+        assert error.status == 400 and str(error.detail)
         return
     assert isinstance(query.filter, dict)
     assert query.skip >= 0 and query.limit >= 0

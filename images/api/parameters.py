@@ -9,7 +9,7 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from images.api.errors import BadRequest
+from images.core.errors import InvalidInput
 from images.limits.numbers import INT64_MAX
 
 
@@ -44,7 +44,7 @@ class Count(serializers.IntegerField):
 def validated(serializer: serializers.Serializer) -> dict[str, Any]:
     """The serializer's data; 400 with one line naming the first bad parameter."""
     if not serializer.is_valid():
-        raise BadRequest(first_error(serializer.errors))
+        raise InvalidInput(first_error(serializer.errors))
     return serializer.validated_data
 
 

@@ -15,7 +15,8 @@ from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpRe
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date
 
-from images.api.errors import RangeNotSatisfiable
+from images.api.errors import error_response
+from images.core.errors import RangeNotSatisfiable
 from images.store.files import FileStore, StoredFile, handle_chunks
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -117,9 +118,11 @@ def file_response(
         try:
             byte_range = parse_range(request.META.get("HTTP_RANGE"), stored.size)
         except RangeNotSatisfiable:
-            response = HttpResponse(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
-            response["Content-Type"] = "application/json"
-            response.content = b'{"detail":"Requested range not satisfiable"}'
+            response = error_response(
+                RangeNotSatisfiable.status,
+                RangeNotSatisfiable.default_detail,
+                headers={"Content-Range": f"bytes */{stored.size}"},
+            )
             return _without_body(response, handle)
     if request.method == "HEAD":
         response = HttpResponse(headers=headers)

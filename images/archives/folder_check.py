@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from images.api.errors import BadRequest
 from images.archives.folder_names import SPLIT_NAMES, label_folder, label_text
+from images.core.errors import InvalidInput
 from images.core.query import ImageQuery
 from images.store.repository import ImageRepository
 
@@ -40,7 +40,7 @@ def _check_clashes(values: Iterable[Any], field: str) -> None:
             clashes.append(" and ".join(sorted([_shown(other), _shown(value)])))
     if clashes:
         listed = "; ".join(sorted(clashes)[:SHOWN_CLASHES])
-        raise BadRequest(
+        raise InvalidInput(
             f"Values of {field} would share a folder: {listed}. Make each label one value "
             "(same type and case), or export them apart with a filter"
         )
@@ -49,13 +49,13 @@ def _check_clashes(values: Iterable[Any], field: str) -> None:
 def _check_splits(counts: list[tuple[Any, int]], field: str) -> None:
     missing = sum(count for value, count in counts if label_text(value) is None)
     if missing:
-        raise BadRequest(
+        raise InvalidInput(
             f"{missing} selected images have no {field}: give them one, or leave them out "
             f'with filter={{"{field}": {{"$exists": true}}}}'
         )
     unknown = sorted({_shown(value) for value, _ in counts if value not in SPLIT_NAMES})
     if unknown:
-        raise BadRequest(
+        raise InvalidInput(
             f"{field} must be a split name ({', '.join(SPLIT_NAMES)}), got {', '.join(unknown)}"
         )
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from images.api.errors import BadRequest
+from images.core.errors import InvalidInput
 from images.runtime.scratch import scratch_database
 
 UNLABELLED = "_unlabelled"
@@ -55,11 +55,11 @@ _SPLIT_WORD = re.compile(
 def parse_label_field(raw: str, name: str = "by") -> str:
     """The `by` (or `split`) parameter: a `data` key, dotted for nested values."""
     if not raw or len(raw) > MAX_FIELD_LENGTH:
-        raise BadRequest(
+        raise InvalidInput(
             f"Parameter '{name}' must be a data key of 1 to {MAX_FIELD_LENGTH} characters"
         )
     if "$" in raw or "\x00" in raw or any(part == "" for part in raw.split(".")):
-        raise BadRequest(f"Parameter '{name}' {raw!r} is not a data key (no '$', no empty part)")
+        raise InvalidInput(f"Parameter '{name}' {raw!r} is not a data key (no '$', no empty part)")
     return raw
 
 

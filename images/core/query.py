@@ -21,8 +21,8 @@ from typing import Any
 
 from bson import ObjectId
 
-from images.api.errors import BadRequest
 from images.core.dates import parse_date
+from images.core.errors import InvalidInput
 from images.limits import bounded_json
 from images.limits.patterns import MAX_PATTERN_LENGTH, check_pattern
 
@@ -62,7 +62,7 @@ SYSTEM_PARAMS = frozenset(
 )
 # System parameters that shape the result rather than select images.
 SHAPING_PARAMS = frozenset({"sort", "order", "limit", "skip", "select", "regex"})
-# Parameters of signed URLs and downloads that select nothing.
+# The parameters a signed link adds (images.api.auth.signing): they select nothing.
 TRANSPORT_PARAMS = frozenset({"expires", "signature", "user"})
 # A bulk PATCH or DELETE's consent to act on every image when it selects none (`all=true`).
 EVERY_IMAGE_PARAM = "all"
@@ -85,7 +85,7 @@ class ImageQuery:
 
 def parse_object_id(value: object, name: str = "id") -> ObjectId:
     if not isinstance(value, str) or not _OBJECT_ID.match(value):
-        raise BadRequest(f"Invalid {name} {value!r}: expected 24 hexadecimal characters")
+        raise InvalidInput(f"Invalid {name} {value!r}: expected 24 hexadecimal characters")
     return ObjectId(value)
 
 
@@ -150,7 +150,7 @@ def check_bulk_selection(params: Params) -> None:
     _check_every_image(params)
     for name in ("skip", "limit"):
         if any(value.strip() != "0" for value in params.get(name, [])):
-            raise BadRequest(
+            raise InvalidInput(
                 f"Parameter '{name}' is not supported on bulk PATCH and DELETE, which act on "
                 "every match: narrow the filter or name the images with 'ids'"
             )
@@ -159,7 +159,7 @@ def check_bulk_selection(params: Params) -> None:
         if name in SHAPING_PARAMS or name in TRANSPORT_PARAMS:
             continue
         if any(value.strip() == "" for value in values):
-            raise BadRequest(
+            raise InvalidInput(
                 f"Parameter '{key}' is empty: a bulk PATCH or DELETE needs a value for every "
                 "filter it is given"
             )
@@ -168,10 +168,10 @@ def check_bulk_selection(params: Params) -> None:
 def _check_every_image(params: Params) -> None:
     consent = params.get(EVERY_IMAGE_PARAM)
     if consent is not None and consent != ["true"]:
-        raise BadRequest(f"Parameter '{EVERY_IMAGE_PARAM}' takes only 'true', once")
+        raise InvalidInput(f"Parameter '{EVERY_IMAGE_PARAM}' takes only 'true', once")
     ignored = SHAPING_PARAMS | TRANSPORT_PARAMS | {EVERY_IMAGE_PARAM}
     if consent is None and all(_bare(key) in ignored for key in params):
-        raise BadRequest(
+        raise InvalidInput(
             "A bulk PATCH or DELETE without a filter would change every image: give a filter, "
             f"or {EVERY_IMAGE_PARAM}=true to mean every image"
         )
@@ -206,14 +206,14 @@ def _data_key(key: str) -> str:
     """A query parameter name as a path under `data`; operator syntax is refused, not run."""
     name = key[:-2] if key.endswith("[]") else key
     if len(name) > MAX_KEY_LENGTH:
-        raise BadRequest(f"Parameter name is longer than {MAX_KEY_LENGTH} characters")
+        raise InvalidInput(f"Parameter name is longer than {MAX_KEY_LENGTH} characters")
     if "$" in name or "[" in name or "]" in name or "\x00" in name:
-        raise BadRequest(
+        raise InvalidInput(
             f"Parameter name {name!r} is not allowed: operators cannot be given in names; "
             "use the 'filter' parameter"
         )
     if any(part == "" for part in name.split(".")):
-        raise BadRequest(f"Parameter name {name!r} has an empty path component")
+        raise InvalidInput(f"Parameter name {name!r} has an empty path component")
     return name
 
 
@@ -231,10 +231,10 @@ def _match(path: str, values: list[str], regex: bool) -> dict[str, Any]:
 def parse_filter(raw: str | None) -> dict[str, Any]:
     """The `filter` parameter: a JSON object using query operators only."""
     if raw is None or len(raw) > MAX_FILTER_LENGTH:
-        raise BadRequest(f"Malformed filter: at most {MAX_FILTER_LENGTH} characters of JSON")
+        raise InvalidInput(f"Malformed filter: at most {MAX_FILTER_LENGTH} characters of JSON")
     document = bounded_json.loads(raw, "The filter", MAX_FILTER_DEPTH)
     if not isinstance(document, dict):
-        raise BadRequest("Malformed filter: must be a JSON object")
+        raise InvalidInput("Malformed filter: must be a JSON object")
     return _clean_document(document, depth=1)
 
 
@@ -251,15 +251,15 @@ def _clean_document(document: dict[str, Any], depth: int) -> dict[str, Any]:
 
 def _clean_top_operator(operator: str, value: Any, depth: int) -> Any:
     if operator not in LOGICAL_OPERATORS:
-        raise BadRequest(f"Operator {operator} is not allowed at the top of a filter")
+        raise InvalidInput(f"Operator {operator} is not allowed at the top of a filter")
     if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
-        raise BadRequest(f"{operator} takes a non-empty array of objects")
+        raise InvalidInput(f"{operator} takes a non-empty array of objects")
     return [_clean_document(v, depth + 1) for v in value]
 
 
 def _field_name(key: str) -> str:
     if not key or "\x00" in key or any(part.startswith("$") for part in key.split(".")):
-        raise BadRequest(f"Invalid field name {key!r} in filter")
+        raise InvalidInput(f"Invalid field name {key!r} in filter")
     return key
 
 
@@ -279,30 +279,30 @@ def _clean_condition(field_name: str, value: Any, depth: int) -> Any:
 def _clean_operator(field_name: str, operator: str, argument: Any, depth: int) -> Any:
     _check_depth(depth)
     if operator not in ALLOWED_OPERATORS:
-        raise BadRequest(f"Operator {operator} is not allowed in filter")
+        raise InvalidInput(f"Operator {operator} is not allowed in filter")
     if operator in LOGICAL_OPERATORS:
-        raise BadRequest(f"{operator} is only allowed at the top of a filter or a sub-document")
+        raise InvalidInput(f"{operator} is only allowed at the top of a filter or a sub-document")
     if operator == "$regex":
         if not isinstance(argument, str) or len(argument) > MAX_REGEX_LENGTH:
-            raise BadRequest(f"$regex takes a string of at most {MAX_REGEX_LENGTH} characters")
+            raise InvalidInput(f"$regex takes a string of at most {MAX_REGEX_LENGTH} characters")
         return argument
     if operator == "$options":
         if not isinstance(argument, str) or not set(argument) <= set("imsx"):
-            raise BadRequest("$options takes a string of the flags i, m, s, x")
+            raise InvalidInput("$options takes a string of the flags i, m, s, x")
         return argument
     if operator == "$not":
         if isinstance(argument, dict):
             return _clean_condition(field_name, argument, depth + 1)
-        raise BadRequest("$not takes an object of operators")
+        raise InvalidInput("$not takes an object of operators")
     if operator == "$elemMatch":
         if not isinstance(argument, dict):
-            raise BadRequest("$elemMatch takes an object")
+            raise InvalidInput("$elemMatch takes an object")
         if any(k.startswith("$") for k in argument):
             return _clean_condition(field_name, argument, depth + 1)
         return _clean_document(argument, depth + 1)
     if operator in {"$in", "$nin", "$all"}:
         if not isinstance(argument, list):
-            raise BadRequest(f"{operator} takes an array")
+            raise InvalidInput(f"{operator} takes an array")
         return [_cast_value(field_name, v, depth + 1) for v in argument]
     return _cast_value(field_name, argument, depth + 1)
 
@@ -325,7 +325,7 @@ def _cast_value(field_name: str, value: Any, depth: int) -> Any:
 
 def _check_depth(depth: int) -> None:
     if depth > MAX_FILTER_DEPTH:
-        raise BadRequest(f"Filter is nested deeper than {MAX_FILTER_DEPTH} levels")
+        raise InvalidInput(f"Filter is nested deeper than {MAX_FILTER_DEPTH} levels")
 
 
 def _sort(sort_field: str, order: int) -> list[tuple[str, int]]:
@@ -345,5 +345,5 @@ def _projection(select: str) -> dict[str, int]:
         projection[name] = include
     modes = {v for k, v in projection.items() if k != "_id"}
     if len(modes) > 1:
-        raise BadRequest("Parameter 'select' cannot mix included and excluded fields")
+        raise InvalidInput("Parameter 'select' cannot mix included and excluded fields")
     return projection

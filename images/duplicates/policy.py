@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from images.api.errors import Conflict
+from images.core.errors import Conflict
 from images.store.repository import ImageRepository
 
 PARAMETER = "on_duplicate"
@@ -29,9 +29,6 @@ def stored_copy(repository: ImageRepository, sha256: str, file: str) -> dict[str
 def rejection(existing: dict[str, Any]) -> Conflict:
     """The 409 of `on_duplicate=reject`: the error, and the `_id` and `file` already stored."""
     return Conflict(
-        {
-            "detail": f"The same bytes are already stored as '{existing['file']}'",
-            "_id": str(existing["_id"]),
-            "file": existing["file"],
-        }
+        f"The same bytes are already stored as '{existing['file']}'",
+        fields={"_id": str(existing["_id"]), "file": existing["file"]},
     )

@@ -24,9 +24,8 @@ from typing import IO
 
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
-from rest_framework import status
-from rest_framework.exceptions import APIException
 
+from images.core.errors import Unprocessable
 from images.thumbnails.keys import JPEG, OutputFormat
 
 logger = logging.getLogger(__name__)
@@ -49,9 +48,8 @@ ALLOWED_LIBVIPS_LOADERS = (
 _SAMPLE_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4}
 
 
-class NotAnImage(APIException):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_code = "not_an_image"
+class NotAnImage(Unprocessable):
+    """The stored file cannot be made into a thumbnail (not an image, or too large to)."""
 
 
 @functools.cache

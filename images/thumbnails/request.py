@@ -6,7 +6,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
 
-from images.api.errors import BadRequest
+from images.core.errors import InvalidInput
 from images.thumbnails.keys import DEFAULT_SIZE, JPEG, SIZES, WEBP, OutputFormat
 
 SIZE_PARAMETER = OpenApiParameter(
@@ -33,7 +33,7 @@ def parse_size(raw: str | None) -> int:
         return DEFAULT_SIZE
     allowed = ", ".join(str(size) for size in SIZES)
     if raw not in {str(size) for size in SIZES}:
-        raise BadRequest(f"Invalid size {raw!r}: allowed sizes are {allowed}")
+        raise InvalidInput(f"Invalid size {raw!r}: allowed sizes are {allowed}")
     return int(raw)
 
 

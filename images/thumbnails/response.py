@@ -18,7 +18,7 @@ from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import content_disposition_header
 from rest_framework.request import Request
 
-from images.api.errors import ImageNotFound
+from images.core.errors import ImageNotFound
 from images.runtime.offload import run_off_loop
 from images.store.files import FileStore
 from images.store.repository import ImageRepository

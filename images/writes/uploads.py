@@ -17,8 +17,8 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http import QueryDict
 from PIL import Image, UnidentifiedImageError
 
-from images.api.errors import BadRequest, Conflict, PayloadTooLarge
 from images.core.dates import now, parse_date
+from images.core.errors import Conflict, InvalidInput, TooLarge
 from images.core.paths import storage_key, upload_file_name, validate_file_path
 from images.core.query import parse_object_id
 from images.duplicates.claims import claimed
@@ -48,7 +48,7 @@ class DigestUploadHandler(FileUploadHandler):
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         if content_length and content_length > settings.MAX_UPLOAD_SIZE + MULTIPART_OVERHEAD:
-            raise PayloadTooLarge(f"Upload exceeds the limit of {settings.MAX_UPLOAD_SIZE} bytes")
+            raise TooLarge(f"Upload exceeds the limit of {settings.MAX_UPLOAD_SIZE} bytes")
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
         super().new_file(*args, **kwargs)
@@ -58,7 +58,7 @@ class DigestUploadHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.size += len(raw_data)
         if self.size > settings.MAX_UPLOAD_SIZE:
-            raise PayloadTooLarge(f"Upload exceeds the limit of {settings.MAX_UPLOAD_SIZE} bytes")
+            raise TooLarge(f"Upload exceeds the limit of {settings.MAX_UPLOAD_SIZE} bytes")
         self.digest.update(raw_data)
         return raw_data
 
@@ -80,7 +80,7 @@ class UploadMetadata:
 def parse_json_object(raw: str, name: str) -> dict[str, Any]:
     value = bounded_json.loads(raw, f"Field '{name}'", MAX_DATA_DEPTH + 1)
     if not isinstance(value, dict):
-        raise BadRequest(f"Field '{name}' must be a JSON object")
+        raise InvalidInput(f"Field '{name}' must be a JSON object")
     return value
 
 
@@ -97,22 +97,22 @@ def parse_metadata_object(raw: str, name: str) -> dict[str, Any]:
 def validate_data(value: Any, depth: int = 0, path: str = "data") -> None:
     """User data may hold anything JSON holds, but no key MongoDB would read as syntax."""
     if depth > MAX_DATA_DEPTH:
-        raise BadRequest(f"'{path}' is nested deeper than {MAX_DATA_DEPTH} levels")
+        raise InvalidInput(f"'{path}' is nested deeper than {MAX_DATA_DEPTH} levels")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or not key or key.startswith("$") or "." in key:
-                raise BadRequest(
+                raise InvalidInput(
                     f"Invalid key {key!r} in {path}: keys must be non-empty and may not "
                     "start with '$' or contain '.'"
                 )
             if "\x00" in key:
-                raise BadRequest(f"Invalid key in {path}: contains a NUL byte")
+                raise InvalidInput(f"Invalid key in {path}: contains a NUL byte")
             validate_data(item, depth + 1, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
             validate_data(item, depth + 1, f"{path}[{index}]")
     elif isinstance(value, int) and not -(2**63) <= value < 2**63:
-        raise BadRequest(f"Number in {path} does not fit in 64 bits")
+        raise InvalidInput(f"Number in {path} does not fit in 64 bits")
 
 
 def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetadata:
@@ -155,23 +155,23 @@ def inspect_image(upload: IO[bytes], name: str) -> dict[str, Any]:
                 "contentType": Image.MIME.get(image.format or "", _guess_type(name)),
             }
             if image.width * image.height > Image.MAX_IMAGE_PIXELS:
-                raise BadRequest(
+                raise InvalidInput(
                     f"Image is too large: {image.width}x{image.height} pixels exceeds "
                     f"{Image.MAX_IMAGE_PIXELS}"
                 )
             image.verify()
     except Image.DecompressionBombError:
-        raise BadRequest("Image is too large to decode safely") from None
+        raise InvalidInput("Image is too large to decode safely") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         upload.seek(0)
         if settings.ALLOW_NON_IMAGES:
             return {"contentType": _guess_type(name)}
-        raise BadRequest(
+        raise InvalidInput(
             f"The uploaded file is not a decodable image ({error.__class__.__name__})"
         ) from None
     if facts["format"] == "JPEG" and not _jpeg_complete(upload):
         upload.seek(0)
-        raise BadRequest("The uploaded JPEG image is truncated")
+        raise InvalidInput("The uploaded JPEG image is truncated")
     upload.seek(0)
     return facts
 
@@ -206,7 +206,7 @@ class UploadStore:
         path are not stored again: 409 (reject) or that image's document (skip)."""
         key = storage_key(meta.file or upload_file_name(upload.name), self.repository.owner)
         if upload.size == 0:
-            raise BadRequest("The uploaded file is empty")
+            raise InvalidInput("The uploaded file is empty")
         facts = inspect_image(upload, key)
         sha256, size = digest or _digest(upload)
         facts.update(size=size, sha256=sha256)
@@ -252,7 +252,7 @@ class UploadStore:
         if existing is not None and existing["_id"] == image_id:
             return
         if self.repository.owner is not None:
-            raise BadRequest(
+            raise InvalidInput(
                 "'_id' can only be sent to re-upload an image at the same 'file': "
                 "new images get their id from the server"
             )
@@ -267,7 +267,7 @@ class UploadStore:
                 return self.writer.stage_path(key, upload.temporary_file_path(), sha256, size)
             return self.writer.stage(key, upload, sha256, size)
         except UnsafeKey:
-            raise BadRequest(
+            raise InvalidInput(
                 f"Invalid 'file' {key!r}: it reaches outside the uploads directory"
             ) from None
         except PATH_CONFLICTS:

@@ -15,7 +15,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from images.api.duplicate_parameters import OnDuplicateParameters
-from images.api.errors import BadRequest, PayloadTooLarge
 from images.api.export_parameters import EXPORT_PARAMETERS, export_request
 from images.api.openapi import (
     EXPORT_RESPONSES,
@@ -26,6 +25,7 @@ from images.api.parameters import validated
 from images.api.scope import repository_for
 from images.api.views.images import single_file
 from images.archives import ArchiveImporter, ExportRequest, archive_file_name
+from images.core.errors import InvalidInput, TooLarge
 from images.duplicates import OnDuplicate
 from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.store.files import get_file_store
@@ -42,7 +42,7 @@ class ArchiveUploadHandler(TemporaryFileUploadHandler):
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         limit = settings.MAX_IMPORT_SIZE
         if limit and content_length and content_length > limit + MULTIPART_OVERHEAD:
-            raise PayloadTooLarge(f"Archive exceeds the limit of {limit} bytes")
+            raise TooLarge(f"Archive exceeds the limit of {limit} bytes")
 
     def new_file(self, *args, **kwargs) -> None:
         super().new_file(*args, **kwargs)
@@ -52,7 +52,7 @@ class ArchiveUploadHandler(TemporaryFileUploadHandler):
         self.received += len(raw_data)
         limit = settings.MAX_IMPORT_SIZE
         if limit and self.received > limit:
-            raise PayloadTooLarge(f"Archive exceeds the limit of {limit} bytes")
+            raise TooLarge(f"Archive exceeds the limit of {limit} bytes")
         return super().receive_data_chunk(raw_data, start)
 
 
@@ -106,7 +106,7 @@ class ImportView(APIView):
             on_duplicate = _on_duplicate(request)
             meta = parse_metadata(request.POST, ignore=(ON_DUPLICATE,))
             if meta.file is not None or meta.image_id is not None:
-                raise BadRequest("'file' and '_id' cannot be given for a whole archive")
+                raise InvalidInput("'file' and '_id' cannot be given for a whole archive")
             importer = ArchiveImporter(
                 repository_for(request),
                 get_file_store(),

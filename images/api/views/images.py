@@ -16,7 +16,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from images.api.duplicate_parameters import OnDuplicateParameters
-from images.api.errors import BadRequest, ImageNotFound
 from images.api.filters import ImageQueryFilter
 from images.api.openapi import (
     BULK_DELETE_RESPONSES,
@@ -35,10 +34,12 @@ from images.api.openapi import (
     UPLOAD_SCHEMA,
 )
 from images.api.parameters import validated
+from images.api.parsers import BoundedJSONParser
 from images.api.renderers import dumps
 from images.api.responses import served_content_type, stored_file_response
 from images.api.scope import repository_for
 from images.core.documents import to_api
+from images.core.errors import ImageNotFound, InvalidInput
 from images.core.query import (
     EVERY_IMAGE_PARAM,
     ImageQuery,
@@ -46,7 +47,6 @@ from images.core.query import (
     parse_object_id,
 )
 from images.core.updates import build_patch, build_replace
-from images.limits.bounded_json import BoundedJSONParser
 from images.limits.documents import growth_conditions, refuse_growth
 from images.store.files import FileStore, get_file_store
 from images.store.repository import ImageRepository
@@ -95,7 +95,9 @@ class ImageViewSet(viewsets.ViewSet):
     def create(self, request: Request) -> Response:
         if not (request.content_type or "").startswith("multipart/form-data"):
             # As the original: any other body is an upload without a file.
-            raise BadRequest("File not provided: send multipart/form-data with the file in 'image'")
+            raise InvalidInput(
+                "File not provided: send multipart/form-data with the file in 'image'"
+            )
         on_duplicate = validated(OnDuplicateParameters(data=request.query_params)).get(
             "on_duplicate"
         )
@@ -180,7 +182,7 @@ class ImageViewSet(viewsets.ViewSet):
     def update(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
         if not request.content_type:
-            raise BadRequest("Request body must be a JSON object")
+            raise InvalidInput("Request body must be a JSON object")
         update = build_replace(_json_body(request))
         document = repository_for(request).update_one(image_id, update)
         if document is None:
@@ -278,12 +280,12 @@ def single_file(request: Request, field: str) -> UploadedFile:
     files = request.FILES
     unexpected = [name for name in files if name != field]
     if unexpected:
-        raise BadRequest(f"Unexpected file field {unexpected[0]!r}: send the file as '{field}'")
+        raise InvalidInput(f"Unexpected file field {unexpected[0]!r}: send the file as '{field}'")
     uploads = files.getlist(field)
     if not uploads:
-        raise BadRequest(f"File not provided: send it in the multipart field '{field}'")
+        raise InvalidInput(f"File not provided: send it in the multipart field '{field}'")
     if len(uploads) > 1:
-        raise BadRequest(f"Only one file may be sent in '{field}'")
+        raise InvalidInput(f"Only one file may be sent in '{field}'")
     return uploads[0]
 
 

@@ -16,10 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from images.api.auth import signing
-from images.api.errors import ImageNotFound
 from images.api.export_parameters import EXPORT_PARAMETERS, export_request
 from images.api.openapi import EXPORT_LINK_RESPONSES, ID_PARAMETER, IMAGE_LINKS_RESPONSES
 from images.api.scope import repository_for
+from images.core.errors import ImageNotFound
 from images.core.query import parse_object_id
 
 # Per-image GET routes a link is made for, when the service has them (`thumbnail` may not).

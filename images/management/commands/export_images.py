@@ -9,11 +9,11 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
-from rest_framework.exceptions import APIException
 from tqdm import tqdm
 
 from images.api.export_parameters import export_request
 from images.archives import FORMATS
+from images.core.errors import ImageStoreError
 from images.store.files import get_file_store
 from images.store.repository import ImageRepository
 
@@ -54,8 +54,8 @@ class Command(BaseCommand):
                     for chunk in exporter.stream():
                         archive.write(chunk)
             os.replace(partial, target)
-        except APIException as error:
-            raise CommandError(str(error.detail)) from None
+        except ImageStoreError as error:
+            raise CommandError(error.detail) from None
         finally:
             partial.unlink(missing_ok=True)
         seconds = time.monotonic() - started
