@@ -493,7 +493,18 @@ CHANGES_PARAMETERS = [
         OpenApiTypes.NUMBER,
     ),
 ]
-CHANGES_RESPONSES = {200: CHANGE_PAGE_SCHEMA, **errors(*_READ, 410, 501)}
+CHANGES_OPERATION = {
+    "summary": "Changes to the images after a cursor, in order (a change feed)",
+    "description": (
+        "`{changes: [{op, _id, file, time, ...}], next}`: inserts and updates carry the image as "
+        "it is now, deletes its `_id`, `file` and `time` as they were. Pass `next` as `since` to "
+        "go on. Without `since`: no changes, only the current cursor. `wait=S` holds an empty "
+        "answer up to S seconds until a change arrives. 410: the cursor fell out of the "
+        "database's history, do a full resync. 501: MongoDB is not a replica set."
+    ),
+    "parameters": CHANGES_PARAMETERS,
+    "responses": {200: CHANGE_PAGE_SCHEMA, **errors(*_READ, 410, 501)},
+}
 READINESS_SCHEMA = inline_serializer(
     "Readiness",
     {
