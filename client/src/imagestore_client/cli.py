@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_query_options(pull)
     pull.add_argument("--layout", default="keep", help="keep (stored paths) or by-field:<field>")
     pull.add_argument("--jobs", type=int, default=8, help="concurrent downloads (default 8)")
+    pull.add_argument(
+        "--sync", action="store_true", help="mirror every image: only changes after the first run"
+    )
+
+    watch = sub.add_parser("watch", help="keep a folder in sync (as pull --sync) until Ctrl-C")
+    watch.add_argument("dest")
+    watch.add_argument("--jobs", type=int, default=8, help="concurrent downloads (default 8)")
 
     ls = sub.add_parser("ls", help="list matching documents")
     add_query_options(ls)
