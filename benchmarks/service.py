@@ -34,23 +34,28 @@ class ServerOptions:
 
 
 class BenchDatabase:
-    """A standalone mongod in `workdir/db`, on a free port, stopped by `stop()`."""
+    """A standalone mongod in `workdir/db`, on a free port, stopped by `stop()`; with
+    `replica_set`, a replica set of one member of that name (for change streams)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, replica_set: str | None = None) -> None:
         self.workdir = workdir
         self.port = embedded_db.free_port()
         self.process: subprocess.Popen | None = None
+        self.replica_set = replica_set
 
     def start(self) -> None:
         storage = self.workdir / "db"
         storage.mkdir(parents=True)
         self.process = embedded_db.start_process(
-            storage, self.port, self.workdir / "db.log", replica_set=None, cache_gb=1.0
+            storage, self.port, self.workdir / "db.log", replica_set=self.replica_set, cache_gb=1.0
         )
         embedded_db.wait_until_listening(self.port, self.process, 60)
+        if self.replica_set:
+            embedded_db.become_primary(self.port, 60, self.replica_set)
 
     def uri(self, database: str) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/{database}"
+        options = f"?replicaSet={self.replica_set}" if self.replica_set else ""
+        return f"mongodb://127.0.0.1:{self.port}/{database}{options}"
 
     def group(self) -> ProcessGroup:
         return ProcessGroup([self.process.pid])

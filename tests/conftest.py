@@ -32,23 +32,41 @@ from tests.services import two_services  # noqa: F401  (two serve processes, one
 
 
 class DatabaseServer:
-    """A standalone mongod on a free loopback port; it can be stopped and started again."""
+    """A standalone mongod on a free loopback port; it can be stopped and started again.
+    With `replica_set`, a replica set of one member of that name (change streams need one)."""
 
-    def __init__(self, storage: Path) -> None:
+    def __init__(
+        self,
+        storage: Path,
+        replica_set: str | None = None,
+        oplog_mb: int = 128,
+        extra: list[str] = (),
+    ) -> None:
         self.storage = storage
+        self.extra = list(extra)
         self.port = embedded_db.free_port()
         self.process: subprocess.Popen | None = None
+        self.replica_set = replica_set
+        self.oplog_mb = oplog_mb
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/imagestore_test"
+        options = f"?replicaSet={self.replica_set}" if self.replica_set else ""
+        return f"mongodb://127.0.0.1:{self.port}/imagestore_test{options}"
 
     def start(self) -> None:
         self.storage.mkdir(parents=True, exist_ok=True)
         self.process = embedded_db.start_process(
-            self.storage / "data", self.port, self.storage / "log", replica_set=None
+            self.storage / "data",
+            self.port,
+            self.storage / "log",
+            replica_set=self.replica_set,
+            oplog_mb=self.oplog_mb,
+            extra=self.extra,
         )
         embedded_db.wait_until_listening(self.port, self.process, 60)
+        if self.replica_set:
+            embedded_db.become_primary(self.port, 60, self.replica_set)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -81,6 +99,25 @@ def database_server(tmp_path_factory) -> Iterator[DatabaseServer | None]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def replica_set_server(tmp_path_factory) -> Iterator[DatabaseServer]:
+    """A replica set of one member for the session (the change feed needs change streams)."""
+    server = DatabaseServer(tmp_path_factory.mktemp("mongod-rs"), replica_set="rs0")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def on_replica_set(service, settings, replica_set_server) -> Iterator[DatabaseServer]:
+    """This test's service on the session's replica set, its images emptied."""
+    settings.MONGODB_CONNECTION_STRING = replica_set_server.uri
+    repository.close_client()
+    repository.get_collection().delete_many({})
+    yield replica_set_server
+    repository.close_client()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from benchmarks.service import BenchService, ServerOptions
+from benchmarks.service import BenchDatabase, BenchService, ServerOptions
 from imagestore_client import Client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,8 +27,10 @@ CLIENT_SOURCE = REPO_ROOT / "client" / "src"
 class Service(BenchService):
     """A mongod and a `manage.py serve` in their own folder, with extra environment."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        super().__init__(workdir, ServerOptions(workers=2))
+    def __init__(
+        self, workdir: Path, env: dict[str, str], database: BenchDatabase | None = None
+    ) -> None:
+        super().__init__(workdir, ServerOptions(workers=2), database)
         self.extra = env
 
     @property
@@ -45,6 +47,19 @@ def service(tmp_path_factory) -> Iterator[Service]:
     running.start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def feed_service(tmp_path_factory) -> Iterator[Service]:
+    """A service on a replica set of one member, for the change feed (`pull --sync`, `watch`)."""
+    workdir = tmp_path_factory.mktemp("feed-service")
+    database = BenchDatabase(workdir, replica_set="rs0")
+    database.start()
+    running = Service(workdir, {}, database)
+    running.start()
+    yield running
+    running.stop()
+    database.stop()
 
 
 @pytest.fixture

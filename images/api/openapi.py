@@ -225,8 +225,10 @@ _ERROR_MEANINGS = {
     413: "Too large: the body (MAX_UPLOAD_SIZE, MAX_IMPORT_SIZE, JSON bodies) or the document "
     "it would make (MAX_DATA_SIZE, MongoDB's 16 MB).",
     415: "The body is not `application/json`.",
+    410: "The cursor is older than the database's history of changes: do a full resync.",
     416: "The `Range` is outside the file (`Content-Range: bytes */size` says its size).",
     422: "The file is not an image a thumbnail can be made of.",
+    501: "The change feed needs MongoDB as a replica set (6.0 or newer under IMAGE_SCOPE=user).",
     503: "MongoDB, the storage or the identity provider cannot be reached.",
     507: "The storage is full: nothing was written.",
 }
@@ -393,6 +395,36 @@ IMPORT_RESPONSES = {
 IMAGE_LINKS_RESPONSES = {200: IMAGE_LINKS_SCHEMA, **errors(*_ONE)}
 EXPORT_LINK_RESPONSES = {200: EXPORT_LINK_SCHEMA, **errors(*_READ)}
 DUPLICATES_RESPONSES = {200: DUPLICATE_PAGE_SCHEMA, **errors(*_READ)}
+CHANGE_SCHEMA = inline_serializer(
+    "Change",
+    {
+        "op": serializers.ChoiceField(["insert", "update", "delete"]),
+        **_image_fields(required=False),
+        "_id": serializers.CharField(),
+        "file": serializers.CharField(
+            allow_null=True, help_text="Relative storage path (as it was, for a delete)."
+        ),
+        "changedAt": serializers.DateTimeField(required=False, help_text="When it changed."),
+    },
+)
+CHANGE_PAGE_SCHEMA = inline_serializer(
+    "ChangePage",
+    {
+        "changes": CHANGE_SCHEMA.__class__(many=True),
+        "next": serializers.CharField(help_text="The cursor to pass as `since` next time."),
+    },
+)
+CHANGES_OPERATION = {
+    "summary": "Changes to the images after a cursor, in order (a change feed)",
+    "description": (
+        "`{changes: [{op, _id, file, time, ...}], next}`: inserts and updates carry the image as "
+        "it is now, deletes its `_id`, `file` and `time` as they were. Pass `next` as `since` to "
+        "go on. Without `since`: no changes, only the current cursor. `wait=S` holds an empty "
+        "answer up to S seconds until a change arrives. 410: the cursor fell out of the "
+        "database's history, do a full resync. 501: MongoDB is not a replica set."
+    ),
+    "responses": {200: CHANGE_PAGE_SCHEMA, **errors(*_READ, 410, 501)},
+}
 READINESS_SCHEMA = inline_serializer(
     "Readiness",
     {

@@ -50,6 +50,9 @@ class Conflict(ImageStoreError, status=409): ...
 class TooLarge(ImageStoreError, status=413): ...
 
 
+class Gone(ImageStoreError, status=410): ...
+
+
 class RangeNotSatisfiable(ImageStoreError, status=416):
     default_detail = "Requested range not satisfiable"
 
@@ -65,3 +68,7 @@ class Unavailable(ImageStoreError, status=503):
 
 
 class InsufficientStorage(ImageStoreError, status=507): ...
+
+
+class NotSupportedHere(ImageStoreError, status=501):
+    """A capability this deployment cannot offer (retrying will not help)."""

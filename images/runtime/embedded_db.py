@@ -98,6 +98,7 @@ def start_process(
     *,
     replica_set: str | None = REPLICA_SET,
     cache_gb: float = DEFAULT_CACHE_GB,
+    oplog_mb: int = 128,
     extra: list[str] = (),
 ) -> subprocess.Popen:
     """Start mongod in its own session (a Ctrl-C meant for the service does not reach it).
@@ -118,7 +119,7 @@ def start_process(
         *_SMALL_FILES,
     ]  # fmt: skip
     if replica_set:
-        command += ["--replSet", replica_set, "--oplogSize", "128"]
+        command += ["--replSet", replica_set, "--oplogSize", str(oplog_mb)]
     with open(f"{log_path}.out", "ab") as early_output:
         return subprocess.Popen(
             [*command, *extra],

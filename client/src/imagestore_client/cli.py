@@ -126,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument(
         "--jobs", type=positive_int, default=8, help="concurrent downloads (default 8)"
     )
+    pull.add_argument(
+        "--sync", action="store_true", help="mirror every image: only changes after the first run"
+    )
+
+    watch = command(
+        "watch", commands.run_watch, "keep a folder in sync (as pull --sync) until Ctrl-C"
+    )
+    watch.add_argument("dest")
+    watch.add_argument(
+        "--jobs", type=positive_int, default=8, help="concurrent downloads (default 8)"
+    )
 
     ls = command("ls", commands.run_ls, "list matching documents")
     add_query_options(ls)

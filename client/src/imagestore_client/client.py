@@ -111,6 +111,12 @@ class Client:
         """The top-level keys of `data` (of the newest images, as `GET /fields` samples them)."""
         return self._json("GET", "/fields")
 
+    def changes(self, since: str | None = None, limit: int = 1000, wait: float = 0) -> dict:
+        """`{changes, next}`: the changes after the cursor `since` (GET /changes); without it,
+        only the current cursor. `wait` seconds (up to 30) hold an empty answer for a change."""
+        params = {"limit": limit, "wait": wait, **({"since": since} if since else {})}
+        return self._json("GET", "/changes", params=params)
+
     def get(self, image_id: str) -> dict[str, Any]:
         return self._json("GET", f"/images/{image_id}")
 

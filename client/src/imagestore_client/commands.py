@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from imagestore_client.push import Pusher
 from imagestore_client.push_plan import PlanError, PushPlan, read_metadata_csv
 from imagestore_client.query import parse_pairs
 from imagestore_client.shards import write_shards
+from imagestore_client.sync import Syncer, SyncSummary
 
 # Every exit code of the command: done, something failed, bad usage, interrupted (Ctrl-C).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -28,6 +30,8 @@ FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*")
 QUERY_OPTIONS = frozenset(
     {"filter", "from_", "to", "sort", "order", "file", "limit", "skip", "select"}
 )
+WATCH_WAIT_SECONDS = 25.0
+WATCH_RETRY_SECONDS = 5.0
 
 
 def query_from(args: argparse.Namespace, terms: list[str] | None = None) -> dict[str, Any]:
@@ -160,6 +164,8 @@ def finish(failures: list[tuple[str, str]], interrupted: bool) -> int:
 
 def run_pull(client: Client, args: argparse.Namespace) -> int:
     query = query_from(args)
+    if args.sync:
+        return run_sync(client, args, query)
     total = client.count(**query)
     if query.get("limit"):
         total = min(total, int(query["limit"]))
@@ -175,6 +181,43 @@ def run_pull(client: Client, args: argparse.Namespace) -> int:
     )
     status = finish(summary.failed, summary.interrupted)
     return status or (explain_no_match(client, query) if total == 0 else EXIT_OK)
+
+
+def run_sync(client: Client, args: argparse.Namespace, query: dict[str, Any]) -> int:
+    if query or args.layout != "keep":
+        raise PlanError("--sync mirrors every image with the kept layout: no query or --layout")
+    with progress_bar(args, None) as bar:
+        summary = Syncer(client, Path(args.dest), args.jobs, bar.update).run()
+    print(sync_line(args.dest, summary))
+    return finish(summary.failed, summary.interrupted)
+
+
+def run_watch(client: Client, args: argparse.Namespace) -> int:
+    """`pull --sync` again and again, each waiting for the next change, until Ctrl-C."""
+    syncer = Syncer(client, Path(args.dest), args.jobs)
+    print(f"watching {args.dest} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            summary = syncer.run(wait=WATCH_WAIT_SECONDS)
+            if summary.changes or summary.full or not summary.complete:
+                print(sync_line(args.dest, summary), flush=True)
+            if summary.interrupted:
+                return finish(summary.failed, summary.interrupted)
+            if summary.failed:
+                finish(summary.failed, False)
+                time.sleep(WATCH_RETRY_SECONDS)
+    except KeyboardInterrupt:
+        print(f"stopped watching {args.dest}")
+        return EXIT_OK
+
+
+def sync_line(dest: str, summary: SyncSummary) -> str:
+    kind = "full resync" if summary.full else f"{summary.changes} changes"
+    return (
+        f"sync {dest}: {kind}; {summary.downloaded} downloaded "
+        f"({summary.bytes / 1e6:.1f} MB), {summary.skipped} skipped (already there), "
+        f"{summary.removed} removed, {len(summary.failed)} failed in {summary.seconds:.1f} s"
+    )
 
 
 # --- documents --------------------------------------------------------------------------------
