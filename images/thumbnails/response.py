@@ -25,16 +25,20 @@ from images.store.repository import ImageRepository
 from images.thumbnails.gate import GATE
 from images.thumbnails.keys import OutputFormat, document_sha256, stem, thumbnail_key
 from images.thumbnails.render import plan_decoding, render_thumbnail
-from images.thumbnails.request import negotiate_format, parse_size
+from images.thumbnails.request import negotiate_format
 from images.thumbnails.source import open_verified
 
 CACHE_CONTROL = "private, max-age=60"
 
 
 def thumbnail_response(
-    request: Request, repository: ImageRepository, files: FileStore, pk: str, image_id: ObjectId
+    request: Request,
+    repository: ImageRepository,
+    files: FileStore,
+    pk: str,
+    image_id: ObjectId,
+    size: int,
 ) -> HttpResponse:
-    size = parse_size(request.query_params.get("size"))
     output = negotiate_format(request.headers.get("Accept"))
     document = repository.get(image_id)
     if document is None:

@@ -38,6 +38,7 @@ from images.api.parsers import BoundedJSONParser
 from images.api.renderers import dumps
 from images.api.responses import served_content_type, stored_file_response
 from images.api.scope import repository_for
+from images.api.thumbnail_parameters import ThumbnailParameters, thumbnail_size
 from images.core.documents import to_api
 from images.core.errors import ImageNotFound, InvalidInput
 from images.core.query import (
@@ -50,7 +51,7 @@ from images.core.updates import build_patch, build_replace
 from images.limits.documents import growth_conditions, refuse_growth
 from images.store.files import FileStore, get_file_store
 from images.store.repository import ImageRepository
-from images.thumbnails import SIZE_PARAMETER, thumbnail_response
+from images.thumbnails import thumbnail_response
 from images.writes import Deleter
 from images.writes.uploads import UploadStore, parse_metadata
 
@@ -215,12 +216,14 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="A thumbnail (max edge `size`: 64, 128, 256 or 512; WebP or JPEG by Accept)",
-        parameters=[ID_PARAMETER, SIZE_PARAMETER],
+        parameters=[ID_PARAMETER, ThumbnailParameters],
         responses=THUMBNAIL_RESPONSES,
     )
     def thumbnail(self, request: Request, pk: str) -> HttpResponse:
         image_id = parse_object_id(pk)
-        return thumbnail_response(request, repository_for(request), get_file_store(), pk, image_id)
+        size = thumbnail_size(request.query_params)
+        files = get_file_store()
+        return thumbnail_response(request, repository_for(request), files, pk, image_id, size)
 
 
 def _list_total(repository: ImageRepository, query: ImageQuery, found: int) -> int:
