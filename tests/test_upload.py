@@ -168,6 +168,7 @@ def test_metadata_merge_beyond_the_data_limit_is_a_413(api, settings):
     assert response.status_code == 413
     assert "MAX_DATA_SIZE" in response.json()["detail"]
     assert api.get("/images").json()["items"][0]["data"] == {"big": "x" * 6_000}
+    assert stored_bytes("photo1.jpg") == image_bytes()  # the old bytes with their document
 
 
 @pytest.mark.parametrize("value", ["shallow", "merge,replace", "true"])
