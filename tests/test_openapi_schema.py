@@ -112,6 +112,14 @@ def test_metadata_fields_say_null_means_none(schema):
     assert "null" in upload["json"]["description"]
 
 
+def test_upload_publishes_its_query_parameters(schema):
+    parameters = {p["name"]: p for p in schema["paths"]["/images"]["post"]["parameters"]}
+    assert set(parameters) == {"on_duplicate", "metadata"}
+    assert parameters["metadata"]["in"] == "query"
+    assert parameters["metadata"]["schema"]["enum"] == ["replace", "merge"]
+    assert "merge" in parameters["metadata"]["description"]
+
+
 def test_a_token_is_optional_while_auth_is_off_and_required_when_on(api, schema, oidc):
     assert schema["paths"]["/images"]["get"]["security"] == [{"bearerAuth": []}, {}]
     with_auth = api.get("/docs/schema?format=json").json()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import FaultyProxy, cli, cli_environment, image_bytes, image_tree, start_cli
 
 TREE_SIZE = 200
@@ -130,6 +131,55 @@ def test_changed_sidecar_patches_the_stored_metadata(client, service, tmp_path):
     assert next(client.find(file="cam1/dog/img0001.png"))["data"]["label"] == "wolf"
     # Keys set on the service since are kept: a push only sets what it brings.
     assert next(client.find(file="cam2/bird/img0002.png"))["data"]["extra"] == 1
+
+
+# A re-push bringing {"label": "dog", "n": 1} over {"label": "cat", "n": 2, "reviewed": True}.
+MERGED_OR_REPLACED = [
+    ((), {"label": "dog", "n": 1, "reviewed": True}),
+    (("--replace-metadata",), {"label": "dog", "n": 1}),
+]
+
+
+def pushed_once_then_curated(client, service, tmp_path):
+    """A tree of one image pushed, then a key set on the service; the tree's folder."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "x.png").write_bytes(image_bytes(1))
+    (tree / "x.png.json").write_text(json.dumps({"label": "cat", "n": 1}))
+    assert cli(service.url, "push", str(tree)).returncode == 0
+    client.update(next(client.find(file="x.png"))["_id"], {"reviewed": True, "n": 2})
+    return tree
+
+
+@pytest.mark.parametrize(("options", "data"), MERGED_OR_REPLACED)
+def test_repush_of_a_changed_file_keeps_metadata_set_on_the_service(
+    client, service, tmp_path, options, data
+):
+    tree = pushed_once_then_curated(client, service, tmp_path)
+    (tree / "x.png").write_bytes(image_bytes(2))
+    (tree / "x.png.json").write_text(json.dumps({"label": "dog", "n": 1}))
+
+    result = cli(service.url, "push", str(tree), *options)
+    assert result.returncode == 0, result.stderr
+    assert outcome(result.stdout)["uploaded"] == 1
+    document = next(client.find(file="x.png"))
+    assert document["data"] == data  # merged by default: the sidecar's keys over the stored
+    assert document["sha256"] == hashlib.sha256(image_bytes(2)).hexdigest()
+
+
+@pytest.mark.parametrize(("options", "data"), MERGED_OR_REPLACED)
+def test_repush_of_an_unchanged_file_updates_metadata_as_a_changed_one_would(
+    client, service, tmp_path, options, data
+):
+    tree = pushed_once_then_curated(client, service, tmp_path)
+    (tree / "x.png.json").write_text(json.dumps({"label": "dog", "n": 1}))
+
+    result = cli(service.url, "push", str(tree), *options)
+    assert result.returncode == 0, result.stderr
+    assert outcome(result.stdout)["metadata updated"] == 1
+    assert next(client.find(file="x.png"))["data"] == data
+    again = cli(service.url, "push", str(tree), *options)
+    assert outcome(again.stdout)["skipped"] == 1
 
 
 def test_failures_are_reported_with_the_reason_and_exit_non_zero(client, service, tmp_path):

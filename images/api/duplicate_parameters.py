@@ -8,21 +8,16 @@ from typing import Any
 
 from rest_framework import serializers
 
-from images.api.parameters import Count, ParameterText
+from images.api.parameters import Count, EnumChoice, ParameterText
 from images.duplicates import OnDuplicate
 from images.duplicates.groups import MAX_AFTER_LENGTH, MAX_LIMIT
 
 
-class OnDuplicateField(serializers.ChoiceField):
-    """`reject` or `skip`, in any case; absent, the original's behaviour: store anyway."""
-
-    default_error_messages = {"invalid_choice": "must be reject or skip, got {input!r}"}
+class OnDuplicateField(EnumChoice):
+    """`reject` or `skip`; absent, the original's behaviour: store anyway."""
 
     def __init__(self, **options: Any) -> None:
-        super().__init__([policy.value for policy in OnDuplicate], required=False, **options)
-
-    def to_internal_value(self, data: Any) -> OnDuplicate:
-        return OnDuplicate(super().to_internal_value(str(data)[:40].strip().lower()))
+        super().__init__(OnDuplicate, **options)
 
 
 class OnDuplicateParameters(serializers.Serializer):

@@ -3,6 +3,7 @@ sent, and one 400 line naming the first bad parameter (the error envelope stays 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,19 @@ class ParameterText(serializers.CharField):
     def __init__(self, **options: Any) -> None:
         super().__init__(required=False, allow_blank=True, trim_whitespace=False, **options)
         self.validators = []
+
+
+class EnumChoice(serializers.ChoiceField):
+    """One of an enum's values, in any case, read as its member; absent, nothing."""
+
+    def __init__(self, choices: type[enum.Enum], **options: Any) -> None:
+        self.enum = choices
+        values = [member.value for member in choices]
+        super().__init__(values, required=False, **options)
+        self.error_messages["invalid_choice"] = f"must be {' or '.join(values)}, got {{input!r}}"
+
+    def to_internal_value(self, data: Any) -> enum.Enum:
+        return self.enum(super().to_internal_value(str(data)[:40].strip().lower()))
 
 
 class Count(serializers.IntegerField):

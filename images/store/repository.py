@@ -31,7 +31,10 @@ from pymongo.errors import (
 from pymongo.uri_parser import parse_uri
 
 from images.core.documents import FACT_FIELDS, INTEGRITY
+from images.core.errors import Conflict
 from images.core.query import ImageQuery
+from images.limits.documents import refuse_growth
+from images.store.data_merge import merge_pipeline, merged_document, room_for
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ LEASE_COLLECTION = "image_write_leases"
 # Leases nobody recovered are dropped by MongoDB after this long (check_integrity runs first).
 FORGET_LEASES_AFTER_SECONDS = 7 * 24 * 3600
 MINTED_ID_ATTEMPTS = 5
+# A merging re-upload: update, else insert; again when another request created the path between.
+MERGE_ATTEMPTS = 2
 
 _client_lock = threading.Lock()
 _client: MongoClient | None = None
@@ -442,10 +447,12 @@ class ImageRepository:
         facts: dict[str, Any],
         image_id: ObjectId | None = None,
         expect_new: bool = False,
+        merge_data: bool = False,
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """Insert or replace the document at `(owner, file)`; its `_id` is kept on replace.
         `expect_new` (no bytes were at the path): a plain insert is tried first, which costs
-        the database less than an upsert.
+        the database less than an upsert. `merge_data`: a replaced document keeps its `data`,
+        `data` merged over it (`images.store.data_merge`).
 
         Returns the document before the write (None when it is new) and after it.
         """
@@ -457,6 +464,8 @@ class ImageRepository:
         # A non-image replacing an image keeps no width, height...; new bytes clear the mark
         # of a broken image.
         stale = [name for name in FACT_FIELDS if name not in facts] + [INTEGRITY]
+        if merge_data:
+            return self._merge(file, changes, stale, image_id)
         selector = {"userId": self.owner, "file": file}
         for attempt in range(1, MINTED_ID_ATTEMPTS + 1):
             new_id = image_id or new_object_id()
@@ -475,6 +484,28 @@ class ImageRepository:
         original = before or {"_id": new_id, "file": file, "userId": self.owner}
         after = {k: v for k, v in original.items() if k not in stale}
         return before, {**after, **changes}
+
+    def _merge(
+        self, file: str, changes: dict[str, Any], stale: list[str], image_id: ObjectId | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """`upsert` with `data` merged over the stored one, in the update itself; 413 when the
+        merged `data` would exceed MAX_DATA_SIZE."""
+        selector = {"userId": self.owner, "file": file}
+        update = merge_pipeline(changes, stale)
+        for _attempt in range(MERGE_ATTEMPTS):
+            before = self.collection.find_one_and_update(
+                {**selector, **room_for(changes["data"])},
+                update,
+                return_document=ReturnDocument.BEFORE,
+            )
+            if before is not None:
+                return before, merged_document(before, changes, stale)
+            if self.collection.count_documents(selector, limit=1):
+                raise refuse_growth(file)
+            created = self._insert_new(file, changes, image_id)
+            if created is not None:
+                return None, created
+        raise Conflict(f"'file' {file!r} was written by another request meanwhile: try again")
 
     def _insert_new(
         self, file: str, changes: dict[str, Any], image_id: ObjectId | None

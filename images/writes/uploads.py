@@ -8,6 +8,7 @@ import logging
 import mimetypes
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import IO, Any
 
 from bson import ObjectId
@@ -68,6 +69,13 @@ class DigestUploadHandler(FileUploadHandler):
         return None
 
 
+class MetadataMode(StrEnum):
+    """What a re-upload to a stored path does with the stored `data`."""
+
+    REPLACE = "replace"  # the upload's data replaces it (the original's behaviour)
+    MERGE = "merge"  # it is kept, the upload's top-level keys set over it
+
+
 @dataclass
 class UploadMetadata:
     data: dict[str, Any]
@@ -75,6 +83,7 @@ class UploadMetadata:
     time: dt.datetime | None = None
     image_id: ObjectId | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    mode: MetadataMode = MetadataMode.REPLACE
 
 
 def parse_json_object(raw: str, name: str) -> dict[str, Any]:
@@ -233,7 +242,13 @@ class UploadStore:
 
         def write_document(items: list[StagedFile], new_keys: Collection[str]) -> list[str]:
             outcome["before"], outcome["after"] = self.repository.upsert(
-                key, meta.data, when, facts, meta.image_id, expect_new=key in new_keys
+                key,
+                meta.data,
+                when,
+                facts,
+                meta.image_id,
+                expect_new=key in new_keys,
+                merge_data=meta.mode is MetadataMode.MERGE,
             )
             return [key]
 

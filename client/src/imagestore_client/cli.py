@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--jobs", type=positive_int, default=8, help="concurrent uploads (default 8)")
     push.add_argument("--on-duplicate", choices=["upload", "skip", "reject"], default="upload")
     push.add_argument("--all-files", action="store_true", help="not only image extensions")
+    push.add_argument(
+        "--replace-metadata",
+        action="store_true",
+        help="the stored data becomes the pushed metadata (default: merged over the stored data)",
+    )
 
     pull = command("pull", commands.run_pull, "download matching images and metadata.jsonl")
     pull.add_argument("dest")

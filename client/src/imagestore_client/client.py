@@ -74,16 +74,19 @@ class Client:
         data: Mapping[str, Any] | None = None,
         time: dt.datetime | str | None = None,
         on_duplicate: str | None = None,
+        metadata: str | None = None,
     ) -> dict[str, Any]:
         """Store one image (a path, bytes or a binary file) with its `data`; returns the document.
 
-        `file` is the stored path (default: the file's name); an existing `file` is replaced.
+        `file` is the stored path (default: the file's name); an existing `file` is replaced,
+        its `data` too unless `metadata="merge"` (the stored keys kept, `data`'s set over them).
         """
         name = file or _source_name(source)
         form = {"json": json.dumps(dict(data or {}), default=str), "file": name}
         if time is not None:
             form["time"] = encode_value(time)
-        params = {"on_duplicate": on_duplicate} if on_duplicate else {}
+        options = {"on_duplicate": on_duplicate, "metadata": metadata}
+        params = {option: value for option, value in options.items() if value}
 
         def body() -> dict[str, Any]:
             content = _open_source(source)

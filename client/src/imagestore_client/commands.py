@@ -120,7 +120,14 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
     report_left_out(args.folder, plan)
     scoped = client.info().get("image_scope") == "user"
     with progress_bar(args, len(files)) as bar:
-        pusher = Pusher(client, args.jobs, args.on_duplicate, scoped, progress=bar.update)
+        pusher = Pusher(
+            client,
+            args.jobs,
+            args.on_duplicate,
+            scoped,
+            progress=bar.update,
+            replace_metadata=args.replace_metadata,
+        )
         summary = pusher.run(plan.item(path, relative) for path, relative in files)
     handled = summary.done
     print(

@@ -4,6 +4,11 @@ Each batch of files is hashed, then looked up by sha256 in one `GET /images` (`f
 `$in`): a file already stored at its path with the same bytes is skipped (its metadata patched
 if the push brings new values), the rest is uploaded by `jobs` threads. Uploads upsert on the
 stored path, so re-running an interrupted push stores nothing twice.
+
+Metadata is merged by default: the keys the push brings are set over the stored `data`, whether
+the bytes changed (an upload with `metadata=merge`) or not (a PATCH of the keys that differ), so
+keys curated on the service are kept. `replace_metadata`: the stored `data` becomes what the
+push brings, in both cases (a plain upload, a PUT).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from imagestore_client.client import Client
@@ -45,10 +51,12 @@ class Pusher:
         on_duplicate: str = "upload",
         scoped: bool = False,
         progress: Callable[[int], None] = lambda n: None,
+        replace_metadata: bool = False,
     ) -> None:
         self.client = client
         self.jobs = jobs
         self.on_duplicate = on_duplicate
+        self.replace_metadata = replace_metadata
         self.scoped = scoped  # under per-user scope stored paths start with the owner's folder
         self.summary = PushSummary()
         self.tally = Tally(self.summary, progress)
@@ -101,12 +109,7 @@ class Pusher:
         """What is left to do for `item` given the stored images with its bytes (None: nothing)."""
         at_target = next((d for d in same_bytes if self._stored_path(d) == item.target), None)
         if at_target is not None:
-            stored = at_target.get("data") or {}
-            changes = {k: v for k, v in item.data.items() if stored.get(k) != v}
-            if not changes:
-                self._count("skipped")
-                return None
-            return lambda: self._patch(item, at_target["_id"], changes)
+            return self._metadata_task(item, at_target)
         if same_bytes and self.on_duplicate != "upload":
             elsewhere = same_bytes[0]["file"]
             if self.on_duplicate == "skip":
@@ -116,15 +119,32 @@ class Pusher:
             return None
         return lambda: self._upload(item)
 
+    def _metadata_task(self, item: PushItem, stored: dict[str, Any]) -> Callable[[], None] | None:
+        """For bytes stored at the item's path: the metadata update it needs (None: nothing)."""
+        send = self._metadata_update(item, stored)
+        if send is None:
+            self._count("skipped")
+            return None
+        return lambda: self._update(item, send)
+
+    def _metadata_update(self, item: PushItem, stored: dict[str, Any]) -> Callable[[], Any] | None:
+        """The call bringing the stored `data` to what the push means; None when it is there."""
+        data = stored.get("data") or {}
+        if self.replace_metadata:
+            unchanged = data == item.data
+            return None if unchanged else partial(self.client.replace, stored["_id"], item.data)
+        changes = {k: v for k, v in item.data.items() if data.get(k) != v}
+        return partial(self.client.update, stored["_id"], changes) if changes else None
+
     def _stored_path(self, document: dict[str, Any]) -> str:
         """The path as the push names it: under per-user scope the owner's folder is dropped."""
         file = document["file"]
         return file.split("/", 1)[-1] if self.scoped else file
 
-    def _patch(self, item: PushItem, image_id: str, changes: dict[str, Any]) -> None:
-        """Set the keys the push brings that the stored document lacks or holds otherwise."""
+    def _update(self, item: PushItem, send: Callable[[], Any]) -> None:
+        """Send the metadata update of a file whose bytes are stored."""
         try:
-            self.client.update(image_id, changes)
+            send()
         except Exception as error:  # fails this file, never the whole push
             self._failed(item, f"metadata update failed: {error}")
             return
@@ -133,8 +153,9 @@ class Pusher:
     def _upload(self, item: PushItem) -> None:
         try:
             on_duplicate = None if self.on_duplicate == "upload" else self.on_duplicate
+            metadata = None if self.replace_metadata else "merge"
             document = self.client.upload(
-                item.path, item.target, item.data, item.time, on_duplicate
+                item.path, item.target, item.data, item.time, on_duplicate, metadata
             )
         except ImagestoreError as error:
             self._failed(item, str(error))

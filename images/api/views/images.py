@@ -15,7 +15,6 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from images.api.duplicate_parameters import OnDuplicateParameters
 from images.api.filters import ImageQueryFilter
 from images.api.openapi import (
     BULK_DELETE_RESPONSES,
@@ -39,6 +38,7 @@ from images.api.renderers import dumps
 from images.api.responses import served_content_type, stored_file_response
 from images.api.scope import repository_for
 from images.api.thumbnail_parameters import ThumbnailParameters, thumbnail_size
+from images.api.upload_parameters import UploadParameters
 from images.core.documents import to_api
 from images.core.errors import ImageNotFound, InvalidInput
 from images.core.query import (
@@ -53,7 +53,7 @@ from images.store.files import FileStore, get_file_store
 from images.store.repository import ImageRepository
 from images.thumbnails import thumbnail_response
 from images.writes import Deleter
-from images.writes.uploads import UploadStore, parse_metadata
+from images.writes.uploads import MetadataMode, UploadStore, parse_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Upload an image",
-        parameters=[OnDuplicateParameters],
+        parameters=[UploadParameters],
         request={"multipart/form-data": UPLOAD_SCHEMA},
         responses=UPLOAD_RESPONSES,
     )
@@ -99,13 +99,13 @@ class ImageViewSet(viewsets.ViewSet):
             raise InvalidInput(
                 "File not provided: send multipart/form-data with the file in 'image'"
             )
-        on_duplicate = validated(OnDuplicateParameters(data=request.query_params)).get(
-            "on_duplicate"
-        )
+        parameters = validated(UploadParameters(data=request.query_params))
         upload = single_file(request, "image")
         meta = parse_metadata(request.POST)
+        meta.mode = parameters.get("metadata", MetadataMode.REPLACE)
         digests = request._request.__dict__.get("upload_digests", {}).get("image")
         store = UploadStore(repository_for(request), get_file_store())
+        on_duplicate = parameters.get("on_duplicate")
         document = store.store(upload, meta, digests[0] if digests else None, on_duplicate)
         return Response(to_api(document))
 
