@@ -19,7 +19,7 @@ DOCUMENTS = sorted(
         *(REPO_ROOT / "docs").glob("*.md"),
     ]
 )
-ENV_CALL = re.compile(r"""env_(?:str|int|float|bool|choice)\(\s*["']([A-Z0-9_]+)["']""")
+ENV_CALL = re.compile(r"""env_(?:str|int|float|bool|choice|directory)\(\s*["']([A-Z0-9_]+)["']""")
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^(```|~~~)")
 
