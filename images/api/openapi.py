@@ -432,6 +432,9 @@ READINESS_SCHEMA = inline_serializer(
         "mongodb": serializers.BooleanField(),
         "storage": serializers.BooleanField(),
         "storageFull": serializers.BooleanField(required=False),
+        "storageError": serializers.CharField(
+            required=False, help_text="What is wrong with the storage: the missing S3 bucket."
+        ),
     },
 )
 READY_RESPONSES = {
