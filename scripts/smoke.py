@@ -15,6 +15,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from email.message import Message
+from functools import partialmethod
 from urllib.error import HTTPError
 from urllib.parse import urlencode
 from urllib.request import Request, urlopen
@@ -86,23 +87,12 @@ class Session:
             with error:
                 return Answer(error.code, error.headers, error.read())
 
-    def get(self, url: str, **options) -> Answer:
-        return self.request("GET", url, **options)
-
-    def head(self, url: str, **options) -> Answer:
-        return self.request("HEAD", url, **options)
-
-    def post(self, url: str, **options) -> Answer:
-        return self.request("POST", url, **options)
-
-    def patch(self, url: str, **options) -> Answer:
-        return self.request("PATCH", url, **options)
-
-    def put(self, url: str, **options) -> Answer:
-        return self.request("PUT", url, **options)
-
-    def delete(self, url: str, **options) -> Answer:
-        return self.request("DELETE", url, **options)
+    get = partialmethod(request, "GET")
+    head = partialmethod(request, "HEAD")
+    post = partialmethod(request, "POST")
+    patch = partialmethod(request, "PATCH")
+    put = partialmethod(request, "PUT")
+    delete = partialmethod(request, "DELETE")
 
 
 def _json_dumps(value: object) -> bytes:
