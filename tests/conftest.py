@@ -21,11 +21,11 @@ from images.store import repository
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    S3_CREDENTIALS,
     Server,
     image_bytes,
     s3_client,
     start_service,
+    use_s3_storage,
 )
 from tests.oidc import oidc  # noqa: F401  (the fixture, for every test module)
 from tests.services import two_services  # noqa: F401  (two serve processes, one backend)
@@ -176,21 +176,7 @@ def s3_bucket(settings, s3_endpoint, request) -> str:
     """Switch the service's storage to a new, empty bucket on the moto server."""
     bucket = f"images-{abs(hash(request.node.nodeid)) % 10**10}-{time.monotonic_ns() % 10**6}"
     s3_client(s3_endpoint).create_bucket(Bucket=bucket)
-    settings.S3_BUCKET = bucket
-    settings.S3_ENDPOINT = s3_endpoint
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": bucket,
-                "endpoint_url": s3_endpoint,
-                "file_overwrite": True,
-                "addressing_style": "path",
-                **S3_CREDENTIALS,
-            },
-        },
-    }
+    use_s3_storage(settings, bucket, s3_endpoint)
     return bucket
 
 

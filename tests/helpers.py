@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,6 +41,25 @@ def s3_client(endpoint: str):
     )
 
 
+def use_s3_storage(settings, bucket: str, endpoint: str) -> None:
+    """Point the service's storage (pytest-django's `settings`) at `bucket` on `endpoint`."""
+    settings.S3_BUCKET = bucket
+    settings.S3_ENDPOINT = endpoint
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "endpoint_url": endpoint,
+                "file_overwrite": True,
+                "addressing_style": "path",
+                **S3_CREDENTIALS,
+            },
+        },
+    }
+
+
 def image_bytes(fmt: str = "JPEG", size=(32, 24), color="red", mode: str = "RGB") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, color).save(buffer, fmt)
@@ -73,17 +93,43 @@ def wait_for_http(port: int, timeout: float = 60.0, process: subprocess.Popen | 
     raise TimeoutError(f"nothing listened on port {port}")
 
 
-def start_service(
-    env: dict[str, str], cwd: Path, port: int, host: str | None = "127.0.0.1", output=None
-) -> subprocess.Popen:
-    """`manage.py serve` (`host=None`: no --host, as `make run`); its output to a PIPE, or to
-    `output` (an open file) for a service that logs more than a pipe holds."""
+def project_copy(destination: Path) -> Path:
+    """The service's files (manage.py, imagestore/, images/) copied as the Dockerfile does: a
+    project whose default `data/` and `uploads/` are its own, not the checkout's."""
+    ignored = shutil.ignore_patterns("__pycache__")
+    destination.mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / "manage.py", destination / "manage.py")
+    for package in ("imagestore", "images"):
+        shutil.copytree(REPO_ROOT / package, destination / package, ignore=ignored)
+    return destination
+
+
+def command_environment(env: dict[str, str], cwd: Path, project: Path) -> dict[str, str]:
+    """The test's environment without MONGODB_CONNECTION_STRING, plus `env`. The checkout's own
+    `data/` and `uploads/` are never used: they default to the working directory's instead."""
     environment = {k: v for k, v in os.environ.items() if k != "MONGODB_CONNECTION_STRING"}
-    environment.update({"APP_PORT": str(port), "WEB_CONCURRENCY": "1", **env})
+    if project == REPO_ROOT:
+        environment.update(DATA_DIRECTORY=str(cwd / "data"), UPLOADS_DIRECTORY=str(cwd / "uploads"))
+    return {**environment, **env}
+
+
+def start_service(
+    env: dict[str, str],
+    cwd: Path,
+    port: int,
+    host: str | None = "127.0.0.1",
+    output=None,
+    project: Path = REPO_ROOT,
+) -> subprocess.Popen:
+    """`manage.py serve` of `project` (`host=None`: no --host, as `make run`); its output to a
+    PIPE, or to `output` (an open file) for a service that logs more than a pipe holds."""
+    environment = command_environment(
+        {"APP_PORT": str(port), "WEB_CONCURRENCY": "1", **env}, cwd, project
+    )
     process = subprocess.Popen(
         [
             sys.executable,
-            str(REPO_ROOT / "manage.py"),
+            str(project / "manage.py"),
             "serve",
             *(["--host", host] if host else []),
         ],

@@ -9,13 +9,20 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 import requests
 
 from images.runtime import embedded_db
-from tests.helpers import REPO_ROOT, image_bytes, start_service
+from tests.helpers import (
+    REPO_ROOT,
+    command_environment,
+    image_bytes,
+    project_copy,
+    start_service,
+)
 
 QUIET = {"LOG_LEVEL": "WARNING"}
 
@@ -77,12 +84,10 @@ def answers_within(served: Served, path: str, seconds: float) -> requests.Respon
 
 
 def manage(workdir: Path, *arguments: str, env: dict[str, str] | None = None):
-    environment = {k: v for k, v in os.environ.items() if k != "MONGODB_CONNECTION_STRING"}
-    environment.update(env or {})
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "manage.py"), *arguments],
         cwd=workdir,
-        env=environment,
+        env=command_environment(env or {}, workdir, REPO_ROOT),
         capture_output=True,
         text=True,
         timeout=120,
@@ -226,6 +231,34 @@ def test_a_management_command_alone_starts_the_embedded_database_and_stops_it(tm
     assert not (tmp_path / "data" / "db.json").exists()
     port = int((tmp_path / "data" / "db.port").read_text())
     assert not embedded_db.is_listening(port)
+
+
+def test_a_command_run_from_another_folder_finds_the_images_serve_stored(tmp_path):
+    """No DATA_DIRECTORY: `serve` (started in the project, as `make run`) and a command started
+    elsewhere both use the project's `data/` and `uploads/`."""
+    project = project_copy(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    port = embedded_db.free_port()
+    with open(tmp_path / "serve.log", "wb") as log:
+        process = start_service(QUIET, project, port, output=log, project=project)
+    try:
+        requests.post(f"http://127.0.0.1:{port}/images", files={"image": ("c.jpg", image_bytes())},
+                      timeout=10)  # fmt: skip
+        exported = subprocess.run(
+            [sys.executable, str(project / "manage.py"), "export_images", "out.zip"],
+            cwd=elsewhere,
+            env=command_environment(QUIET, elsewhere, project),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    assert exported.returncode == 0, exported.stderr
+    assert "c.jpg" in zipfile.ZipFile(elsewhere / "out.zip").namelist()
+    assert not (elsewhere / "data").exists() and not (elsewhere / "uploads").exists()
 
 
 # --- who can reach it ------------------------------------------------------------------------

@@ -304,3 +304,10 @@ def test_a_non_image_replacing_an_image_keeps_no_stale_facts(api, settings):
     assert "width" not in body and "format" not in body
     stored = api.get(f"/images/{body['_id']}").json()
     assert stored == body
+
+
+def test_an_empty_time_or_id_is_no_time_or_id(api):
+    """What a form (Swagger UI's "Try it out") sends for an input left empty."""
+    response = upload(api, "empty-fields.jpg", time="", _id="")
+    assert response.status_code == 200, response.content
+    assert response.json()["time"] and response.json()["_id"]

@@ -30,6 +30,7 @@ from images.core.errors import (
     TooLarge,
     Unavailable,
 )
+from images.store.files.s3 import is_missing_bucket, missing_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ def _translate(exc: Exception) -> ImageStoreError | None:
         return InvalidInput(f"The database rejected the query: {message}")
     if isinstance(exc, PyMongoError):
         return Unavailable("The database failed to answer")
+    if is_missing_bucket(exc):
+        return missing_bucket()
     if isinstance(exc, BotoCoreError | ClientError):
         return Unavailable("The file storage is unavailable")
     return None

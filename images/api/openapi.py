@@ -15,6 +15,7 @@ from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
+    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers
@@ -118,15 +119,26 @@ _METADATA_HELP = (
     "Metadata as a JSON object; `null` (what the original's GUI sends for an empty Metadata "
     "box) means none."
 )
+
+
+def _text(example: str, help_text: str, format: str | None = None) -> serializers.CharField:
+    """An optional text form field whose `example` Swagger UI's "Try it out" sends: a valid
+    value, or "" for one the service reads as absent, never the placeholder `string`."""
+    schema = {"type": "string", "example": example, **({"format": format} if format else {})}
+    field_class = extend_schema_field(schema)(type("ExampleText", (serializers.CharField,), {}))
+    blank = not example and not format  # a blank date-time would become a `oneOf`
+    return field_class(required=False, allow_blank=blank, help_text=help_text)
+
+
 UPLOAD_SCHEMA = inline_serializer(
     "ImageUpload",
     {
         "image": serializers.FileField(help_text="The image file."),
-        "file": serializers.CharField(required=False, help_text="Relative storage path."),
-        "time": serializers.DateTimeField(required=False),
-        "_id": serializers.CharField(required=False),
-        "json": serializers.CharField(required=False, help_text=_METADATA_HELP),
-        "data": serializers.CharField(required=False, help_text="Same as `json`."),
+        "file": _text("cam1/frame_0001.jpg", "Relative storage path (default: the file's name)."),
+        "time": _text("", "When the image was taken; empty: now.", format="date-time"),
+        "_id": _text("", "An ObjectId chosen by the caller; empty: a new one."),
+        "json": _text('{"label": "cat"}', _METADATA_HELP),
+        "data": _text("null", "Same as `json` (read when `json` is absent)."),
     },
 )
 IMPORT_REQUEST_SCHEMA = inline_serializer(
@@ -432,6 +444,9 @@ READINESS_SCHEMA = inline_serializer(
         "mongodb": serializers.BooleanField(),
         "storage": serializers.BooleanField(),
         "storageFull": serializers.BooleanField(required=False),
+        "storageError": serializers.CharField(
+            required=False, help_text="What is wrong with the storage: the missing S3 bucket."
+        ),
     },
 )
 READY_RESPONSES = {

@@ -67,6 +67,19 @@ class Unavailable(ImageStoreError, status=503):
     retry_after = RETRY_AFTER_SECONDS
 
 
+class MissingBucket(Unavailable):
+    """S3_BUCKET names no bucket at the endpoint: nothing is retried, and no retry in seconds
+    helps (no `Retry-After`) until someone creates it."""
+
+    retry_after = None
+
+    def __init__(self, bucket: str, endpoint: str) -> None:
+        super().__init__(
+            f"The S3 bucket {bucket!r} does not exist at {endpoint or 'AWS'}: create it, "
+            "or set S3_BUCKET to one that exists"
+        )
+
+
 class InsufficientStorage(ImageStoreError, status=507): ...
 
 

@@ -129,7 +129,7 @@ def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetad
 
     A `json` field (else a `data` field) is a JSON object and the plain fields are ignored;
     otherwise every plain field is a string property. `file`, `time` and `_id` are system
-    fields wherever they come from.
+    fields wherever they come from; an empty `time` or `_id` is no time or id.
     """
     plain = {k: form.get(k) for k in form if k not in ignore}
     source = next((name for name in METADATA_FIELDS if name in plain), None)
@@ -146,9 +146,14 @@ def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetad
     return UploadMetadata(
         data=data,
         file=validate_file_path(system["file"]) if system["file"] is not None else None,
-        time=parse_date(system["time"], "time") if system["time"] is not None else None,
-        image_id=parse_object_id(system["_id"], "_id") if system["_id"] is not None else None,
+        time=parse_date(system["time"], "time") if is_given(system["time"]) else None,
+        image_id=parse_object_id(system["_id"], "_id") if is_given(system["_id"]) else None,
     )
+
+
+def is_given(value: Any) -> bool:
+    """False for an absent field and for an empty one (what a form sends for an empty input)."""
+    return value is not None and value != ""
 
 
 def inspect_image(upload: IO[bytes], name: str) -> dict[str, Any]:
