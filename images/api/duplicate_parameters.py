@@ -21,7 +21,7 @@ class OnDuplicateField(serializers.ChoiceField):
     def __init__(self, **options: Any) -> None:
         super().__init__([policy.value for policy in OnDuplicate], required=False, **options)
 
-    def to_internal_value(self, data: Any) -> OnDuplicate:
+    def to_internal_value(self, data: Any) -> OnDuplicate:  # type: ignore[override]
         return OnDuplicate(super().to_internal_value(str(data)[:40].strip().lower()))
 
 
