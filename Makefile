@@ -1,9 +1,9 @@
-# Two commands: `make run` serves on $APP_PORT (default 3000); `make test` runs lint and every test.
+# Two commands: `make run` serves on $APP_PORT (default 3000); `make test` runs lint, mypy and every test.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-dev browser bench bench-compare bench-growth stress clean
+.PHONY: run test lint typecheck install install-dev browser bench bench-compare bench-growth stress clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,13 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver >/dev/null; fi; }
 
-lint: install-dev
+lint: install-dev typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy over images/, imagestore/ and client/src/ (settings in setup.cfg's [mypy] sections).
+typecheck: install-dev
+	$(BIN)/mypy
 
 test: install-dev browser lint
 	$(BIN)/python -m pytest
@@ -58,4 +62,4 @@ bench-growth: install-dev
 	$(BIN)/python -m benchmarks.run --growth
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import QueryDict
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from images.api.filters import ImageQueryFilter
@@ -51,9 +52,10 @@ class ExportParameters(serializers.Serializer):
     )
 
     def to_internal_value(self, data: QueryDict) -> dict[str, Any]:
+        # djangorestframework-stubs types iterating `fields` as giving Fields; it gives names.
         for name in self.fields:
-            if len(data.getlist(name)) > 1:
-                raise serializers.ValidationError({name: ["may be given once"]})
+            if len(data.getlist(name)) > 1:  # type: ignore[arg-type]
+                raise serializers.ValidationError({name: ["may be given once"]})  # type: ignore[dict-item]
         return super().to_internal_value(data)
 
     def validate_by(self, value: str) -> str:
@@ -70,7 +72,10 @@ class ExportParameters(serializers.Serializer):
 
 
 # For `extend_schema(parameters=...)` of the export routes.
-EXPORT_PARAMETERS = [ExportParameters, *EXPORT_QUERY.parameters]
+EXPORT_PARAMETERS: list[type[serializers.Serializer] | OpenApiParameter] = [
+    ExportParameters,
+    *EXPORT_QUERY.parameters,
+]
 
 
 def export_request(params: QueryDict) -> ExportRequest:

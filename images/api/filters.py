@@ -56,7 +56,7 @@ class Order(serializers.ChoiceField):
     def __init__(self, **options: Any) -> None:
         super().__init__(list(ORDERS), required=False, **options)
 
-    def to_internal_value(self, data: Any) -> int:
+    def to_internal_value(self, data: Any) -> int:  # type: ignore[override]
         return ORDERS[super().to_internal_value(str(data).strip().lower())]
 
 
@@ -132,9 +132,15 @@ class ImageQueryFilter:
     """A request's query string → an ImageQuery; 400 naming the first bad parameter."""
 
     # For `extend_schema(parameters=...)` of every route that takes an image query.
-    parameters = [ImageQueryParameters, DATA_FILTER_PARAMETER]
+    parameters: list[type[serializers.Serializer] | OpenApiParameter] = [
+        ImageQueryParameters,
+        DATA_FILTER_PARAMETER,
+    ]
     # Bulk PATCH and DELETE also take the consent to act on every image.
-    bulk_parameters = [*parameters, EVERY_IMAGE_PARAMETER]
+    bulk_parameters: list[type[serializers.Serializer] | OpenApiParameter] = [
+        *parameters,
+        EVERY_IMAGE_PARAMETER,
+    ]
 
     def __init__(self, default_limit: int = DEFAULT_LIMIT, options: Iterable[str] = ()) -> None:
         self.default_limit = default_limit

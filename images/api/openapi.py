@@ -10,6 +10,8 @@ binary, and every status a route can answer is listed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -349,7 +351,7 @@ BULK_DELETE_RESPONSES = {
 }
 DELETE_RESPONSES = {200: DELETED_SCHEMA, **errors(*_ONE)}
 _BYTES = OpenApiTypes.BINARY
-DOWNLOAD_RESPONSES = {
+DOWNLOAD_RESPONSES: dict[Any, OpenApiResponse] = {
     (200, "application/octet-stream"): OpenApiResponse(
         _BYTES, description="The file, with `Content-Disposition`, `ETag` and `Accept-Ranges`."
     ),
@@ -361,7 +363,7 @@ DOWNLOAD_RESPONSES = {
     **errors(400, 401, 404, 416, 503),
 }
 _THUMBNAIL = "WebP when `Accept` allows it, else JPEG."
-THUMBNAIL_RESPONSES = {
+THUMBNAIL_RESPONSES: dict[Any, OpenApiResponse] = {
     (200, "image/webp"): OpenApiResponse(_BYTES, description=_THUMBNAIL),
     (200, "image/jpeg"): OpenApiResponse(_BYTES, description=_THUMBNAIL),
     304: OpenApiResponse(description="`If-None-Match` matched: no body."),
@@ -385,7 +387,7 @@ _EXPORT = (
     "Streamed as it is made, `Content-Disposition` naming it. `format=zip` (default) or "
     "`imagefolder`: a zip; `webdataset`: a tar; `jsonl`: one document per line."
 )
-EXPORT_RESPONSES = {
+EXPORT_RESPONSES: dict[Any, OpenApiResponse] = {
     (200, "application/zip"): OpenApiResponse(_BYTES, description=_EXPORT),
     (200, "application/x-tar"): OpenApiResponse(_BYTES, description=_EXPORT),
     (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description=_EXPORT),
@@ -426,7 +428,7 @@ CHANGE_PAGE_SCHEMA = inline_serializer(
         "next": serializers.CharField(help_text="The cursor to pass as `since` next time."),
     },
 )
-CHANGES_OPERATION = {
+CHANGES_OPERATION: dict[str, Any] = {
     "summary": "Changes to the images after a cursor, in order (a change feed)",
     "description": (
         "`{changes: [{op, _id, file, time, ...}], next}`: inserts and updates carry the image as "

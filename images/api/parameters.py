@@ -31,7 +31,7 @@ class EnumChoice(serializers.ChoiceField):
         super().__init__(values, required=False, **options)
         self.error_messages["invalid_choice"] = f"must be {' or '.join(values)}, got {{input!r}}"
 
-    def to_internal_value(self, data: Any) -> enum.Enum:
+    def to_internal_value(self, data: Any) -> enum.Enum:  # type: ignore[override]
         return self.enum(super().to_internal_value(str(data)[:40].strip().lower()))
 
 

@@ -67,6 +67,7 @@ def plan_archive(archive: zipfile.ZipFile) -> ArchivePlan:
 
 
 def _archive_bytes(archive: zipfile.ZipFile) -> int:
+    assert archive.fp is not None  # an open archive
     archive.fp.seek(0, 2)
     return archive.fp.tell()
 

@@ -7,7 +7,7 @@ the training-ready ones. Every format takes the same query parameters as `GET /i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,7 +30,7 @@ class Exporter(Protocol):
     exported: int
     missing: int
 
-    def stream(self) -> Iterator[bytes]: ...
+    def stream(self) -> Generator[bytes, None, None]: ...
 
 
 @dataclass(frozen=True)

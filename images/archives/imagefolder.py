@@ -19,7 +19,7 @@ that would share a folder, and images without a split, are refused before the ex
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,7 +56,7 @@ class ImageFolderExporter(StreamedExport):
         self.by = by
         self.split = split
 
-    def _pieces(self) -> Iterator[bytes]:
+    def _pieces(self) -> Generator[bytes, None, None]:
         check_folders(self.repository, self.query, self.by, self.split)
         keys = survey_keys(self.repository, self.query)
         archive = ZipStream(compress_type=ZIP_STORED)

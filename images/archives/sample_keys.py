@@ -46,7 +46,7 @@ class SampleKeys:
 
 def survey_keys(repository: ImageRepository, query: ImageQuery) -> SampleKeys:
     """The keys found in the documents `query` selects."""
-    stages = [
+    stages: list[dict[str, Any]] = [
         {"$project": {"_id": 0, "keys": _KEYS_OF_EACH_DOCUMENT}},
         {"$unwind": "$keys"},
         {"$group": {"_id": "$keys"}},

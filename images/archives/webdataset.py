@@ -18,7 +18,7 @@ import datetime as dt
 import posixpath
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,7 +61,7 @@ def sample_extension(document: dict[str, Any]) -> str:
 class WebDatasetExporter(StreamedExport):
     """The images selected by `query` as a WebDataset tar, produced while it is sent."""
 
-    def _pieces(self) -> Iterator[bytes]:
+    def _pieces(self) -> Generator[bytes, None, None]:
         keys = survey_keys(self.repository, self.query)
         tar = TarStream()
         with tempfile.TemporaryDirectory(prefix="imagestore-export-") as scratch:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from images.core.errors import InvalidInput
@@ -21,7 +22,7 @@ class BadCursor(InvalidInput):
     default_detail = "`since` is not a cursor of this feed: use a `next` it returned"
 
 
-def encode_cursor(token: dict[str, Any]) -> str:
+def encode_cursor(token: Mapping[str, Any]) -> str:
     raw = bytes.fromhex(token["_data"])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 

@@ -40,7 +40,9 @@ def read_changes(owner: str | None, request: FeedRequest) -> ChangePage:
         if owner is not None and not preimages:
             raise FeedUnsupported(NO_PREIMAGES)
         changes = [] if request.since is None else _collect(stream, request)
-        return ChangePage(changes, encode_cursor(stream.resume_token))
+        token = stream.resume_token  # servers since MongoDB 4.0.7 send it with every batch
+        assert token is not None
+        return ChangePage(changes, encode_cursor(token))
 
 
 def _await_step(wait_seconds: float) -> int:

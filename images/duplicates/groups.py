@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +49,11 @@ def duplicate_groups(repository: ImageRepository, after: str, limit: int) -> Dup
     return page
 
 
-def _repeated(hashes: Iterator[str]) -> Iterator[tuple[str, int]]:
+def _repeated(
+    hashes: Generator[str, None, None],
+) -> Generator[tuple[str, int], None, None]:
     """(hash, count) for each run of equal hashes longer than one, from sorted hashes."""
-    current, count = None, 0
+    current, count = "", 0
     with contextlib.closing(hashes):
         for sha256 in hashes:
             if sha256 == current:

@@ -50,7 +50,9 @@ class DepthGauge:
 
     def feed(self, piece: bytes) -> None:
         data = self.carry + piece if self.carry else piece
-        closed = _CLOSED_PART.match(data).end()
+        match = _CLOSED_PART.match(data)
+        assert match is not None  # the pattern matches the empty string too
+        closed = match.end()
         self.carry = data[closed:]
         brackets = _STRING.sub(b"", data[:closed]).translate(None, _NOT_BRACKETS)
         self.lowest = self.depth

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -127,7 +127,9 @@ def get_collection() -> Collection:
     return collection
 
 
-def ensure_indexes(collection: Collection | None = None, data_fields: list[str] = ()) -> list[str]:
+def ensure_indexes(
+    collection: Collection | None = None, data_fields: Sequence[str] = ()
+) -> list[str]:
     """Indexes the API relies on, plus any requested `data.<field>` ones. Idempotent."""
     global _indexes_ready
     collection = collection if collection is not None else get_collection()
@@ -213,7 +215,9 @@ class ImageRepository:
         with cursor:
             yield from cursor
 
-    def find_resumable(self, query: ImageQuery, batch_size: int = 500) -> Iterator[dict[str, Any]]:
+    def find_resumable(
+        self, query: ImageQuery, batch_size: int = 500
+    ) -> Generator[dict[str, Any], None, None]:
         """Like `find` (one query, so one scan and sort, where pages each scan again on a server
         without index range scans), but a cursor the server drops (timed out while a slow
         client read an export) is reopened where it stopped: after the last `_id` when the
@@ -317,7 +321,7 @@ class ImageRepository:
         """The `_id` of one document matching the filter and then `condition` (an `$expr`),
         or None. Two stages, so the filter alone picks the index (the embedded server scans
         the whole collection for a query holding `$expr`)."""
-        pipeline = [
+        pipeline: list[dict[str, Any]] = [
             {"$match": self.scoped(query_filter)},
             {"$match": condition},
             {"$limit": 1},
@@ -339,7 +343,7 @@ class ImageRepository:
         )
         return next(iter(found), None)
 
-    def iter_sha256(self, after: str = "") -> Iterator[str]:
+    def iter_sha256(self, after: str = "") -> Generator[str, None, None]:
         """Every hash in scope greater than `after`, in order, one per document (read from
         the index: nothing else is projected)."""
         cursor = self.collection.find(
@@ -407,7 +411,7 @@ class ImageRepository:
         answer every time, and no whole-collection scan and random sort on a large store.
         """
         scope = self.scoped({})
-        pipeline = [
+        pipeline: list[dict[str, Any]] = [
             *([{"$match": scope}] if scope else []),
             {"$sort": {"_id": -1}},
             {"$limit": sample_size},

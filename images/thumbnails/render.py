@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import IO
+from typing import IO, cast
 
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -152,6 +152,8 @@ def _pillow_decoding(source: IO[bytes]) -> Decoding:
 def _shrunk_by_libvips(source: IO[bytes], size: int) -> Image.Image | None:
     """The picture shrunk to fit `size`, as a Pillow image; None if libvips fails on it."""
     vips = libvips()
+    if vips is None:
+        return None
     try:
         shrunk = vips.Image.thumbnail_source(
             _vips_source(vips, source), size, height=size, size="down"
@@ -209,7 +211,7 @@ def _stretch(image: Image.Image) -> Image.Image:
     Integers that fit 16 bits are scaled from 0..65535 (16-bit PNGs may open as "I"); other
     values are scaled from their own range.
     """
-    low, high = image.getextrema()
+    low, high = cast("tuple[float, float]", image.getextrema())  # one band
     if image.mode == "I" and low >= 0 and high <= 65535:
         low, high = 0, 65535
     span = (high - low) or 1

@@ -78,7 +78,7 @@ def _batches(items: Iterator, size: int = BATCH) -> Iterator[list]:
         yield batch
 
 
-def _described(document: dict, status: str) -> str:
+def _described(document: dict, status: str | None) -> str:
     return f"{document.get('file')} ({status}, _id {document['_id']})"
 
 
@@ -156,7 +156,7 @@ class IntegrityChecker:
     def _repair(self, document: dict, mark: dict | None, report: IntegrityReport) -> None:
         outcome = self.repairer.repair(document, broken=mark is not None)
         file = str(document.get("file"))
-        old_mark = document.get(INTEGRITY)
+        old_mark = document.get(INTEGRITY) or {}
         if outcome is Outcome.RESTORED:
             report.restored_files.append(file)
         elif outcome is Outcome.MARKED:

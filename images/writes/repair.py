@@ -188,7 +188,7 @@ class Repairer:
             return Outcome.SETTLED
         mark = examine(self.files, current, hashed=True)
         restored = mark is not None and copy is not None
-        if restored:
+        if mark is not None and copy is not None:
             self.files.make_durable([copy.staging])
             self.files.promote(copy.staging, copy.key, copy.size)
             logger.info("Restored the bytes of %s from staging", copy.key)

@@ -35,7 +35,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-def global_options(defaults: bool) -> argparse.ArgumentParser:
+def global_options(defaults: bool) -> Parser:
     """The options of every command, taken before or after its name (a parent parser).
 
     After the command they default to nothing (SUPPRESS), so only a value given there replaces
@@ -214,7 +214,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(
             f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(unknown[0], known)}"
         )
-    if extra:
+    if extra and positional is not None:
         getattr(args, positional).extend(terms)
     return args
 

@@ -283,7 +283,7 @@ def _without_all(query: Mapping[str, Any]) -> dict[str, Any]:
 
 def _announced_size(document: Mapping[str, Any], response: httpx.Response) -> int | None:
     """The most bytes a download may bring: the document's `size`, the `Content-Length`."""
-    sizes = [document.get("size")]
+    sizes: list[Any] = [document.get("size")]
     if response.headers.get("Content-Encoding", "identity") == "identity":
         sizes.append(response.headers.get("Content-Length"))
     found = [int(size) for size in sizes if isinstance(size, int) or str(size).isdigit()]

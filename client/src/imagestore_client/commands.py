@@ -37,7 +37,7 @@ WATCH_RETRY_SECONDS = 5.0
 def query_from(args: argparse.Namespace, terms: list[str] | None = None) -> dict[str, Any]:
     """The query keywords of `Client.find` from the command's options and key=value terms."""
     query: dict[str, Any] = {}
-    for term in getattr(args, "terms", None) if terms is None else terms:
+    for term in getattr(args, "terms", []) if terms is None else terms:
         if "=" not in term:
             raise PlanError(f"{term!r} is not key=value")
         key, value = term.split("=", 1)

@@ -90,17 +90,22 @@ class Pusher:
         if not ready:
             return []
         try:
-            stored = self._stored_by_hash({item.sha256 for item in ready})
+            stored = self._stored_by_hash(
+                {item.sha256 for item in ready if item.sha256 is not None}
+            )
         except ImagestoreError as error:
             for item in ready:
                 self._failed(item, f"lookup failed: {error}")
             return []
-        tasks = (self._task(item, stored.get(item.sha256, [])) for item in ready)
+        tasks = (self._task(item, stored.get(item.sha256 or "", [])) for item in ready)
         return [task for task in tasks if task is not None]
 
     def _stored_by_hash(self, hashes: set[str]) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {}
-        query = {"filter": {"sha256": {"$in": sorted(hashes)}}, "select": "file sha256 data"}
+        query: dict[str, Any] = {
+            "filter": {"sha256": {"$in": sorted(hashes)}},
+            "select": "file sha256 data",
+        }
         for document in self.client.find(**query):
             found.setdefault(document["sha256"], []).append(document)
         return found

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import TypeVar, cast
 
 from django.conf import settings
+from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -48,12 +50,15 @@ class ArchiveUploadHandler(TemporaryFileUploadHandler):
         super().new_file(*args, **kwargs)
         self.received = 0
 
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
         self.received += len(raw_data)
         limit = settings.MAX_IMPORT_SIZE
         if limit and self.received > limit:
             raise TooLarge(f"Archive exceeds the limit of {limit} bytes")
         return super().receive_data_chunk(raw_data, start)
+
+
+_Response = TypeVar("_Response", bound=HttpResponseBase)
 
 
 class ExportView(APIView):
@@ -84,7 +89,7 @@ class ExportView(APIView):
         return _export_headers(HttpResponse(content_type=export.format.media_type), export)
 
 
-def _export_headers(response: HttpResponse, export: ExportRequest) -> HttpResponse:
+def _export_headers(response: _Response, export: ExportRequest) -> _Response:
     name = archive_file_name(extension=export.format.extension)
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "no-store"
@@ -101,7 +106,8 @@ class ImportView(APIView):
     )
     def post(self, request: Request) -> Response:
         request._request.upload_handlers = [ArchiveUploadHandler(request._request)]
-        archive = single_file(request, ARCHIVE_FIELD)
+        # ArchiveUploadHandler keeps every upload in a temporary file.
+        archive = cast(TemporaryUploadedFile, single_file(request, ARCHIVE_FIELD))
         try:
             on_duplicate = _on_duplicate(request)
             meta = parse_metadata(request.POST, ignore=(ON_DUPLICATE,))
@@ -126,7 +132,7 @@ def _on_duplicate(request: Request) -> OnDuplicate | None:
     return validated(OnDuplicateParameters(data=source)).get("on_duplicate")
 
 
-def _started(stream: Iterator[bytes]) -> Iterator[bytes]:
+def _started(stream: Generator[bytes, None, None]) -> Iterator[bytes]:
     """Run the stream up to its first bytes now, while an error can still be a 4xx answer."""
     first = next(stream, b"")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import UnsupportedMediaType
@@ -72,7 +72,7 @@ class ImageViewSet(viewsets.ViewSet):
         parameters=ImageQueryFilter.parameters,
         responses=LIST_RESPONSES,
     )
-    def list_images(self, request: Request) -> HttpResponse:
+    def list_images(self, request: Request) -> HttpResponseBase:
         # Not named `list`: the response is one object, not the array DRF's `list` implies.
         query = ImageQueryFilter().query(request.query_params)
         repository = repository_for(request)
@@ -206,7 +206,7 @@ class ImageViewSet(viewsets.ViewSet):
         parameters=[ID_PARAMETER],
         responses=DOWNLOAD_RESPONSES,
     )
-    def download(self, request: Request, pk: str) -> HttpResponse:
+    def download(self, request: Request, pk: str) -> HttpResponseBase:
         document = _get_or_404(repository_for(request), pk)
         content_type = served_content_type(document)
         response = stored_file_response(request, get_file_store(), document["file"], content_type)
@@ -219,7 +219,7 @@ class ImageViewSet(viewsets.ViewSet):
         parameters=[ID_PARAMETER, ThumbnailParameters],
         responses=THUMBNAIL_RESPONSES,
     )
-    def thumbnail(self, request: Request, pk: str) -> HttpResponse:
+    def thumbnail(self, request: Request, pk: str) -> HttpResponseBase:
         image_id = parse_object_id(pk)
         size = thumbnail_size(request.query_params)
         files = get_file_store()

@@ -16,7 +16,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TypeGuard
 
 from images.core.paths import RESERVED_PREFIX, is_safe_file_path
 
@@ -36,7 +36,7 @@ def new_staging_key() -> str:
     return f"{STAGING_PREFIX}/{uuid.uuid4().hex}"
 
 
-def is_storable_key(key: object) -> bool:
+def is_storable_key(key: object) -> TypeGuard[str]:
     """A user path, or a path under the service's reserved prefix; never anything else.
 
     Documents written by older services may hold unsafe paths (`../x`): such a key is treated

@@ -8,16 +8,18 @@ nothing is opened where it lies, and there is no free space to run out of.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 from django.conf import settings
-from django.core.files.storage import Storage
 from typing_extensions import override
 
 from images.core.errors import MissingBucket
 from images.store.files.base import CHUNK_SIZE, FileStore, StoredFile, is_storable_key
+
+if TYPE_CHECKING:
+    from storages.backends.s3 import S3Storage
 
 # A single S3 CopyObject copies at most 5 GiB; larger objects go through a multipart copy.
 S3_SINGLE_COPY_LIMIT = 5 * 1024**3
@@ -51,7 +53,7 @@ def missing_bucket() -> MissingBucket:
 class S3FileStore(FileStore):
     """Objects in one bucket: server-side copies, batched deletes, presigned downloads."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: S3Storage) -> None:
         self.storage = storage
         self.bucket = storage.bucket
         self.client = storage.connection.meta.client
