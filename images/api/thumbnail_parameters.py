@@ -22,7 +22,7 @@ class SizeChoice(serializers.ChoiceField):
     def __init__(self, **options: Any) -> None:
         super().__init__(sorted(SIZES), required=False, default=DEFAULT_SIZE, **options)
 
-    def to_internal_value(self, data: Any) -> int:
+    def to_internal_value(self, data: Any) -> int:  # type: ignore[override]
         if data == "":
             return DEFAULT_SIZE
         return int(super().to_internal_value(str(data)[:20]))

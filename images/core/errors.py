@@ -64,7 +64,7 @@ class Unavailable(ImageStoreError, status=503):
     """A dependency (database, storage, identity provider) or a held resource (a write lease,
     the thumbnail gate) is unavailable for now: retry after `retry_after` seconds."""
 
-    retry_after = RETRY_AFTER_SECONDS
+    retry_after: ClassVar[int | None] = RETRY_AFTER_SECONDS
 
 
 class MissingBucket(Unavailable):

@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import threading
+from typing import Any
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -144,7 +145,8 @@ class Command(BaseCommand):
 
 def bucket_probe_storage() -> dict:
     """The default storage's settings with BUCKET_PROBE as its client's configuration."""
-    default = settings.STORAGES["default"]
+    storages: dict[str, dict[str, Any]] = settings.STORAGES
+    default = storages["default"]
     return {**default, "OPTIONS": {**default["OPTIONS"], "client_config": BUCKET_PROBE}}
 
 
