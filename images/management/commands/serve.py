@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import threading
-from typing import Any
+from typing import Any, cast
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -145,8 +145,7 @@ class Command(BaseCommand):
 
 def bucket_probe_storage() -> dict:
     """The default storage's settings with BUCKET_PROBE as its client's configuration."""
-    storages: dict[str, dict[str, Any]] = settings.STORAGES
-    default = storages["default"]
+    default = cast(dict[str, Any], settings.STORAGES["default"])
     return {**default, "OPTIONS": {**default["OPTIONS"], "client_config": BUCKET_PROBE}}
 
 
