@@ -84,7 +84,7 @@ def set_camera_index(service: BenchService, wanted: bool | None) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("growth (--growth)")
     group.add_argument(
-        "--sizes", help="comma-separated collection sizes (default 2000,20000,200000)"
+        "--sizes", help="comma-separated collection sizes (default 2000,20000,200000,1000000)"
     )
 
 
