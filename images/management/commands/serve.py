@@ -8,29 +8,22 @@ here or reused; stopped by the last `serve` or command using it). See `images.ru
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import threading
-from typing import Any, cast
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.core.files.storage import storages
 from django.core.management.base import BaseCommand
 from pymongo.errors import PyMongoError
 
 from images.core.errors import MissingBucket
-from images.runtime import embedded_db
 from images.runtime.serving import listener
 from images.runtime.serving.server import GunicornServer, ServerOptions, gunicorn_config
-from images.runtime.serving.startup import SETTING_ERROR_STATUS
+from images.runtime.serving.startup import use_embedded_database
 from images.store import repository
-from images.store.files import S3FileStore
+from images.store.files import quick_file_store
 
 LOCAL_ONLY = "127.0.0.1"
 # The start-up look at the bucket: one quick try (an unreachable S3 must not delay serving).
-BUCKET_PROBE = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
 
 
 def default_host() -> str:
@@ -98,13 +91,7 @@ class Command(BaseCommand):
         if settings.MONGODB_CONNECTION_STRING:
             yield None
             return
-        try:
-            lease = embedded_db.acquire(settings.DATA_DIRECTORY)
-        except embedded_db.Unavailable as error:
-            self.stderr.write(f"serve: {error}")
-            sys.exit(SETTING_ERROR_STATUS)
-        os.environ["MONGODB_CONNECTION_STRING"] = lease.uri
-        settings.MONGODB_CONNECTION_STRING = lease.uri
+        lease = use_embedded_database("serve")
         how = "started" if lease.server.started_here else "reusing"
         self.stdout.write(
             f"Embedded MongoDB ({how}): {lease.uri} "
@@ -120,7 +107,7 @@ class Command(BaseCommand):
         goes on (it may be created later), /health/ready answers 503 naming it meanwhile."""
         if not settings.S3_BUCKET:
             return
-        store = S3FileStore(storages.create_storage(bucket_probe_storage()))
+        store = quick_file_store()
         try:
             store.check()
         except MissingBucket as error:
@@ -128,7 +115,7 @@ class Command(BaseCommand):
         except (BotoCoreError, ClientError) as error:
             self.stderr.write(f"S3 not reachable at start ({error}); serving anyway")
         finally:
-            store.client.close()  # the workers fork next: no connection of this one is shared
+            store.close()  # the workers fork next: no connection of this one is shared
 
     def _prepare(self) -> None:
         """Indexes once at start (a database that is down only delays them to first use)."""
@@ -141,12 +128,6 @@ class Command(BaseCommand):
         finally:
             repository.close_client()
             wait_for_other_threads()
-
-
-def bucket_probe_storage() -> dict:
-    """The default storage's settings with BUCKET_PROBE as its client's configuration."""
-    default = cast(dict[str, Any], settings.STORAGES["default"])
-    return {**default, "OPTIONS": {**default["OPTIONS"], "client_config": BUCKET_PROBE}}
 
 
 def wait_for_other_threads(timeout: float = 5.0) -> None:

@@ -7,8 +7,12 @@ import importlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from images.runtime import embedded_db
 
 SETTING_ERROR_STATUS = 2
 # Commands that manage the embedded database themselves, or need none.
@@ -42,15 +46,7 @@ def embedded_database_for(command: str) -> Iterator[None]:
     if settings.MONGODB_CONNECTION_STRING or not is_project_command(command):
         yield
         return
-    from images.runtime import embedded_db
-
-    try:
-        lease = embedded_db.acquire(settings.DATA_DIRECTORY)
-    except embedded_db.Unavailable as error:
-        sys.stderr.write(f"{command}: {error}\n")
-        sys.exit(SETTING_ERROR_STATUS)
-    settings.MONGODB_CONNECTION_STRING = lease.uri
-    os.environ["MONGODB_CONNECTION_STRING"] = lease.uri
+    lease = use_embedded_database(command)
     try:
         yield
     finally:
@@ -58,3 +54,20 @@ def embedded_database_for(command: str) -> Iterator[None]:
 
         repository.close_client()
         lease.release()
+
+
+def use_embedded_database(program: str) -> embedded_db.Lease:
+    """The embedded server of DATA_DIRECTORY, made this process's MONGODB_CONNECTION_STRING
+    (and its children's); where mongod cannot run, one line and exit status 2."""
+    from django.conf import settings
+
+    from images.runtime import embedded_db
+
+    try:
+        lease = embedded_db.acquire(settings.DATA_DIRECTORY)
+    except embedded_db.Unavailable as error:
+        sys.stderr.write(f"{program}: {error}\n")
+        sys.exit(SETTING_ERROR_STATUS)
+    settings.MONGODB_CONNECTION_STRING = lease.uri
+    os.environ["MONGODB_CONNECTION_STRING"] = lease.uri
+    return lease

@@ -133,6 +133,9 @@ class FileStore(ABC):
     def check(self) -> None:
         """Raise when the storage cannot be reached."""
 
+    def close(self) -> None:  # noqa: B027 (most backends hold no connection)
+        """Let go of connections (before a process forks); nothing to do here."""
+
     # --- reading where the bytes lie (backends with files) ---------------------------------------
     def open_file(self, key: str) -> IO[bytes] | None:
         """`key` opened as a real file (it has a descriptor), positioned at its start: what

@@ -152,6 +152,10 @@ class S3FileStore(FileStore):
                 yield item["Key"]
 
     @override
+    def close(self) -> None:
+        self.client.close()
+
+    @override
     def check(self) -> None:
         """Raises MissingBucket when the bucket does not exist, ClientError or BotoCoreError
         when S3 cannot say."""
