@@ -14,7 +14,7 @@ from typing import IO, Any
 import httpx
 
 from imagestore_client.auth import BearerToken
-from imagestore_client.errors import IntegrityError
+from imagestore_client.errors import IntegrityError, NotFound
 from imagestore_client.files import capped, write_verified
 from imagestore_client.paging import every_match
 from imagestore_client.query import Params, build_params, encode_value
@@ -181,6 +181,15 @@ class Client:
             return Path(dest)
 
         return self.transport.read_body(f"/images/{document['_id']}/image", consume)
+
+    def has_file(self, image_id: str) -> bool:
+        """Whether the service serves the image's file (a one-byte ranged GET); False on 404."""
+        path = f"/images/{image_id}/image"
+        try:
+            with self.transport.stream("GET", path, headers={"Range": "bytes=0-0"}):
+                return True
+        except NotFound:
+            return False
 
     def iter_samples(
         self,
