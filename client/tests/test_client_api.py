@@ -127,6 +127,33 @@ def test_iter_samples_shards_are_disjoint_and_complete(client, thirty):
         client.iter_samples(shard=(3, 3))
 
 
+def shuffled_files(client, seed: int, **query) -> list[str]:
+    return [doc["file"] for doc, _ in client.iter_samples(shuffle=seed, **query)]
+
+
+def test_iter_samples_shuffle_is_reproducible_and_differs_by_seed(client, thirty, monkeypatch):
+    monkeypatch.setattr("imagestore_client.shuffle.FETCH_BATCH", 7)  # several fetches
+    first = shuffled_files(client, 1)
+    assert first == shuffled_files(client, 1)
+    assert sorted(first) == sorted(d["file"] for d in thirty)
+    orders = {tuple(shuffled_files(client, seed)) for seed in (1, 2, 3)}
+    assert len(orders) == 3
+    assert first != sorted(first)
+    with pytest.raises(ValueError, match="shuffle"):
+        client.iter_samples(shuffle=1, sort="file")
+
+
+def test_iter_samples_shuffled_shards_split_the_shuffled_order(client, thirty):
+    whole = shuffled_files(client, 42, parity="odd")
+    parts = [
+        [doc["file"] for doc, _ in client.iter_samples(shard=(index, 4), shuffle=42, parity="odd")]
+        for index in range(4)
+    ]
+    assert parts == [whole[index::4] for index in range(4)]
+    assert sorted(name for part in parts for name in part) == sorted(whole)
+    assert len(set(whole)) == len(whole) == 15
+
+
 def test_prefetch_holds_at_most_prefetch_files_ahead():
     fetched: list[int] = []
 

@@ -303,3 +303,30 @@ def test_skipped_duplicates_within_one_push_name_the_copy_kept(client, service, 
     [kept] = stored(client)
     dropped = "b/twin.png" if kept == "p/a/twin.png" else "a/twin.png"
     assert f"duplicate {dropped}: not stored, same bytes as {kept} (kept)" in result.stderr
+
+
+def test_push_verify_restores_files_the_service_lost(client, service, tmp_path):
+    tree = tmp_path / "tree"
+    image_tree(tree, 12)
+    arguments = ["--no-progress", "push", str(tree), "--prefix", "lost/"]
+    assert outcome(cli(service.url, *arguments).stdout)["uploaded"] == 12
+    documents = sorted(stored(client).values(), key=lambda doc: doc["file"])
+    lost = documents[:3]
+    for document in lost:
+        (service.uploads / document["file"]).unlink()
+        assert not client.has_file(document["_id"])
+
+    unverified = cli(service.url, *arguments)
+    assert outcome(unverified.stdout)["skipped"] == 12, unverified.stdout
+    assert "restored" not in unverified.stdout
+
+    verified = cli(service.url, *arguments, "--verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "restored 3 lost files" in verified.stdout
+    assert outcome(verified.stdout)["skipped"] == 9
+    for document in lost:
+        assert client.has_file(document["_id"])
+        assert client.download(document["_id"]) == (tree / document["file"][5:]).read_bytes()
+    assert {doc["_id"] for doc in stored(client).values()} == {doc["_id"] for doc in documents}
+    again = cli(service.url, *arguments, "--verify")
+    assert "restored 0 lost files" in again.stdout

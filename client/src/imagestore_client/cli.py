@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the stored data becomes the pushed metadata (default: merged over the stored data)",
     )
+    push.add_argument(
+        "--verify",
+        action="store_true",
+        help="check that the files skipped as stored are there; upload again those lost",
+    )
 
     pull = command("pull", commands.run_pull, "download matching images and metadata.jsonl")
     pull.add_argument("dest")

@@ -127,18 +127,25 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
             scoped,
             progress=bar.update,
             replace_metadata=args.replace_metadata,
+            verify=args.verify,
         )
         summary = pusher.run(plan.item(path, relative) for path, relative in files)
     handled = summary.done
     print(
         f"push {args.folder}: {summary.uploaded} uploaded, {summary.updated} metadata updated, "
         f"{summary.skipped} skipped (already stored), {summary.duplicates} duplicates, "
-        f"{len(summary.failed)} failed; {handled} of {len(files)} files in "
+        f"{len(summary.failed)} failed{restored_note(args.verify, summary.restored)}; "
+        f"{handled} of {len(files)} files in "
         f"{summary.seconds:.1f} s ({rate(handled, summary.seconds)})"
     )
     kept = sorted(summary.kept)
     listed("duplicate", [(name, f"not stored, same bytes as {file} (kept)") for name, file in kept])
     return finish(summary.failed, summary.interrupted)
+
+
+def restored_note(verify: bool, restored: int) -> str:
+    """What `--verify` found: the skipped files the service had lost and got again."""
+    return f", restored {restored} lost files" if verify else ""
 
 
 def report_left_out(folder: str, plan: PushPlan) -> None:

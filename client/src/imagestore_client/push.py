@@ -9,6 +9,10 @@ Metadata is merged by default: the keys the push brings are set over the stored 
 the bytes changed (an upload with `metadata=merge`) or not (a PATCH of the keys that differ), so
 keys curated on the service are kept. `replace_metadata`: the stored `data` becomes what the
 push brings, in both cases (a plain upload, a PUT).
+
+`verify`: a file skipped because its bytes are stored is checked to be really there (a one-byte
+ranged GET of its file); one the service has lost is uploaded again (`restored`), which the
+service stores under the same `_id`.
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ class PushSummary(RunSummary):
     updated: int = 0
     skipped: int = 0
     duplicates: int = 0
+    restored: int = 0  # skipped files the service had lost, uploaded again (`verify`)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (file not stored, copy kept)
 
     @property
     def done(self) -> int:
-        return self.uploaded + self.updated + self.skipped + self.duplicates + len(self.failed)
+        counted = self.uploaded + self.updated + self.skipped + self.duplicates + self.restored
+        return counted + len(self.failed)
 
 
 class Pusher:
@@ -52,11 +58,13 @@ class Pusher:
         scoped: bool = False,
         progress: Callable[[int], None] = lambda n: None,
         replace_metadata: bool = False,
+        verify: bool = False,
     ) -> None:
         self.client = client
         self.jobs = jobs
         self.on_duplicate = on_duplicate
         self.replace_metadata = replace_metadata
+        self.verify = verify
         self.scoped = scoped  # under per-user scope stored paths start with the owner's folder
         self.summary = PushSummary()
         self.tally = Tally(self.summary, progress)
@@ -113,6 +121,8 @@ class Pusher:
     def _task(self, item: PushItem, same_bytes: list[dict[str, Any]]) -> Callable[[], None] | None:
         """What is left to do for `item` given the stored images with its bytes (None: nothing)."""
         at_target = next((d for d in same_bytes if self._stored_path(d) == item.target), None)
+        if at_target is not None and self.verify:
+            return lambda: self._verify(item, at_target)
         if at_target is not None:
             return self._metadata_task(item, at_target)
         if same_bytes and self.on_duplicate != "upload":
@@ -131,6 +141,18 @@ class Pusher:
             self._count("skipped")
             return None
         return lambda: self._update(item, send)
+
+    def _verify(self, item: PushItem, stored: dict[str, Any]) -> None:
+        """Upload `item` again if the service lost the file of `stored`, else as unverified."""
+        try:
+            present = self.client.has_file(stored["_id"])
+        except ImagestoreError as error:
+            self._failed(item, f"verify failed: {error}")
+            return
+        if not present:
+            self._upload(item, outcome="restored")
+        elif (task := self._metadata_task(item, stored)) is not None:
+            task()
 
     def _metadata_update(self, item: PushItem, stored: dict[str, Any]) -> Callable[[], Any] | None:
         """The call bringing the stored `data` to what the push means; None when it is there."""
@@ -155,7 +177,7 @@ class Pusher:
             return
         self._count("updated")
 
-    def _upload(self, item: PushItem) -> None:
+    def _upload(self, item: PushItem, outcome: str = "uploaded") -> None:
         try:
             on_duplicate = None if self.on_duplicate == "upload" else self.on_duplicate
             metadata = None if self.replace_metadata else "merge"
@@ -171,7 +193,7 @@ class Pusher:
         else:
             # With on_duplicate=skip the service answers the copy it already holds.
             if self._stored_path(document) == item.target:
-                self._count("uploaded")
+                self._count(outcome)
             else:
                 self._duplicate(item, document["file"])
 
