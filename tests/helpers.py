@@ -1,21 +1,17 @@
-"""Helpers shared by the tests: test images, uploads, S3 clients, a running service."""
+"""Helpers shared by the tests: test images, uploads, storage settings, S3 clients."""
 
 from __future__ import annotations
 
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import boto3
 from PIL import Image
 from rest_framework.test import APIClient
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from testing.harness import REPO_ROOT  # noqa: F401  (for the tests that run files of the tree)
+
 # Debian's Chromium, driven by Playwright in the browser tests.
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -30,13 +26,30 @@ CHROMIUM_ARGS = [
 S3_CREDENTIALS = {"access_key": "testing", "secret_key": "testing", "region_name": "us-east-1"}
 
 
+LOCAL_OPTIONS = {"allow_overwrite": True}
+S3_OPTIONS = {"file_overwrite": True, "addressing_style": "path", **S3_CREDENTIALS}
+STORAGE_BACKENDS = {
+    "local": ("django.core.files.storage.FileSystemStorage", LOCAL_OPTIONS),
+    "s3": ("storages.backends.s3.S3Storage", S3_OPTIONS),
+}
+
+
+def storage_settings(kind: str, storages: dict, **options: object) -> dict:
+    """`storages` (settings.STORAGES) with its default storage of `kind`: "local" takes
+    `location`, "s3" takes `bucket_name` and `endpoint_url`."""
+    backend, defaults = STORAGE_BACKENDS[kind]
+    if "location" in options:
+        options["location"] = str(options["location"])
+    return {**storages, "default": {"BACKEND": backend, "OPTIONS": {**defaults, **options}}}
+
+
 def s3_client(endpoint: str):
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
+        aws_access_key_id=S3_CREDENTIALS["access_key"],
+        aws_secret_access_key=S3_CREDENTIALS["secret_key"],
+        region_name=S3_CREDENTIALS["region_name"],
     )
 
 
@@ -58,43 +71,6 @@ def upload(api: APIClient, name: str = "photo.jpg", content: bytes | None = None
     file = io.BytesIO(image_bytes() if content is None else content)
     file.name = name
     return api.post("/images", {"image": file, **fields}, format="multipart")
-
-
-def wait_for_http(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the service exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing listened on port {port}")
-
-
-def start_service(
-    env: dict[str, str], cwd: Path, port: int, host: str | None = "127.0.0.1", output=None
-) -> subprocess.Popen:
-    """`manage.py serve` (`host=None`: no --host, as `make run`); its output to a PIPE, or to
-    `output` (an open file) for a service that logs more than a pipe holds."""
-    environment = {k: v for k, v in os.environ.items() if k != "MONGODB_CONNECTION_STRING"}
-    environment.update({"APP_PORT": str(port), "WEB_CONCURRENCY": "1", **env})
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO_ROOT / "manage.py"),
-            "serve",
-            *(["--host", host] if host else []),
-        ],
-        cwd=cwd,
-        env=environment,
-        stdout=output or subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # a test can kill the whole group (master and workers)
-    )
-    wait_for_http(port, process=process)
-    return process
 
 
 @dataclass

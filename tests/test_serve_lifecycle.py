@@ -15,25 +15,20 @@ import pytest
 import requests
 
 from images.runtime import embedded_db
-from tests.helpers import REPO_ROOT, image_bytes, start_service
+from testing.harness import ServeProcess
+from tests.helpers import REPO_ROOT, image_bytes
 
 QUIET = {"LOG_LEVEL": "WARNING"}
 
 
-class Served:
+class Served(ServeProcess):
     """A `serve` in its own process group, its output in a file that can be read meanwhile."""
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None, host="127.0.0.1"):
-        self.port = embedded_db.free_port()
-        self.log_path = workdir / f"serve-{self.port}.log"
-        with open(self.log_path, "wb") as log:
-            self.process = start_service({**QUIET, **(env or {})}, workdir, self.port, host, log)
-        self.workdir = workdir
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    @property
-    def output(self) -> str:
-        return self.log_path.read_text()
+        port = embedded_db.free_port()
+        log_path = workdir / f"serve-{port}.log"
+        super().__init__({**QUIET, **(env or {})}, workdir, port=port, host=host, log_path=log_path)
+        self.start()
 
     def get(self, path: str, timeout: float = 10) -> requests.Response:
         return requests.get(f"{self.url}{path}", timeout=timeout)
@@ -47,16 +42,16 @@ class Served:
                 except OSError:
                     continue
                 parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-                if parent == self.process.pid and "manage.py" in (entry / "cmdline").read_text():
+                if parent == self.pid and "manage.py" in (entry / "cmdline").read_text():
                     found.append(int(entry.name))
         return found
 
-    def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> float:
-        """Signal the whole group (as a terminal's Ctrl-C does); seconds until it exited."""
-        started = time.monotonic()
-        os.killpg(self.process.pid, sig)
-        self.process.wait(timeout=timeout)
-        return time.monotonic() - started
+
+def seconds_to_stop(served: Served, sig: signal.Signals, timeout: float) -> float:
+    """Signal the whole group (as a terminal's Ctrl-C does); seconds until it exited."""
+    started = time.monotonic()
+    served.stop(sig, timeout=timeout)
+    return time.monotonic() - started
 
 
 def database_pid(workdir: Path) -> int:
@@ -138,7 +133,7 @@ def test_ctrl_c_stops_serve_and_the_embedded_database_within_10_seconds_every_ti
         idle.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         busy = socket.create_connection(("127.0.0.1", served.port))  # a request half sent
         busy.sendall(b"POST /images HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab")
-        seconds = served.stop(signal.SIGINT, timeout=30)
+        seconds = seconds_to_stop(served, signal.SIGINT, timeout=30)
         idle.close()
         busy.close()
         assert seconds < 10, f"attempt {attempt}: {seconds:.1f} s"

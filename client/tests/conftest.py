@@ -17,26 +17,32 @@ import httpx
 import pytest
 from PIL import Image
 
-from benchmarks.service import BenchService, ServerOptions
 from imagestore_client import Client
+from testing.harness import REPO_ROOT, DatabaseServer, ServeProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENT_SOURCE = REPO_ROOT / "client" / "src"
 
 
-class Service(BenchService):
-    """A mongod and a `manage.py serve` in their own folder, with extra environment."""
+class Service(ServeProcess):
+    """A mongod and a `manage.py serve` (2 workers) in their own folder, with extra
+    environment."""
+
+    ready_path = "/health/live"
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        super().__init__(workdir, ServerOptions(workers=2))
-        self.extra = env
-
-    @property
-    def url(self) -> str:
-        return self.base_url
-
-    def environment(self) -> dict[str, str]:
-        return {**super().environment(), **self.extra}
+        database = DatabaseServer(workdir / "db")
+        environment = {
+            "MONGODB_CONNECTION_STRING": database.uri("imagestore_client_test"),
+            "DATA_DIRECTORY": str(workdir / "data"),
+            "UPLOADS_DIRECTORY": str(workdir / "uploads"),
+            "IMAGE_SCOPE": "",
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        log_path = workdir / "serve.log"
+        super().__init__(
+            environment, workdir, workers=2, log_path=log_path, owned_database=database
+        )
 
 
 @pytest.fixture(scope="session")
