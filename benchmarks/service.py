@@ -62,6 +62,7 @@ class BenchService(ServeProcess):
         self.workdir = workdir
         self.name = name
         self.database = database or bench_database(workdir)
+        self.database_name = database_name
         self.mongodb_uri = self.database.uri(database_name)
         env = {
             "MONGODB_CONNECTION_STRING": self.mongodb_uri,
