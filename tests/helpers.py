@@ -11,6 +11,7 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from testing.harness import REPO_ROOT  # noqa: F401  (for the tests that run files of the tree)
+from tests.oidc import IdentityProvider
 
 # Debian's Chromium, driven by Playwright in the browser tests.
 CHROMIUM = "/usr/bin/chromium"
@@ -71,6 +72,13 @@ def upload(api: APIClient, name: str = "photo.jpg", content: bytes | None = None
     file = io.BytesIO(image_bytes() if content is None else content)
     file.name = name
     return api.post("/images", {"image": file, **fields}, format="multipart")
+
+
+def client_for(oidc: IdentityProvider, user: str) -> APIClient:
+    """An API client sending a bearer token of `user` from the test identity provider."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {oidc.token(preferred_username=user)}")
+    return client
 
 
 @dataclass

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from images.limits.bounded_json import DepthGauge
-from images.store.files import LocalFileStore, get_file_store
+from images.store.files import LocalFileStore
+from tests.archives_helpers import make_zip, post_archive, stored_keys
 from tests.helpers import image_bytes, noise_image, upload
 
 JPEG = image_bytes()
@@ -31,29 +32,11 @@ def detail(response, status: int) -> str:
     return text
 
 
-def make_zip(entries: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", method) as archive:
-        for name, content in entries.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
-def post_archive(api, content: bytes, **extra):
-    file = io.BytesIO(content)
-    file.name = "archive.zip"
-    return api.post("/import", {"archive": file, **extra}, format="multipart")
-
-
 def solid_bmp(width: int, height: int) -> bytes:
     """A valid image whose bytes compress almost to nothing."""
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), "white").save(buffer, "BMP")
     return buffer.getvalue()
-
-
-def stored_keys() -> list[str]:
-    return sorted(get_file_store().iter_keys())
 
 
 def nested(depth: int) -> str:
