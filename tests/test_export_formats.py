@@ -489,6 +489,7 @@ def served(tmp_path, mongodb_uri):
     service.stop()
 
 
+@pytest.mark.slow
 def test_served_exports_stream_and_read_back(served, tmp_path):
     contents = [image_bytes(size=(16 + i, 12), color=(i * 20, 0, 0)) for i in range(6)]
     for index, content in enumerate(contents):

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 
+import pytest
 import requests
 from django.core.management import CommandError, call_command
 from pymongo.read_concern import ReadConcern
@@ -37,6 +38,7 @@ def test_database_going_away_gives_503_and_recovers(api, own_database):
     assert api.get("/health/ready").status_code == 200
 
 
+@pytest.mark.slow
 def test_service_starts_with_the_database_down(tmp_path):
     closed = embedded_db.free_port()
     env = {
@@ -81,6 +83,7 @@ def wait_until_settled(collection, timeout: float = 30) -> None:
     raise AssertionError(f"still running after {timeout} s: {running}")
 
 
+@pytest.mark.slow
 def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
     tmp_path, mongodb_uri, settings
 ):

@@ -18,6 +18,8 @@ from images.runtime.serving import http_errors
 from testing.harness import ServeProcess
 from tests.helpers import noise_image
 
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, mongodb_uri):

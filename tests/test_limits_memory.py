@@ -14,6 +14,8 @@ import requests
 from testing.harness import ServeProcess
 from tests.helpers import image_bytes
 
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
+
 MiB = 1024 * 1024
 # 20,000 nested arrays in a 230-byte archive took a worker from 75 to ~1,000 MiB.
 BOMB_DEPTH = 20_000

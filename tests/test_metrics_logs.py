@@ -210,6 +210,7 @@ def test_the_middleware_times_the_whole_request(rf, caplog):
     assert (record.method, record.status, record.route) == ("DELETE", 204, None)
 
 
+@pytest.mark.slow
 def test_json_log_lines_from_a_running_server(tmp_path, mongodb_uri):
     database = mongodb_uri.rsplit("/", 1)[0] + "/logs_test"
     service = ServeProcess(

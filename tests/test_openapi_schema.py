@@ -118,6 +118,8 @@ def test_a_token_is_optional_while_auth_is_off_and_required_when_on(api, schema,
     assert with_auth["paths"]["/images"]["get"]["security"] == [{"bearerAuth": []}]
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_swagger_try_it_out_lists_images_plainly(start_server, browser):
     server = start_server()
     context = browser.new_context()

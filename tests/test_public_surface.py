@@ -181,6 +181,7 @@ def test_links_on_a_host_that_allowed_hosts_names(signer, settings):
 FORGED = "2026-01-01 00:00:00,000 INFO imagestore.requests DELETE /images 200 1.0ms"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_a_logged_value_cannot_forge_a_line(tmp_path, mongodb_uri, log_format):
     service = ServeProcess(

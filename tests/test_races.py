@@ -188,6 +188,7 @@ def test_interleavings_in_threads_of_one_service(backend, name):
     run_rounds([InProcess()], name, INTERLEAVINGS[name])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(max(300, ROUNDS * len(INTERLEAVINGS) * 5))  # long runs by `make stress`
 @pytest.mark.parametrize("two_services", ["local", "s3"], indirect=True)
 def test_interleavings_across_two_service_processes(two_services):

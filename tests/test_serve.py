@@ -11,6 +11,8 @@ from images.runtime import embedded_db
 from testing.harness import ServeProcess
 from tests.helpers import image_bytes
 
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
+
 
 def stop_service(served: ServeProcess) -> str:
     served.stop()

@@ -18,6 +18,8 @@ from images.runtime import embedded_db
 from testing.harness import ServeProcess
 from tests.helpers import REPO_ROOT, image_bytes
 
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
+
 QUIET = {"LOG_LEVEL": "WARNING"}
 
 

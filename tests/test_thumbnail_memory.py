@@ -14,11 +14,14 @@ import io
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from PIL import Image
 
 from benchmarks.processes import MIB, children, peak_rss_bytes, reset_peak_rss, rss_bytes
 from testing.harness import ServeProcess
+
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
 
 SIDE = 8000
 JPEG_MAGIC = b"\xff\xd8"

@@ -11,7 +11,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import FaultyProxy, cli, cli_environment, image_bytes, image_tree, start_cli
+
+pytestmark = pytest.mark.slow  # talks to the `serve` conftest starts
 
 TREE_SIZE = 200
 
