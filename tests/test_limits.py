@@ -330,6 +330,7 @@ def test_documents_past_mongodb_limit_are_413_not_503(api, settings, collection)
     assert set(collection.find_one()["data"]) == {"a"}
 
 
+@pytest.mark.slow  # about 30 s: a manifest past MongoDB's 16 MB
 def test_manifest_data_past_mongodb_limit_is_413(api, settings, collection):
     settings.MAX_DATA_SIZE = 64 * 1024 * 1024
     settings.MAX_MANIFEST_ITEM_SIZE = 64 * 1024 * 1024

@@ -27,6 +27,7 @@ from images.store.repository import ImageRepository
 from images.writes.integrity import IntegrityChecker
 from tests.helpers import image_bytes
 
+pytestmark = pytest.mark.slow  # every interleaving, seconds each, in threads and across serves
 ROUNDS = int(os.environ.get("RACE_ROUNDS", "4"))
 PICTURES = [image_bytes(size=(24 + i, 16), color=(40 * i, 255 - 40 * i, 90)) for i in range(4)]
 
@@ -188,7 +189,6 @@ def test_interleavings_in_threads_of_one_service(backend, name):
     run_rounds([InProcess()], name, INTERLEAVINGS[name])
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(max(300, ROUNDS * len(INTERLEAVINGS) * 5))  # long runs by `make stress`
 @pytest.mark.parametrize("two_services", ["local", "s3"], indirect=True)
 def test_interleavings_across_two_service_processes(two_services):
