@@ -136,6 +136,7 @@ class ServeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()  # reads what it printed, stops the database it owns
                 raise RuntimeError(
                     f"serve exited with status {self.process.returncode}:\n{self.output[-2000:]}"
                 )
