@@ -1,10 +1,10 @@
-# `make run` serves on $APP_PORT (default 3000); `make check` runs lint and the quick tests (a few
-# minutes); `make test` runs lint and every test, as CI does.
+# `make run` serves on $APP_PORT (default 3000); `make check` runs lint, mypy and the quick tests
+# (a few minutes); `make test` runs lint, mypy and every test, as CI does.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run check test lint install install-dev browser bench bench-compare bench-growth stress clean
+.PHONY: run check test lint typecheck install install-dev browser bench bench-compare bench-growth stress clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,13 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else echo "No Chromium: the browser tests will skip (install it: sudo apt-get install chromium)"; fi; }
 
-lint: install-dev
+lint: install-dev typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy over images/, imagestore/ and client/src/ (settings in setup.cfg's [mypy] sections).
+typecheck: install-dev
+	$(BIN)/mypy
 
 # The quick loop: no test that starts servers of its own, drives a browser or runs a replica set.
 check: lint
@@ -59,9 +63,9 @@ bench: install-dev
 bench-compare: install-dev
 	$(BIN)/python -m benchmarks.run --compare original
 
-# List, get, upload and /fields at 2,000, 20,000 and 200,000 documents.
+# List, get, upload and /fields at 2,000, 20,000, 200,000 and 1,000,000 documents.
 bench-growth: install-dev
 	$(BIN)/python -m benchmarks.run --growth
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

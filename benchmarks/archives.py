@@ -166,7 +166,7 @@ def run(images: int, size_kb: int, workers: int, formats: list[str]) -> None:
                 exports.append(measure_export(client, memory, target, export_format))
                 target.unlink()
             duplicates, groups = measure_duplicates(client, memory)
-            client.delete("/images").raise_for_status()
+            client.delete("/images", params={"all": "true"}).raise_for_status()
             imported = measure_import(client, memory, archive, images)
             print(f"{images} images x {size_kb} KB, {workers} workers (pids {memory.pids})")
             print(HEADER)

@@ -1,7 +1,7 @@
 """`python -m benchmarks.run --growth`: how the cost of a request grows with the collection.
 
 One imagestore, one mongod; the collection is seeded straight through PyMongo up to each
-size in turn (2,000, 20,000, 200,000 documents by default), and at each size the same requests
+size in turn (2,000, 20,000, 200,000 and 1,000,000 documents by default), and at each size the same requests
 run at c=1: a list of one camera (1 in 20 documents match) without and with an index on
 `data.camera`, one document, an upload, and `/fields`.
 """
@@ -22,7 +22,7 @@ from benchmarks.report import Row
 from benchmarks.scenarios import Scenario
 from benchmarks.service import DATABASE, BenchService
 
-SIZES = (2_000, 20_000, 200_000)
+SIZES = (2_000, 20_000, 200_000, 1_000_000)
 LIST_QUERY = "/images?camera=cam07&limit=100"
 CAMERA_INDEX = "data.camera_1"
 
@@ -84,7 +84,7 @@ def set_camera_index(service: BenchService, wanted: bool | None) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("growth (--growth)")
     group.add_argument(
-        "--sizes", help="comma-separated collection sizes (default 2000,20000,200000)"
+        "--sizes", help="comma-separated collection sizes (default 2000,20000,200000,1000000)"
     )
 
 

@@ -40,9 +40,10 @@ class ServerOptions:
         return [part for pair in chosen for part in pair]
 
 
-def bench_database(workdir: Path) -> DatabaseServer:
-    """A mongod in `workdir/db` with a cache sized for benchmarks."""
-    return DatabaseServer(workdir / "db", cache_gb=DATABASE_CACHE_GB)
+def bench_database(workdir: Path, replica_set: str | None = None) -> DatabaseServer:
+    """A mongod in `workdir/db` with a cache sized for benchmarks; with `replica_set`, a
+    replica set of one member of that name (for change streams)."""
+    return DatabaseServer(workdir / "db", cache_gb=DATABASE_CACHE_GB, replica_set=replica_set)
 
 
 class BenchService(ServeProcess):

@@ -50,6 +50,13 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     return value
 
 
+def env_directory(name: str, default: str) -> Path:
+    """A directory from the environment (relative to the working directory, as typed), else
+    `default` inside the project (the folder of manage.py), wherever a command is started."""
+    configured = env_str(name)
+    return Path(configured).resolve() if configured else BASE_DIR / default
+
+
 def env_bool(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
@@ -100,7 +107,7 @@ def _secret_key(data_directory: Path) -> str:
 APPLICATION_NAME = "imagestore"
 VERSION = "1.0.0"
 APP_PORT = env_int("APP_PORT", 3000, minimum=1, maximum=65535)
-DATA_DIRECTORY = Path(env_str("DATA_DIRECTORY", "data")).resolve()
+DATA_DIRECTORY = env_directory("DATA_DIRECTORY", "data")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = _secret_key(DATA_DIRECTORY)
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
@@ -137,7 +144,7 @@ MONGODB_TIMEOUT_MS = env_int("MONGODB_TIMEOUT_MS", 3000, minimum=100)
 MONGODB_QUERY_TIMEOUT_MS = env_int("MONGODB_QUERY_TIMEOUT_MS", 30000, minimum=100)
 
 # --- Storage ---------------------------------------------------------------------------------
-UPLOADS_DIRECTORY = Path(env_str("UPLOADS_DIRECTORY", "uploads")).resolve()
+UPLOADS_DIRECTORY = env_directory("UPLOADS_DIRECTORY", "uploads")
 S3_BUCKET = env_str("S3_BUCKET")
 S3_REGION = env_str("S3_REGION")
 S3_PRESIGNED_DOWNLOADS = env_bool("S3_PRESIGNED_DOWNLOADS", False)
@@ -358,7 +365,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["images.api.renderers.OrjsonRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "images.api.negotiation.SingleRendererNegotiation",
-    "DEFAULT_PARSER_CLASSES": ["images.limits.bounded_json.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["images.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "images.api.errors.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from images.api.views.archives import ExportView, ImportView
+from images.api.views.changes import ChangeFeedView
 from images.api.views.duplicates import DuplicateListView
 from images.api.views.fields import FieldListView, FieldValuesView
 from images.api.views.gallery import GalleryView
@@ -34,6 +35,7 @@ urlpatterns = [
     path("images/<str:pk>/thumbnail", image_thumbnail, name="image-thumbnail"),
     path("images/<str:pk>/url", SignedImageUrlView.as_view(), name="image-url"),
     path("export/url", SignedExportUrlView.as_view(), name="export-url"),
+    path("changes", ChangeFeedView.as_view(), name="changes"),
     path("fields", FieldListView.as_view(), name="fields"),
     path("gallery/", GalleryView.as_view(), name="gallery"),
     path("gallery", RedirectView.as_view(url="/gallery/", query_string=True)),

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/smoke.py http://localhost:3000
 
 It works in its own folder (`smoke-<random>/`) and deletes what it created. Exit code 1 when a
-check fails. Needs `requests` (requirements/dev.txt).
+check fails. Needs only the standard library and Pillow (both there after `make run`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,90 @@ import json
 import sys
 import uuid
 import zipfile
+from dataclasses import dataclass
+from email.message import Message
+from functools import partialmethod
+from urllib.error import HTTPError
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
 
-import requests
 from PIL import Image
 
 CHECKS: list[tuple[bool, str]] = []
+TIMEOUT_SECONDS = 60
+
+
+@dataclass
+class Answer:
+    """What the server answered: any status, 4xx and 5xx included."""
+
+    status_code: int
+    headers: Message
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body and its Content-Type."""
+    boundary = f"smoke{uuid.uuid4().hex}"
+    parts = []
+    for name, value in fields.items():
+        head = f'Content-Disposition: form-data; name="{name}"\r\n\r\n'
+        parts.append(f"--{boundary}\r\n{head}".encode() + value.encode() + b"\r\n")
+    for name, (filename, content) in files.items():
+        head = (
+            f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        parts.append(f"--{boundary}\r\n{head}".encode() + content + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+class Session:
+    """requests' calls used here (get, post, patch, put, delete, head), on urllib."""
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, str] | None = None,
+        json: object = None,
+        data: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        headers = dict(headers or {})
+        body = None
+        if json is not None:
+            body, headers["Content-Type"] = _json_dumps(json), "application/json"
+        elif data is not None or files is not None:
+            body, headers["Content-Type"] = multipart(data or {}, files or {})
+        if params:
+            url = f"{url}?{urlencode(params)}"
+        try:
+            with urlopen(Request(url, body, headers, method=method), timeout=TIMEOUT_SECONDS) as r:
+                return Answer(r.status, r.headers, r.read())
+        except HTTPError as error:
+            with error:
+                return Answer(error.code, error.headers, error.read())
+
+    get = partialmethod(request, "GET")
+    head = partialmethod(request, "HEAD")
+    post = partialmethod(request, "POST")
+    patch = partialmethod(request, "PATCH")
+    put = partialmethod(request, "PUT")
+    delete = partialmethod(request, "DELETE")
+
+
+def _json_dumps(value: object) -> bytes:
+    return json.dumps(value).encode()
 
 
 def check(condition: bool, what: str) -> None:
@@ -32,7 +111,7 @@ def jpeg(color: str = "red") -> bytes:
 
 
 def main(base: str) -> int:
-    s = requests.Session()
+    s = Session()
     folder = f"smoke-{uuid.uuid4().hex[:8]}"
     info = s.get(f"{base}/").json()
     check(info["mongodb"]["connected"] is True, "GET / reports the database connected")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,18 +24,54 @@ START_TIMEOUT = 60.0
 NOT_INHERITED = ("MONGODB_CONNECTION_STRING", "S3_", "OIDC_")
 
 
-class DatabaseServer:
-    """A standalone mongod (no replica set) on a free loopback port, its files in `folder`;
-    it can be stopped and started again on the same port."""
+def project_copy(destination: Path) -> Path:
+    """The service's files (manage.py, imagestore/, images/) copied as the Dockerfile does: a
+    project whose default `data/` and `uploads/` are its own, not the checkout's."""
+    ignored = shutil.ignore_patterns("__pycache__")
+    destination.mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / "manage.py", destination / "manage.py")
+    for package in ("imagestore", "images"):
+        shutil.copytree(REPO_ROOT / package, destination / package, ignore=ignored)
+    return destination
 
-    def __init__(self, folder: Path, cache_gb: float = embedded_db.DEFAULT_CACHE_GB) -> None:
+
+def command_environment(
+    env: Mapping[str, str], cwd: Path, root: Path = REPO_ROOT
+) -> dict[str, str]:
+    """The caller's environment (less NOT_INHERITED) with `env` over it, for a command of the
+    project in `root` run in `cwd`. The checkout's own `data/` and `uploads/` are never used:
+    for the checkout they default to the working directory's instead."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)}
+    if root == REPO_ROOT:
+        inherited.update(DATA_DIRECTORY=str(cwd / "data"), UPLOADS_DIRECTORY=str(cwd / "uploads"))
+    return {**inherited, **env}
+
+
+class DatabaseServer:
+    """A standalone mongod on a free loopback port, its files in `folder`; it can be stopped
+    and started again on the same port. With `replica_set`, a replica set of one member of
+    that name (change streams need one), its oplog `oplog_mb` large; `extra`: more options."""
+
+    def __init__(
+        self,
+        folder: Path,
+        cache_gb: float = embedded_db.DEFAULT_CACHE_GB,
+        *,
+        replica_set: str | None = None,
+        oplog_mb: int = 128,
+        extra: Sequence[str] = (),
+    ) -> None:
         self.folder = folder
         self.cache_gb = cache_gb
+        self.replica_set = replica_set
+        self.oplog_mb = oplog_mb
+        self.extra = list(extra)
         self.port = embedded_db.free_port()
         self.process: subprocess.Popen | None = None
 
     def uri(self, database: str) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/{database}"
+        options = f"?replicaSet={self.replica_set}" if self.replica_set else ""
+        return f"mongodb://127.0.0.1:{self.port}/{database}{options}"
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -42,10 +79,14 @@ class DatabaseServer:
             self.folder / "data",
             self.port,
             self.folder / "log",
-            replica_set=None,
+            replica_set=self.replica_set,
             cache_gb=self.cache_gb,
+            oplog_mb=self.oplog_mb,
+            extra=self.extra,
         )
         embedded_db.wait_until_listening(self.port, self.process, START_TIMEOUT)
+        if self.replica_set:
+            embedded_db.become_primary(self.port, START_TIMEOUT, self.replica_set)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -55,7 +96,8 @@ class DatabaseServer:
 
 class ServeProcess:
     """`manage.py serve` of `root` on a free loopback port (or `port`), in a process group of
-    its own, with `env` over the caller's environment (less NOT_INHERITED).
+    its own, run in `cwd` with `env` over command_environment (so the checkout's data/ and
+    uploads/ are never the ones it uses).
 
     `workers` sets WEB_CONCURRENCY (None: serve's default). Its output goes to `log_path`
     (appended), or to a pipe read when it stops; `output` holds either. An `owned_database`
@@ -106,8 +148,7 @@ class ServeProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def environment(self) -> dict[str, str]:
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)}
-        return {**inherited, "APP_PORT": str(self.port), **self.env}
+        return command_environment({"APP_PORT": str(self.port), **self.env}, self.cwd, self.root)
 
     def command(self) -> list[str]:
         host = ["--host", self.host] if self.host else []

@@ -25,6 +25,7 @@ from tests.helpers import (
     image_bytes,
     s3_client,
     storage_settings,
+    use_s3_storage,
 )
 from tests.oidc import oidc  # noqa: F401  (the fixture, for every test module)
 from tests.services import two_services  # noqa: F401  (two serve processes, one backend)
@@ -57,6 +58,25 @@ def database_server(tmp_path_factory) -> Iterator[DatabaseServer | None]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def replica_set_server(tmp_path_factory) -> Iterator[DatabaseServer]:
+    """A replica set of one member for the session (the change feed needs change streams)."""
+    server = DatabaseServer(tmp_path_factory.mktemp("mongod-rs"), replica_set="rs0")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def on_replica_set(service, settings, replica_set_server) -> Iterator[DatabaseServer]:
+    """This test's service on the session's replica set, its images emptied."""
+    settings.MONGODB_CONNECTION_STRING = replica_set_server.uri(TEST_DATABASE)
+    repository.close_client()
+    repository.get_collection().delete_many({})
+    yield replica_set_server
+    repository.close_client()
 
 
 @pytest.fixture(scope="session")
@@ -111,11 +131,7 @@ def s3_bucket(settings, s3_endpoint, request) -> str:
     """Switch the service's storage to a new, empty bucket on the moto server."""
     bucket = f"images-{abs(hash(request.node.nodeid)) % 10**10}-{time.monotonic_ns() % 10**6}"
     s3_client(s3_endpoint).create_bucket(Bucket=bucket)
-    settings.S3_BUCKET = bucket
-    settings.S3_ENDPOINT = s3_endpoint
-    settings.STORAGES = storage_settings(
-        "s3", settings.STORAGES, bucket_name=bucket, endpoint_url=s3_endpoint
-    )
+    use_s3_storage(settings, bucket, s3_endpoint)
     return bucket
 
 

@@ -54,6 +54,15 @@ def s3_client(endpoint: str):
     )
 
 
+def use_s3_storage(settings, bucket: str, endpoint: str) -> None:
+    """Point the service's storage (pytest-django's `settings`) at `bucket` on `endpoint`."""
+    settings.S3_BUCKET = bucket
+    settings.S3_ENDPOINT = endpoint
+    settings.STORAGES = storage_settings(
+        "s3", settings.STORAGES, bucket_name=bucket, endpoint_url=endpoint
+    )
+
+
 def image_bytes(fmt: str = "JPEG", size=(32, 24), color="red", mode: str = "RGB") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, color).save(buffer, fmt)

@@ -20,11 +20,11 @@ from django.core.management.base import CommandError
 from django.http import QueryDict
 from pymongo.errors import CursorNotFound
 
+from images.api.filters import ImageQueryFilter
 from images.archives import ArchiveExporter, manifest_items
 from images.archives import importer as archive_importer
 from images.archives import layout as archive_layout
 from images.archives import streams as archive_streams
-from images.core.query import parse_query
 from images.store.files import LocalFileStore, get_file_store
 from images.store.repository import ImageRepository
 from tests.archives_helpers import make_zip, post_archive, stored_keys
@@ -167,7 +167,7 @@ def test_export_reports_missing_files_and_reimport_skips_them(backend, api, data
         }
     ]
     content = zip_bytes(archive)
-    api.delete("/images")
+    api.delete("/images?all=true")
     body = post_archive(api, content).json()
     assert body["imported"] == 3
     assert body["skipped"] == [
@@ -188,7 +188,7 @@ def test_exporter_reads_documents_in_batches_lazily(api, dataset, monkeypatch):
         yield from original(self, query, batch_size)
 
     monkeypatch.setattr(ImageRepository, "find", spy)
-    query = parse_query(QueryDict(""), default_limit=0)
+    query = ImageQueryFilter(default_limit=0).query(QueryDict(""))
     exporter = ArchiveExporter(ImageRepository(), get_file_store(), query, batch_size=2)
     stream = exporter.stream()
     assert hasattr(stream, "__next__") and hasattr(stream, "close")
@@ -225,7 +225,7 @@ def test_export_stream_closed_early_leaves_no_temporary_files(api, dataset, tmp_
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setattr(archive_streams, "OUTPUT_CHUNK", 1)
-    query = parse_query(QueryDict(""), default_limit=0)
+    query = ImageQueryFilter(default_limit=0).query(QueryDict(""))
     stream = ArchiveExporter(ImageRepository(), get_file_store(), query).stream()
     next(stream)
     assert any(scratch.iterdir())
@@ -302,7 +302,7 @@ def test_round_trip_gives_identical_documents_and_bytes(backend, api, dataset, c
     before = all_documents(api)
     originals = {file: stored_bytes(file) for file in dataset}
     content = zip_bytes(export(api))
-    assert api.delete("/images").json()["deletedCount"] == 4
+    assert api.delete("/images?all=true").json()["deletedCount"] == 4
     assert stored_keys() == []
     response = post_archive(api, content, name="export.zip")
     assert response.status_code == 200, response.content
@@ -646,7 +646,7 @@ def test_user_scope_imports_as_the_user_and_round_trips(api, settings, collectio
     assert image_names(archive) == ["alice/cam/a.jpg"]
     assert post_archive(api, zip_bytes(archive)).json()["imported"] == 1
     assert collection.find_one()["_id"] == document["_id"]  # kept: the image is still there
-    api.delete("/images")
+    api.delete("/images?all=true")
     assert post_archive(api, zip_bytes(archive)).json()["imported"] == 1
     assert stored_keys() == ["alice/cam/a.jpg"]
     # A new image gets a server id under scope: an archive's id is never honoured, whether
@@ -682,7 +682,7 @@ def test_export_and_import_commands_share_the_routes_format(api, dataset, tmp_pa
         assert len(manifest(archive)) == 2
     assert not list(tmp_path.glob(".*partial"))
 
-    api.delete("/images")
+    api.delete("/images?all=true")
     output = io.StringIO()
     call_command("import_images", str(out), "--data", '{"batch": "cli"}', stdout=output)
     assert "Imported 2 images" in output.getvalue()

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from images.api.auth.tokens import get_jwks_client
+from images.core.errors import RETRY_AFTER_SECONDS
 from tests.helpers import upload
 from tests.oidc import ec_key, ed25519_key, rsa_key
 
@@ -267,6 +268,7 @@ def test_unreachable_jwks_is_503(api, oidc):
     response = api.get("/images", **oidc.auth())
     assert response.status_code == 503
     assert "JWKS" in response.json()["detail"]
+    assert response["Retry-After"] == str(RETRY_AFTER_SECONDS)
 
 
 @pytest.mark.parametrize("body", [b"<html>login</html>", b"[]", b'{"keys": []}', b'{"x": 1}'])

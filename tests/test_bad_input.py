@@ -110,7 +110,7 @@ def test_decompression_bomb_is_refused(api, uploads):
 
 def test_json_body_over_the_size_limit_is_413(api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
-    response = api.patch("/images", {"x": "y" * 20_000}, format="json")
+    response = api.patch("/images?all=true", {"x": "y" * 20_000}, format="json")
     assert_json_4xx(response, 413)
 
 

@@ -37,14 +37,14 @@ def test_bulk_patch_sets_under_data(api, three):
 def test_bulk_patch_unset_dotted_and_filter(api, three):
     api.patch("/images?file=a.jpg", {"nested.y": 2}, format="json")
     assert data_of(api, "a.jpg")["nested"] == {"y": 2}
-    api.patch("/images", {"$unset": {"key3": ""}}, format="json")
+    api.patch("/images?all=true", {"$unset": {"key3": ""}}, format="json")
     assert all("key3" not in data_of(api, f) for f in ("a.jpg", "b.jpg", "c.jpg"))
     response = api.patch('/images?filter={"file":"c.jpg"}', {"z": 1}, format="json")
     assert response.json()["matchedCount"] == 1
 
 
 def test_bulk_patch_without_filter_updates_all(api, three):
-    response = api.patch("/images", {"commonKey": "commonValue"}, format="json")
+    response = api.patch("/images?all=true", {"commonKey": "commonValue"}, format="json")
     assert response.json()["modifiedCount"] == 3
 
 
@@ -98,8 +98,33 @@ def test_bulk_delete_malformed_filter_is_400(api, three):
     assert api.get("/images").json()["total"] == 3
 
 
-def test_bulk_delete_without_filter_deletes_all(api, three, uploads):
-    assert api.delete("/images").json()["deletedCount"] == 3
+@pytest.mark.parametrize("method", ["delete", "patch"])
+@pytest.mark.parametrize(
+    "query", ["", "?sort=file", "?limit=0", "?all=false", "?all=true&all=true"]
+)
+def test_bulk_change_without_filter_or_all_true_is_400_and_changes_nothing(
+    api, three, method, query
+):
+    response = getattr(api, method)(f"/images{query}", {"x": 1}, format="json")
+    assert response.status_code == 400
+    assert "all" in response.json()["detail"]
+    assert api.get("/images", {"filter": '{"data.x": {"$exists": true}}'}).json()["total"] == 0
+    assert api.get("/images").json()["total"] == 3
+
+
+def test_bulk_patch_with_all_true_changes_every_image(api, three):
+    assert api.patch("/images?all=true", {"x": 1}, format="json").json()["matchedCount"] == 3
+    assert api.get("/images", {"filter": '{"data.x": 1}'}).json()["total"] == 3
+
+
+def test_all_is_a_data_filter_outside_bulk_changes(api):
+    upload(api, "a.jpg", all="yes")
+    upload(api, "b.jpg")
+    assert api.get("/images", {"all": "yes"}).json()["total"] == 1
+
+
+def test_bulk_delete_with_all_true_deletes_all(api, three, uploads):
+    assert api.delete("/images?all=true").json()["deletedCount"] == 3
     assert [p.name for p in uploads.iterdir()] == [".imagestore"]
     assert not any((uploads / ".imagestore").rglob("*.*"))
-    assert api.delete("/images").json() == {"acknowledged": True, "deletedCount": 0}
+    assert api.delete("/images?all=true").json() == {"acknowledged": True, "deletedCount": 0}

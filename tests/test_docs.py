@@ -1,4 +1,5 @@
-"""The documentation stays whole: every setting is documented, every relative link resolves.
+"""The documentation stays whole: every setting is documented, every relative link resolves,
+every curl example sends a valid URL.
 
 No server: these read files only.
 """
@@ -19,9 +20,11 @@ DOCUMENTS = sorted(
         *(REPO_ROOT / "docs").glob("*.md"),
     ]
 )
-ENV_CALL = re.compile(r"""env_(?:str|int|float|bool|choice)\(\s*["']([A-Z0-9_]+)["']""")
+ENV_CALL = re.compile(r"""env_(?:str|int|float|bool|choice|directory)\(\s*["']([A-Z0-9_]+)["']""")
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^(```|~~~)")
+# A quoted URL of a curl example: curl sends it as written, so it must be percent-encoded.
+CURL_URL = re.compile(r"""curl [^\n]*?(['"])((?:https?://)?(?:localhost|host)[:/][^'"]*)\1""")
 
 
 def settings_variables() -> set[str]:
@@ -78,3 +81,13 @@ def test_relative_links_resolve(document: Path) -> None:
             if not exists:
                 broken.append(target)
     assert not broken, f"{document.relative_to(REPO_ROOT)}: {broken}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_curl_examples_send_encoded_urls(document: Path) -> None:
+    """A space, brace or quote in a URL curl is given makes a request the server refuses: such
+    values go in `-G --data-urlencode`."""
+    unencoded = [
+        url for _, url in CURL_URL.findall(document.read_text()) if re.search(r"[ {}\"|]", url)
+    ]
+    assert not unencoded, f"{document.relative_to(REPO_ROOT)}: {unencoded}"

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from rest_framework.test import APIClient
 
+from images.core.errors import RETRY_AFTER_SECONDS
 from images.duplicates import claims, groups
 from images.store.files import get_file_store
 from images.store.repository import ImageRepository
@@ -160,6 +161,7 @@ def test_a_claim_left_by_a_dead_process_is_taken_over(api, monkeypatch):
     response = send(api, "a.jpg", RED, "reject")
     assert response.status_code == 503
     assert "same bytes is still running" in response.json()["detail"]
+    assert response["Retry-After"] == str(RETRY_AFTER_SECONDS)
     assert repository.take_claim(name, "late", stale_seconds=0)
     monkeypatch.setattr(claims, "STALE_SECONDS", 0)
     assert send(api, "a.jpg", RED, "reject").status_code == 200

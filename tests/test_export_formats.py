@@ -21,7 +21,8 @@ from django.http import QueryDict
 from PIL import Image
 from rest_framework.test import APIClient
 
-from images.archives import folder_names, parse_export
+from images.api.export_parameters import export_request
+from images.archives import folder_names
 from images.archives import streams as archive_streams
 from images.archives import webdataset as webdataset_export
 from images.store.files import get_file_store
@@ -82,10 +83,14 @@ def test_webdataset_is_read_back_by_webdataset_one_sample_per_image(api, dataset
     assert [s["__key__"] for s in samples] == [d["_id"] for d in dataset]
     for sample in samples:
         document = stored_documents[sample["__key__"]]
-        assert json.loads(sample["json"]) == document
-        extension = {"JPEG": "jpg", "PNG": "png"}[document["format"]]
-        assert set(sample) - {"__key__", "__url__", "__local_path__"} == {extension, "json"}
-        assert sample[extension] == b"".join(get_file_store().read_chunks(document["file"]))
+        printed = json.loads(sample["json"])
+        assert set(printed["data"]) == {"label", "camera", "n"}  # every key, null if missing
+        assert {k: v for k, v in printed.pop("data").items() if v is not None} == document.pop(
+            "data"
+        )
+        assert printed == document
+        assert set(sample) - {"__key__", "__url__", "__local_path__"} == {"jpg", "json"}
+        assert sample["jpg"] == b"".join(get_file_store().read_chunks(document["file"]))
 
 
 def test_webdataset_samples_decode_to_images_and_documents(api, dataset, tmp_path):
@@ -93,7 +98,8 @@ def test_webdataset_samples_decode_to_images_and_documents(api, dataset, tmp_pat
     first = samples[0]
     assert isinstance(first["jpg"], Image.Image) and first["jpg"].size == (32, 24)
     assert first["json"]["data"] == {"label": "cat", "camera": "cam1", "n": 1}
-    assert samples[2]["png"].size == (20, 10)
+    assert samples[2]["jpg"].size == (20, 10)
+    assert samples[3]["json"]["data"] == {"label": None, "camera": "cam2", "n": 4}
 
 
 def test_webdataset_takes_the_query_and_keys_are_stable(api, dataset, tmp_path):
@@ -136,7 +142,7 @@ def test_webdataset_leaves_out_missing_files_and_lists_them(api, dataset, upload
 def test_webdataset_from_s3(api, s3_bucket, tmp_path):
     document = stored(api, "s3/one.png", PNG, label="x")
     samples = read_webdataset(body(api.get("/export?format=webdataset")), tmp_path)
-    assert [(s["__key__"], s["png"]) for s in samples] == [(document["_id"], PNG)]
+    assert [(s["__key__"], s["jpg"]) for s in samples] == [(document["_id"], PNG)]
 
 
 def test_webdataset_spools_large_files_to_disk_and_cleans_up(api, dataset, tmp_path, monkeypatch):
@@ -145,7 +151,7 @@ def test_webdataset_spools_large_files_to_disk_and_cleans_up(api, dataset, tmp_p
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setattr(webdataset_export, "SPOOL_IN_MEMORY", 16)
     samples = read_webdataset(body(api.get("/export?format=webdataset")), tmp_path)
-    assert [s.get("jpg", s.get("png")) for s in samples] == [JPEG, JPEG, PNG, JPEG]
+    assert [s["jpg"] for s in samples] == [JPEG, JPEG, PNG, JPEG]
     assert list(scratch.iterdir()) == []
 
 
@@ -157,7 +163,7 @@ def test_stream_closed_early_leaves_no_temporary_files(
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setattr(archive_streams, "OUTPUT_CHUNK", 1)
-    export = parse_export(QueryDict(f"format={export_format}"))
+    export = export_request(QueryDict(f"format={export_format}"))
     stream = export.exporter(ImageRepository(), get_file_store()).stream()
     next(stream)
     stream.close()
@@ -191,14 +197,14 @@ def test_empty_webdataset_is_a_valid_empty_tar(api, tmp_path):
     assert read_webdataset(content, tmp_path) == []
 
 
-def test_webdataset_extension_follows_the_decoded_format():
+def test_webdataset_image_key_is_jpg_for_every_image():
     from images.archives.webdataset import sample_extension
 
     assert sample_extension({"format": "JPEG", "file": "x.JPEG"}) == "jpg"
-    assert sample_extension({"format": "MPO", "file": "x"}) == "jpg"
+    assert sample_extension({"format": "PNG", "file": "x.png"}) == "jpg"
     assert sample_extension({"file": "notes.json"}) == "bin"
     assert sample_extension({"file": "evil.pyd"}) == "bin"
-    assert sample_extension({"file": "scan.TIFF"}) == "tiff"
+    assert sample_extension({"file": "scan.TIFF"}) == "jpg"
     assert sample_extension({"file": None}) == "bin"
 
 
@@ -226,9 +232,12 @@ def test_imagefolder_has_a_folder_per_label_and_metadata_jsonl(api, dataset):
     stored_documents = documents(api)
     lines = metadata_lines(archive)
     assert [line["file_name"] for line in lines] == archive.namelist()[:4]
+    assert [line["label"] for line in lines] == ["cat", "cat", "dog", None]
     for line in lines:
         expected = JPEG if line["format"] == "JPEG" else PNG
         assert archive.read(line.pop("file_name")) == expected
+        del line["label"]
+        line["data"] = json.loads(line["data"])  # as text: HF types it the same in every split
         assert line == stored_documents[line["_id"]]
 
 
@@ -293,15 +302,18 @@ def test_long_labels_are_cut_to_one_component_and_stay_distinct():
 
 
 def test_hostile_labels_stay_inside_the_archive_and_names_never_collide(api):
-    for index, label in enumerate(["../x", "a/b", "Cat", "cat", "../x"]):
+    for index, label in enumerate(["../x", "a/b", "Cat", "dog", "../x"]):
         stored(api, f"d{index}/same.jpg", JPEG, label=label)
-    stored(api, "e/SAME.jpg", JPEG, label="cat")
+    stored(api, "e/SAME.jpg", JPEG, label="Cat")
     archive = open_zip(api.get("/export?format=imagefolder"))
     names = archive.namelist()[:-1]
     assert len({name.casefold() for name in names}) == len(names) == 6
     assert all(name.count("/") == 1 and not name.startswith(("/", ".")) for name in names)
     assert names[0] == "%2E.%2Fx/same.jpg" and names[1] == "a%2Fb/same.jpg"
-    assert names[4].startswith("%2E.%2Fx/same-") and names[5].startswith("cat/SAME-")
+    assert names[4].startswith("%2E.%2Fx/same-") and names[5].startswith("Cat/SAME-")
+    stored(api, "f/other.jpg", JPEG, label="cat")  # a folder macOS and Windows merge with Cat
+    clash = api.get("/export?format=imagefolder")
+    assert clash.status_code == 400 and "'Cat' and 'cat'" in clash.json()["detail"]
 
 
 def test_imagefolder_lists_missing_files(api, dataset, uploads):

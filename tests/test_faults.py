@@ -14,6 +14,7 @@ import requests
 from django.core.management import CommandError, call_command
 from pymongo.read_concern import ReadConcern
 
+from images.core.errors import RETRY_AFTER_SECONDS
 from images.runtime import embedded_db
 from images.store import repository
 from testing.harness import ServeProcess
@@ -26,9 +27,12 @@ def test_database_going_away_gives_503_and_recovers(api, own_database):
     response = api.get("/images")
     assert response.status_code == 503
     assert "database" in response.json()["detail"].lower()
-    assert upload(api, "b.jpg").status_code == 503
+    assert response["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    refused = upload(api, "b.jpg")
+    assert refused.status_code == 503 and refused["Retry-After"] == str(RETRY_AFTER_SECONDS)
     assert api.get("/").json()["mongodb"]["connected"] is False
-    assert api.get("/health/ready").status_code == 503
+    not_ready = api.get("/health/ready")
+    assert not_ready.status_code == 503 and not_ready["Retry-After"] == str(RETRY_AFTER_SECONDS)
     assert api.get("/health/live").status_code == 200
     own_database.start()
     deadline = time.monotonic() + 30
@@ -52,6 +56,7 @@ def test_service_starts_with_the_database_down(tmp_path):
         assert requests.get(f"{base}/", timeout=10).json()["mongodb"]["connected"] is False
         response = requests.get(f"{base}/images", timeout=10)
         assert response.status_code == 503 and response.json()["detail"]
+        assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
     finally:
         service.stop()
 
@@ -66,6 +71,7 @@ def test_s3_unreachable_gives_503_and_no_document(api, s3_bucket, settings, coll
     response = upload(api, "a.jpg")
     assert response.status_code == 503
     assert "storage" in response.json()["detail"].lower()
+    assert response["Retry-After"] == str(RETRY_AFTER_SECONDS)
     assert collection.count_documents({}) == 0
 
 
@@ -106,7 +112,7 @@ def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
 
     def delete_all() -> None:
         with contextlib.suppress(requests.ConnectionError):  # the server dies mid-request
-            requests.delete(f"{service.url}/images", timeout=60)
+            requests.delete(f"{service.url}/images", params={"all": "true"}, timeout=60)
 
     worker = threading.Thread(target=delete_all, daemon=True)
     worker.start()

@@ -53,7 +53,7 @@ def test_deep_json_is_refused_before_it_is_built(api, collection, route, depth):
         response = upload(api, "b.jpg", **{route.split()[0]: '{"x": ' + deep + "}"})
     else:
         method = api.put if route == "PUT" else api.patch
-        url = "/images" if route == "bulk PATCH" else f"/images/{image['_id']}"
+        url = "/images?all=true" if route == "bulk PATCH" else f"/images/{image['_id']}"
         response = method(url, '{"x": ' + deep + "}", content_type="application/json")
     assert "deeper than" in detail(response, 400)
     assert list(collection.find({}, {"_id": 0, "file": 1, "data": 1})) == [
@@ -279,11 +279,11 @@ def test_bulk_patch_taking_any_document_past_the_limit_changes_none(api, small_d
 
 def test_values_set_over_the_limit_by_themselves_are_413(api, small_data_limit):
     upload(api, "a.jpg")
-    response = api.patch("/images", {"b": "y" * 11_000}, format="json")
+    response = api.patch("/images?all=true", {"b": "y" * 11_000}, format="json")
     assert "MAX_DATA_SIZE" in detail(response, 413)
     # Each level a dotted key creates counts: 60 keys 20 levels deep, 4 KB flat, 12 KB stored.
     deep = {".".join([f"p{i}"] * 20): 1 for i in range(60)}
-    assert "MAX_DATA_SIZE" in detail(api.patch("/images", deep, format="json"), 413)
+    assert "MAX_DATA_SIZE" in detail(api.patch("/images?all=true", deep, format="json"), 413)
 
 
 def test_concurrent_bulk_patches_cannot_pass_the_limit_together(api, small_data_limit):
@@ -324,7 +324,7 @@ def test_documents_past_mongodb_limit_are_413_not_503(api, settings, collection)
     image = upload(api, "a.jpg").json()
     first = api.patch(f"/images/{image['_id']}", {"a": "x" * 9_000_000}, format="json")
     assert first.status_code == 200
-    for url in (f"/images/{image['_id']}", "/images"):
+    for url in (f"/images/{image['_id']}", "/images?all=true"):
         response = api.patch(url, {"b": "y" * 9_000_000}, format="json")
         assert "16 MB" in detail(response, 413)
     assert set(collection.find_one()["data"]) == {"a"}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, Page, expect
+
+from tests.helpers import image_bytes
 
 OPERATIONS = {
     ("/images", "get"): {"200", "400", "401", "503"},
@@ -112,10 +114,27 @@ def test_metadata_fields_say_null_means_none(schema):
     assert "null" in upload["json"]["description"]
 
 
+def test_upload_publishes_its_query_parameters(schema):
+    parameters = {p["name"]: p for p in schema["paths"]["/images"]["post"]["parameters"]}
+    assert set(parameters) == {"on_duplicate", "metadata"}
+    assert parameters["metadata"]["in"] == "query"
+    assert parameters["metadata"]["schema"]["enum"] == ["replace", "merge"]
+    assert "merge" in parameters["metadata"]["description"]
+
+
 def test_a_token_is_optional_while_auth_is_off_and_required_when_on(api, schema, oidc):
     assert schema["paths"]["/images"]["get"]["security"] == [{"bearerAuth": []}, {}]
     with_auth = api.get("/docs/schema?format=json").json()
     assert with_auth["paths"]["/images"]["get"]["security"] == [{"bearerAuth": []}]
+
+
+def try_it_out(page: Page, url: str, operation_id: str) -> Locator:
+    """Swagger UI at `url`/docs/, the operation opened and its "Try it out" pressed."""
+    page.goto(f"{url}/docs/")
+    operation = page.locator(f"#operations-images-{operation_id}")
+    operation.locator(".opblock-summary").click()
+    operation.locator(".try-out__btn").click()
+    return operation
 
 
 @pytest.mark.browser
@@ -125,10 +144,7 @@ def test_swagger_try_it_out_lists_images_plainly(start_server, browser):
     context = browser.new_context()
     page = context.new_page()
     try:
-        page.goto(f"{server.url}/docs/")
-        operation = page.locator("#operations-images-images_list")
-        operation.locator(".opblock-summary").click()
-        operation.locator(".try-out__btn").click()
+        operation = try_it_out(page, server.url, "images_list")
         with page.expect_response(lambda r: "/images" in r.url and "/docs" not in r.url) as sent:
             operation.locator(".execute").click()
         response = sent.value
@@ -137,3 +153,36 @@ def test_swagger_try_it_out_lists_images_plainly(start_server, browser):
         expect(operation.locator(".request-url pre")).to_have_text(f"{server.url}/images")
     finally:
         context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_swagger_try_it_out_uploads_an_image_with_only_a_file_chosen(
+    start_server, browser, tmp_path
+):
+    server = start_server()
+    picture = tmp_path / "frame.jpg"
+    picture.write_bytes(image_bytes())
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        operation = try_it_out(page, server.url, "images_create")
+        operation.locator("input[type=file]").set_input_files(str(picture))
+        with page.expect_response(lambda r: r.url == f"{server.url}/images") as sent:
+            operation.locator(".execute").click()
+        assert sent.value.status == 200, sent.value.text()
+    finally:
+        context.close()
+
+
+def test_upload_form_fields_have_examples_swagger_ui_can_send(schema):
+    """Swagger UI fills a field with its `example`, else the placeholder `string` (a 400)."""
+    fields = component(schema, "ImageUploadRequest")["properties"]
+    examples = {name: field.get("example") for name, field in fields.items() if name != "image"}
+    assert examples == {
+        "file": "cam1/frame_0001.jpg",
+        "time": "",
+        "_id": "",
+        "json": '{"label": "cat"}',
+        "data": "null",
+    }

@@ -8,8 +8,9 @@ from django.http import QueryDict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from images.api.errors import BadRequest
-from images.core.query import ALLOWED_OPERATORS, parse_query
+from images.api.filters import ImageQueryFilter
+from images.core.errors import InvalidInput
+from images.core.query import ALLOWED_OPERATORS
 
 KEYS = st.one_of(
     st.sampled_from(
@@ -34,9 +35,9 @@ JSON_VALUES = st.recursive(
 
 def check(params: QueryDict) -> None:
     try:
-        query = parse_query(params)
-    except BadRequest as error:
-        assert error.status_code == 400 and str(error.detail)
+        query = ImageQueryFilter().query(params)
+    except InvalidInput as error:
+        assert error.status == 400 and str(error.detail)
         return
     assert isinstance(query.filter, dict)
     assert query.skip >= 0 and query.limit >= 0

@@ -20,6 +20,6 @@ def not_a_server_error(ctx, response, case) -> None:
 
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_follows_its_schema(case, service):
+def test_api_follows_its_schema(case, on_replica_set):
     response = case.call()
     case.validate_response(response, checks=(not_a_server_error, response_schema_conformance))

@@ -205,7 +205,7 @@ def test_fields_and_values_exclude_other_users(world):
 
 
 # --- bulk routes -------------------------------------------------------------------------------
-@pytest.mark.parametrize("query", ["", "owner=bob", "shared=x", "limit=0"])
+@pytest.mark.parametrize("query", ["all=true", "owner=bob", "shared=x", "all=true&limit=0"])
 def test_bulk_patch_leaves_other_users_untouched(world, query):
     before = world.bob_snapshot()
     response = world.clients["alice"].patch(f"/images?{query}", {"tag": "mine"}, format="json")
@@ -214,18 +214,22 @@ def test_bulk_patch_leaves_other_users_untouched(world, query):
     assert response.json()["matchedCount"] == expected
     assert world.bob_snapshot() == before
     assert (
-        world.clients["charlie"].patch("/images", {"t": 1}, format="json").json()["matchedCount"]
+        world.clients["charlie"]
+        .patch("/images?all=true", {"t": 1}, format="json")
+        .json()["matchedCount"]
         == 0
     )
 
 
-@pytest.mark.parametrize("query", ["", "owner=bob", "shared=x", 'filter={"file": {"$regex": "b"}}'])
+@pytest.mark.parametrize(
+    "query", ["all=true", "owner=bob", "shared=x", 'filter={"file": {"$regex": "b"}}']
+)
 def test_bulk_delete_leaves_other_users_files_byte_identical(world, query):
     before = world.bob_snapshot()
     response = world.clients["alice"].delete(f"/images?{urlencode(dict(parse_qsl(query)))}")
     assert response.status_code == 200
     assert world.bob_snapshot() == before
-    assert world.clients["charlie"].delete("/images").json()["deletedCount"] == 0
+    assert world.clients["charlie"].delete("/images?all=true").json()["deletedCount"] == 0
     assert world.bob_snapshot() == before
 
 
@@ -239,7 +243,7 @@ def test_bulk_delete_by_ids_of_another_user_deletes_nothing(world):
 
 def test_bulk_delete_of_everything_removes_only_the_callers_images(world):
     before = world.bob_snapshot()
-    assert world.clients["alice"].delete("/images").json()["deletedCount"] == 2
+    assert world.clients["alice"].delete("/images?all=true").json()["deletedCount"] == 2
     assert not (world.uploads / "alice/same.jpg").exists()
     assert world.bob_snapshot() == before
 

@@ -9,14 +9,15 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 import requests
 
 from images.runtime import embedded_db
-from testing.harness import ServeProcess
-from tests.helpers import REPO_ROOT, image_bytes
+from testing.harness import REPO_ROOT, ServeProcess, command_environment, project_copy
+from tests.helpers import image_bytes
 
 pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
 
@@ -26,10 +27,18 @@ QUIET = {"LOG_LEVEL": "WARNING"}
 class Served(ServeProcess):
     """A `serve` in its own process group, its output in a file that can be read meanwhile."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None, host="127.0.0.1"):
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        host="127.0.0.1",
+        root: Path = REPO_ROOT,
+        log_path: Path | None = None,
+    ):
         port = embedded_db.free_port()
-        log_path = workdir / f"serve-{port}.log"
-        super().__init__({**QUIET, **(env or {})}, workdir, port=port, host=host, log_path=log_path)
+        log_path = log_path or workdir / f"serve-{port}.log"
+        environment = {**QUIET, **(env or {})}
+        super().__init__(environment, workdir, port=port, host=host, log_path=log_path, root=root)
         self.start()
 
     def get(self, path: str, timeout: float = 10) -> requests.Response:
@@ -74,12 +83,10 @@ def answers_within(served: Served, path: str, seconds: float) -> requests.Respon
 
 
 def manage(workdir: Path, *arguments: str, env: dict[str, str] | None = None):
-    environment = {k: v for k, v in os.environ.items() if k != "MONGODB_CONNECTION_STRING"}
-    environment.update(env or {})
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "manage.py"), *arguments],
         cwd=workdir,
-        env=environment,
+        env=command_environment(env or {}, workdir, REPO_ROOT),
         capture_output=True,
         text=True,
         timeout=120,
@@ -223,6 +230,31 @@ def test_a_management_command_alone_starts_the_embedded_database_and_stops_it(tm
     assert not (tmp_path / "data" / "db.json").exists()
     port = int((tmp_path / "data" / "db.port").read_text())
     assert not embedded_db.is_listening(port)
+
+
+def test_a_command_run_from_another_folder_finds_the_images_serve_stored(tmp_path):
+    """No DATA_DIRECTORY: `serve` (started in the project, as `make run`) and a command started
+    elsewhere both use the project's `data/` and `uploads/`."""
+    project = project_copy(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    served = Served(project, root=project, log_path=tmp_path / "serve.log")
+    try:
+        requests.post(f"{served.url}/images", files={"image": ("c.jpg", image_bytes())},
+                      timeout=10)  # fmt: skip
+        exported = subprocess.run(
+            [sys.executable, str(project / "manage.py"), "export_images", "out.zip"],
+            cwd=elsewhere,
+            env=command_environment(QUIET, elsewhere, project),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        served.stop()
+    assert exported.returncode == 0, exported.stderr
+    assert "c.jpg" in zipfile.ZipFile(elsewhere / "out.zip").namelist()
+    assert not (elsewhere / "data").exists() and not (elsewhere / "uploads").exists()
 
 
 # --- who can reach it ------------------------------------------------------------------------

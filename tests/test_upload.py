@@ -8,6 +8,7 @@ import io
 import pytest
 
 from images.store.files import get_file_store
+from images.store.repository import ImageRepository
 from tests.helpers import image_bytes, noise_image, upload
 
 
@@ -103,6 +104,79 @@ def test_reupload_keeps_id_replaces_data_and_bytes(api, uploads):
     assert second["time"] >= first["time"]
     assert (uploads / "photo1.jpg").read_bytes() == image_bytes(color="blue")
     assert api.get("/images").json()["total"] == 1
+
+
+def reupload(api, query: str, **fields):
+    """POST /images?<query> of new bytes to `photo1.jpg`."""
+    file = io.BytesIO(image_bytes(color="blue"))
+    file.name = "photo1.jpg"
+    form = {"image": file, "file": "photo1.jpg", **fields}
+    return api.post(f"/images?{query}", form, format="multipart")
+
+
+def test_reupload_with_metadata_merge_keeps_the_stored_data_under_the_new(api, uploads):
+    first = upload(api, "photo1.jpg", json='{"label": "cat", "box": {"x": 1, "y": 2}}').json()
+    curated = {"reviewed": True, "label": "dog"}
+    assert api.patch(f"/images/{first['_id']}", curated, format="json").status_code == 200
+
+    sent = '{"label": "bird", "box": {"x": 5}, "new": [1]}'
+    response = reupload(api, "metadata=merge", json=sent)
+    assert response.status_code == 200
+    # Top-level keys: the upload's win, whole (a nested object is not merged); the rest stays.
+    merged = {"label": "bird", "box": {"x": 5}, "new": [1], "reviewed": True}
+    assert response.json()["data"] == merged
+    assert response.json()["_id"] == first["_id"]
+    assert api.get(f"/images/{first['_id']}").json()["data"] == merged
+    assert (uploads / "photo1.jpg").read_bytes() == image_bytes(color="blue")
+
+
+def test_metadata_merge_keeps_a_patch_that_lands_just_before_the_document_write(
+    api, collection, monkeypatch
+):
+    upload(api, "photo1.jpg", label="cat")
+    write_document = ImageRepository.upsert
+
+    def patched_meanwhile(self, file, *args, **kwargs):
+        collection.update_one({"file": file}, {"$set": {"data.reviewed": True}})
+        return write_document(self, file, *args, **kwargs)
+
+    monkeypatch.setattr(ImageRepository, "upsert", patched_meanwhile)
+    body = reupload(api, "metadata=merge", label="dog").json()
+    assert body["data"] == {"label": "dog", "reviewed": True}
+    assert collection.find_one({"file": "photo1.jpg"})["data"] == body["data"]
+
+
+def test_metadata_replace_is_the_default(api):
+    first = upload(api, "photo1.jpg", json='{"label": "cat"}').json()
+    api.patch(f"/images/{first['_id']}", {"reviewed": True}, format="json")
+    assert reupload(api, "metadata=REPLACE", json='{"n": 1}').json()["data"] == {"n": 1}
+    assert reupload(api, "", json='{"n": 2}').json()["data"] == {"n": 2}
+    assert reupload(api, "metadata=", json='{"n": 3}').json()["data"] == {"n": 3}  # as absent
+
+
+def test_metadata_merge_of_a_new_path_or_of_data_that_is_not_an_object(api, collection):
+    assert reupload(api, "metadata=merge", label="new").json()["data"] == {"label": "new"}
+    collection.update_one({"file": "photo1.jpg"}, {"$set": {"data": None}})
+    assert reupload(api, "metadata=merge", n="1").json()["data"] == {"n": "1"}
+    assert collection.find_one({"file": "photo1.jpg"})["data"] == {"n": "1"}
+
+
+def test_metadata_merge_beyond_the_data_limit_is_a_413(api, settings):
+    settings.MAX_DATA_SIZE = 10_000
+    upload(api, "photo1.jpg", big="x" * 6_000)
+    response = reupload(api, "metadata=merge", other="y" * 6_000)
+    assert response.status_code == 413
+    assert "MAX_DATA_SIZE" in response.json()["detail"]
+    assert api.get("/images").json()["items"][0]["data"] == {"big": "x" * 6_000}
+    assert stored_bytes("photo1.jpg") == image_bytes()  # the old bytes with their document
+
+
+@pytest.mark.parametrize("value", ["shallow", "merge,replace", "true"])
+def test_bad_metadata_mode_is_a_400_naming_the_parameter(api, uploads, value):
+    response = reupload(api, f"metadata={value}", label="x")
+    assert response.status_code == 400
+    assert "Parameter 'metadata' must be replace or merge" in response.json()["detail"]
+    assert list(uploads.rglob("*")) == []
 
 
 def test_reupload_with_another_explicit_id_is_a_conflict(api):
@@ -230,3 +304,10 @@ def test_a_non_image_replacing_an_image_keeps_no_stale_facts(api, settings):
     assert "width" not in body and "format" not in body
     stored = api.get(f"/images/{body['_id']}").json()
     assert stored == body
+
+
+def test_an_empty_time_or_id_is_no_time_or_id(api):
+    """What a form (Swagger UI's "Try it out") sends for an input left empty."""
+    response = upload(api, "empty-fields.jpg", time="", _id="")
+    assert response.status_code == 200, response.content
+    assert response.json()["time"] and response.json()["_id"]

@@ -19,6 +19,7 @@ import pytest
 from bson import ObjectId
 from django.core.management import call_command
 
+from images.core.errors import RETRY_AFTER_SECONDS
 from images.store import files as storage_module
 from images.store import repository as repository_module
 from images.store.files import get_file_store
@@ -340,6 +341,7 @@ def test_a_busy_path_answers_503_after_the_wait(api, settings, collection):
     )
     response = upload(api, "x.jpg", OLD, file="busy.jpg")
     assert response.status_code == 503
+    assert response["Retry-After"] == str(RETRY_AFTER_SECONDS)
     assert collection.count_documents({}) == 0
     assert [k for k in get_file_store().iter_all_keys() if "staging" in k] == []
 

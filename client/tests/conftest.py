@@ -29,8 +29,9 @@ class Service(ServeProcess):
 
     ready_path = "/health/live"
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        database = DatabaseServer(workdir / "db")
+    def __init__(self, workdir: Path, env: dict[str, str], replica_set: str | None = None) -> None:
+        """`replica_set`: its database is a replica set of one member of that name."""
+        database = DatabaseServer(workdir / "db", replica_set=replica_set)
         environment = {
             "MONGODB_CONNECTION_STRING": database.uri("imagestore_client_test"),
             "DATA_DIRECTORY": str(workdir / "data"),
@@ -39,15 +40,27 @@ class Service(ServeProcess):
             "LOG_LEVEL": "WARNING",
             **env,
         }
-        log_path = workdir / "serve.log"
         super().__init__(
-            environment, workdir, workers=2, log_path=log_path, owned_database=database
+            environment,
+            workdir,
+            workers=2,
+            log_path=workdir / "serve.log",
+            owned_database=database,
         )
 
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Iterator[Service]:
     running = Service(tmp_path_factory.mktemp("service"), {})
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def feed_service(tmp_path_factory) -> Iterator[Service]:
+    """A service on a replica set of one member, for the change feed (`pull --sync`, `watch`)."""
+    running = Service(tmp_path_factory.mktemp("feed-service"), {}, replica_set="rs0")
     running.start()
     yield running
     running.stop()

@@ -44,7 +44,7 @@ def test_webdataset_shards_are_read_back_by_webdataset(client, service, twelve, 
         for sample in samples:
             document = json.loads(sample["json"])
             seen[sample["__key__"]] = document
-            assert sample["png"] == image_bytes(document["data"]["n"])
+            assert sample["jpg"] == image_bytes(document["data"]["n"])
     assert per_shard == [5, 5, 2]
     assert set(seen) == set(twelve)
     assert all(seen[key]["file"] == twelve[key]["file"] for key in seen)

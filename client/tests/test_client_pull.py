@@ -166,3 +166,32 @@ def test_layout_refuses_paths_that_leave_the_destination(file):
 def test_layout_names_are_checked():
     with pytest.raises(ValueError, match="Unknown layout"):
         Layout("by-field:")
+
+
+def test_pulled_and_exported_files_get_the_umask_mode(client, service, tmp_path):
+    document = client.upload(image_bytes(1), "a/one.png", {"label": "cat"})
+    client.upload(image_bytes(2), "a/two.png", {"label": "dog"})
+    written = {
+        "pull": tmp_path / "pulled" / "a" / "one.png",
+        "export": tmp_path / "all.zip",
+        "shards": tmp_path / "shards" / "shard-000000.tar",
+        "get": tmp_path / "got.png",
+    }
+    commands = {
+        "pull": ["pull", str(tmp_path / "pulled")],
+        "export": ["export", str(written["export"])],
+        "shards": [
+            "export",
+            str(tmp_path / "shards"),
+            "--format",
+            "webdataset",
+            "--shard-size",
+            "5",
+        ],
+        "get": ["get", document["_id"], "-o", str(written["get"])],
+    }
+    for name, command in commands.items():
+        result = cli(service.url, *command, umask=0o027)
+        assert result.returncode == 0, result.stderr
+        assert oct(written[name].stat().st_mode & 0o777) == oct(0o640), name
+    assert oct((tmp_path / "pulled" / "metadata.jsonl").stat().st_mode & 0o777) == oct(0o640)

@@ -135,6 +135,55 @@ def test_changed_sidecar_patches_the_stored_metadata(client, service, tmp_path):
     assert next(client.find(file="cam2/bird/img0002.png"))["data"]["extra"] == 1
 
 
+# A re-push bringing {"label": "dog", "n": 1} over {"label": "cat", "n": 2, "reviewed": True}.
+MERGED_OR_REPLACED = [
+    ((), {"label": "dog", "n": 1, "reviewed": True}),
+    (("--replace-metadata",), {"label": "dog", "n": 1}),
+]
+
+
+def pushed_once_then_curated(client, service, tmp_path):
+    """A tree of one image pushed, then a key set on the service; the tree's folder."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "x.png").write_bytes(image_bytes(1))
+    (tree / "x.png.json").write_text(json.dumps({"label": "cat", "n": 1}))
+    assert cli(service.url, "push", str(tree)).returncode == 0
+    client.update(next(client.find(file="x.png"))["_id"], {"reviewed": True, "n": 2})
+    return tree
+
+
+@pytest.mark.parametrize(("options", "data"), MERGED_OR_REPLACED)
+def test_repush_of_a_changed_file_keeps_metadata_set_on_the_service(
+    client, service, tmp_path, options, data
+):
+    tree = pushed_once_then_curated(client, service, tmp_path)
+    (tree / "x.png").write_bytes(image_bytes(2))
+    (tree / "x.png.json").write_text(json.dumps({"label": "dog", "n": 1}))
+
+    result = cli(service.url, "push", str(tree), *options)
+    assert result.returncode == 0, result.stderr
+    assert outcome(result.stdout)["uploaded"] == 1
+    document = next(client.find(file="x.png"))
+    assert document["data"] == data  # merged by default: the sidecar's keys over the stored
+    assert document["sha256"] == hashlib.sha256(image_bytes(2)).hexdigest()
+
+
+@pytest.mark.parametrize(("options", "data"), MERGED_OR_REPLACED)
+def test_repush_of_an_unchanged_file_updates_metadata_as_a_changed_one_would(
+    client, service, tmp_path, options, data
+):
+    tree = pushed_once_then_curated(client, service, tmp_path)
+    (tree / "x.png.json").write_text(json.dumps({"label": "dog", "n": 1}))
+
+    result = cli(service.url, "push", str(tree), *options)
+    assert result.returncode == 0, result.stderr
+    assert outcome(result.stdout)["metadata updated"] == 1
+    assert next(client.find(file="x.png"))["data"] == data
+    again = cli(service.url, "push", str(tree), *options)
+    assert outcome(again.stdout)["skipped"] == 1
+
+
 def test_failures_are_reported_with_the_reason_and_exit_non_zero(client, service, tmp_path):
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -175,6 +224,9 @@ def test_same_bytes_elsewhere_skipped_or_refused_on_request(client, service, tmp
     assert skipped.returncode == 0
     assert outcome(skipped.stdout)["duplicates"] == 1
     assert set(stored(client)) == {"original/seven.png", "new.png"}
+    assert (
+        "duplicate copy.png: not stored, same bytes as original/seven.png (kept)" in skipped.stderr
+    )
     uploaded = cli(service.url, "push", str(tree))
     assert outcome(uploaded.stdout)["uploaded"] == 1
     assert set(stored(client)) == {"original/seven.png", "new.png", "copy.png"}
@@ -207,3 +259,49 @@ def test_push_of_a_missing_folder_is_a_usage_error(service, tmp_path):
     result = cli(service.url, "push", str(tmp_path / "nope"))
     assert result.returncode == 2
     assert "is not a folder" in result.stderr
+
+
+def test_push_says_what_it_left_out_and_never_follows_a_link_out(client, service, tmp_path):
+    root, outside = tmp_path / "tree", tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "secret.png").write_bytes(image_bytes(9))
+    (outside / "folder" / "x.png").write_bytes(image_bytes(8))
+    (outside / "meta.json").write_text('{"secret": "yes"}')
+    (root / "cat").mkdir(parents=True)
+    (root / "dog").mkdir()
+    (root / "cat" / "a.png").write_bytes(image_bytes(1))
+    (root / "cat" / "b.png").write_bytes(image_bytes(2))
+    (root / "cat" / "b.png.json").symlink_to(outside / "meta.json")
+    (root / "cat" / "notes.txt").write_text("not an image")
+    (root / "cat" / "evil.png").symlink_to(outside / "secret.png")
+    (root / "dog" / "same.png").symlink_to("../cat/a.png")  # inside the tree: pushed
+    (root / "linked").symlink_to(outside / "folder")
+    (root / "alias").symlink_to("cat")
+    (root / "broken.png").symlink_to(tmp_path / "nowhere.png")
+
+    result = cli(service.url, "push", str(root))
+    assert result.returncode == 1  # the sidecar out of the tree fails its image
+    assert outcome(result.stdout) == {
+        "uploaded": 2, "metadata updated": 0, "skipped": 0, "duplicates": 0, "failed": 1,
+    }  # fmt: skip
+    assert sorted(stored(client)) == ["cat/a.png", "dog/same.png"]
+    err = result.stderr
+    assert "left out 5 links and 1 files that are not images (--all-files pushes them)" in err
+    assert "left out alias: link to a folder inside the pushed folder, not followed" in err
+    assert "left out linked: link to a folder outside the pushed folder, not followed" in err
+    assert "left out cat/evil.png: link to a file outside the pushed folder, not followed" in err
+    assert "left out broken.png: broken link" in err
+    assert "failed cat/b.png: sidecar b.png.json is a link outside the pushed folder" in err
+
+
+def test_skipped_duplicates_within_one_push_name_the_copy_kept(client, service, tmp_path):
+    tree = tmp_path / "tree"
+    for folder in ("a", "b"):
+        (tree / folder).mkdir(parents=True)
+        (tree / folder / "twin.png").write_bytes(image_bytes(5))
+    result = cli(service.url, "push", str(tree), "--prefix", "p/", "--on-duplicate", "skip")
+    assert result.returncode == 0, result.stderr
+    assert outcome(result.stdout)["duplicates"] == 1
+    [kept] = stored(client)
+    dropped = "b/twin.png" if kept == "p/a/twin.png" else "a/twin.png"
+    assert f"duplicate {dropped}: not stored, same bytes as {kept} (kept)" in result.stderr

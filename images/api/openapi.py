@@ -1,22 +1,28 @@
 """OpenAPI descriptions of the routes: parameters, bodies, answers and examples (drf-spectacular).
 
 The views name these in `extend_schema`; keeping them here leaves a view module to read as its
-routes only. Nothing here validates input: parsing lives in images.core.query, images.writes.uploads and
-images.core.updates. What a client generated from `/docs/schema` needs is said here: the fields a
+routes only. Parameters are not here: the serializers that validate them (images.api.filters,
+images.api.export_parameters, images.api.duplicate_parameters) are what the schema publishes.
+What a client generated from `/docs/schema` needs beyond them is said here: the fields a
 `select` projection may drop are optional in list items, PATCH/PUT take JSON, file answers are
 binary, and every status a route can answer is listed.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
+    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers
+
+from images.api.duplicate_parameters import OnDuplicateField
 
 EXAMPLE_ID = "6564a1f0c2a4b1d2e3f40512"
 EXAMPLE_IMAGE = {
@@ -35,46 +41,6 @@ EXAMPLE_IMAGE = {
 }
 
 
-# --- query parameters --------------------------------------------------------------------------
-def _param(name: str, description: str, type_=OpenApiTypes.STR, many: bool = False):
-    return OpenApiParameter(
-        name, type_, OpenApiParameter.QUERY, required=False, description=description, many=many
-    )
-
-
-# The free-form `key=value` filters: one exploded object, empty by default, so that Swagger UI's
-# "Try it out" sends a plain list request (a sampled object would send `additionalProp1=string`).
-DATA_FILTER_PARAMETER = OpenApiParameter(
-    "data",
-    {"type": "object", "additionalProperties": {"type": "string"}},
-    OpenApiParameter.QUERY,
-    required=False,
-    style="form",
-    explode=True,
-    description=(
-        "Any other `key=value` matches `data.key`: `camera=cam1&label=ok` (dotted keys reach "
-        "nested values; repeat a key to match any of its values). Empty by default."
-    ),
-    examples=[
-        OpenApiExample("No data filter", value={}),
-        OpenApiExample("By camera and label", value={"camera": "cam1", "label": "ok"}),
-    ],
-)
-# Published on every route that takes the query parameters of images.core.query.
-QUERY_PARAMETERS = [
-    _param("filter", "MongoDB query document (JSON) using query operators only, ANDed."),
-    _param("ids", "Image id (repeatable, or comma-separated).", many=True),
-    _param("file", "Exact `file` path (partial and case-insensitive with `regex=true`)."),
-    _param("regex", "`true` makes `key=value` and `file` case-insensitive partial matches."),
-    _param("from", "Images with `time` at or after this ISO 8601 date."),
-    _param("to", "Images with `time` at or before this ISO 8601 date."),
-    _param("sort", "Field to sort on (`time`, `file`, `data.camera`, ...)."),
-    _param("order", "`1`/`asc` or `-1`/`desc`."),
-    _param("skip", "Number of images to skip.", OpenApiTypes.INT),
-    _param("limit", "Maximum number of images (0 = no limit).", OpenApiTypes.INT),
-    _param("select", "Space-separated projection, e.g. `file time` or `-data`."),
-    DATA_FILTER_PARAMETER,
-]
 ID_PARAMETER = OpenApiParameter(
     "id",
     str,
@@ -104,7 +70,23 @@ def _image_fields(required: bool) -> dict[str, serializers.Field]:
         "format": serializers.CharField(required=False),
         "mode": serializers.CharField(required=False),
         "contentType": serializers.CharField(required=False),
+        "integrity": _integrity_mark(),
     }
+
+
+class IntegrityMarkSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["missing", "mismatched"])
+    checked = serializers.DateTimeField()
+    foundSha256 = serializers.CharField(required=False)
+
+
+def _integrity_mark() -> serializers.Serializer:
+    return IntegrityMarkSerializer(
+        required=False,
+        help_text="Only on an image whose file `check_integrity --fix` found lost (`missing`) "
+        "or holding other bytes than `sha256` (`mismatched`); filter on `integrity.status`. "
+        "Uploading the file again removes it.",
+    )
 
 
 IMAGE_SCHEMA = inline_serializer("Image", _image_fields(required=True))
@@ -139,15 +121,26 @@ _METADATA_HELP = (
     "Metadata as a JSON object; `null` (what the original's GUI sends for an empty Metadata "
     "box) means none."
 )
+
+
+def _text(example: str, help_text: str, format: str | None = None) -> serializers.CharField:
+    """An optional text form field whose `example` Swagger UI's "Try it out" sends: a valid
+    value, or "" for one the service reads as absent, never the placeholder `string`."""
+    schema = {"type": "string", "example": example, **({"format": format} if format else {})}
+    field_class = extend_schema_field(schema)(type("ExampleText", (serializers.CharField,), {}))
+    blank = not example and not format  # a blank date-time would become a `oneOf`
+    return field_class(required=False, allow_blank=blank, help_text=help_text)
+
+
 UPLOAD_SCHEMA = inline_serializer(
     "ImageUpload",
     {
         "image": serializers.FileField(help_text="The image file."),
-        "file": serializers.CharField(required=False, help_text="Relative storage path."),
-        "time": serializers.DateTimeField(required=False),
-        "_id": serializers.CharField(required=False),
-        "json": serializers.CharField(required=False, help_text=_METADATA_HELP),
-        "data": serializers.CharField(required=False, help_text="Same as `json`."),
+        "file": _text("cam1/frame_0001.jpg", "Relative storage path (default: the file's name)."),
+        "time": _text("", "When the image was taken; empty: now.", format="date-time"),
+        "_id": _text("", "An ObjectId chosen by the caller; empty: a new one."),
+        "json": _text('{"label": "cat"}', _METADATA_HELP),
+        "data": _text("null", "Same as `json` (read when `json` is absent)."),
     },
 )
 IMPORT_REQUEST_SCHEMA = inline_serializer(
@@ -162,9 +155,7 @@ IMPORT_REQUEST_SCHEMA = inline_serializer(
         "time": serializers.DateTimeField(
             required=False, help_text="Time of the images that `mongodb_data.json` lacks."
         ),
-        "on_duplicate": serializers.ChoiceField(
-            ["reject", "skip"],
-            required=False,
+        "on_duplicate": OnDuplicateField(
             help_text="An entry whose bytes the caller already stores at another path (or an "
             "earlier entry brought) is not stored and is listed in `duplicates`; with `reject` "
             "it is listed in `skipped` too. Absent: stored anyway.",
@@ -209,22 +200,6 @@ EXPORT_LINK_SCHEMA = inline_serializer(
 )
 
 # --- duplicates (images.duplicates) ------------------------------------------------------------
-DUPLICATE_PAGE_PARAMETERS = [
-    OpenApiParameter(
-        "after",
-        OpenApiTypes.STR,
-        OpenApiParameter.QUERY,
-        required=False,
-        description="The `next` of the previous page: groups with a greater sha256.",
-    ),
-    OpenApiParameter(
-        "limit",
-        OpenApiTypes.INT,
-        OpenApiParameter.QUERY,
-        required=False,
-        description="Groups per page, 1 to 1000 (default 100).",
-    ),
-]
 DUPLICATE_ITEM_SCHEMA = inline_serializer(
     "DuplicateItem", {"_id": serializers.CharField(), "file": serializers.CharField()}
 )
@@ -254,17 +229,6 @@ DUPLICATE_CONFLICT_SCHEMA = inline_serializer(
         "file": serializers.CharField(),
     },
 )
-ON_DUPLICATE_PARAMETER = OpenApiParameter(
-    "on_duplicate",
-    OpenApiTypes.STR,
-    OpenApiParameter.QUERY,
-    required=False,
-    enum=["reject", "skip"],
-    description="When the caller already stores the same bytes (sha256) at another path: "
-    "`reject` answers 409 with that image's `_id` and `file`, `skip` answers 200 with its "
-    "document; nothing is stored. Absent: stored anyway (the original's behaviour).",
-)
-
 # --- errors --------------------------------------------------------------------------------------
 ERROR_SCHEMA = inline_serializer("Error", {"detail": serializers.CharField()})
 _ERROR_MEANINGS = {
@@ -275,8 +239,10 @@ _ERROR_MEANINGS = {
     413: "Too large: the body (MAX_UPLOAD_SIZE, MAX_IMPORT_SIZE, JSON bodies) or the document "
     "it would make (MAX_DATA_SIZE, MongoDB's 16 MB).",
     415: "The body is not `application/json`.",
+    410: "The cursor is older than the database's history of changes: do a full resync.",
     416: "The `Range` is outside the file (`Content-Range: bytes */size` says its size).",
     422: "The file is not an image a thumbnail can be made of.",
+    501: "The change feed needs MongoDB as a replica set (6.0 or newer under IMAGE_SCOPE=user).",
     503: "MongoDB, the storage or the identity provider cannot be reached.",
     507: "The storage is full: nothing was written.",
 }
@@ -385,7 +351,7 @@ BULK_DELETE_RESPONSES = {
 }
 DELETE_RESPONSES = {200: DELETED_SCHEMA, **errors(*_ONE)}
 _BYTES = OpenApiTypes.BINARY
-DOWNLOAD_RESPONSES = {
+DOWNLOAD_RESPONSES: dict[Any, OpenApiResponse] = {
     (200, "application/octet-stream"): OpenApiResponse(
         _BYTES, description="The file, with `Content-Disposition`, `ETag` and `Accept-Ranges`."
     ),
@@ -397,7 +363,7 @@ DOWNLOAD_RESPONSES = {
     **errors(400, 401, 404, 416, 503),
 }
 _THUMBNAIL = "WebP when `Accept` allows it, else JPEG."
-THUMBNAIL_RESPONSES = {
+THUMBNAIL_RESPONSES: dict[Any, OpenApiResponse] = {
     (200, "image/webp"): OpenApiResponse(_BYTES, description=_THUMBNAIL),
     (200, "image/jpeg"): OpenApiResponse(_BYTES, description=_THUMBNAIL),
     304: OpenApiResponse(description="`If-None-Match` matched: no body."),
@@ -417,31 +383,11 @@ FIELD_VALUES_RESPONSES = {
     ),
     **errors(*_READ),
 }
-EXPORT_PARAMETERS = [
-    OpenApiParameter(
-        "format",
-        OpenApiTypes.STR,
-        OpenApiParameter.QUERY,
-        required=False,
-        enum=["zip", "webdataset", "imagefolder", "jsonl"],
-        description="`zip` (default, the original's archive), `webdataset`, `imagefolder` "
-        "or `jsonl`. Not a data filter here: filter on `data.format` with `filter`.",
-    ),
-    OpenApiParameter(
-        "by",
-        OpenApiTypes.STR,
-        OpenApiParameter.QUERY,
-        required=False,
-        description="With `format=imagefolder`: the data key (dotted for nested values) whose "
-        "value names each image's folder. Default `label`.",
-    ),
-    *QUERY_PARAMETERS,
-]
 _EXPORT = (
     "Streamed as it is made, `Content-Disposition` naming it. `format=zip` (default) or "
     "`imagefolder`: a zip; `webdataset`: a tar; `jsonl`: one document per line."
 )
-EXPORT_RESPONSES = {
+EXPORT_RESPONSES: dict[Any, OpenApiResponse] = {
     (200, "application/zip"): OpenApiResponse(_BYTES, description=_EXPORT),
     (200, "application/x-tar"): OpenApiResponse(_BYTES, description=_EXPORT),
     (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description=_EXPORT),
@@ -463,6 +409,36 @@ IMPORT_RESPONSES = {
 IMAGE_LINKS_RESPONSES = {200: IMAGE_LINKS_SCHEMA, **errors(*_ONE)}
 EXPORT_LINK_RESPONSES = {200: EXPORT_LINK_SCHEMA, **errors(*_READ)}
 DUPLICATES_RESPONSES = {200: DUPLICATE_PAGE_SCHEMA, **errors(*_READ)}
+CHANGE_SCHEMA = inline_serializer(
+    "Change",
+    {
+        "op": serializers.ChoiceField(["insert", "update", "delete"]),
+        **_image_fields(required=False),
+        "_id": serializers.CharField(),
+        "file": serializers.CharField(
+            allow_null=True, help_text="Relative storage path (as it was, for a delete)."
+        ),
+        "changedAt": serializers.DateTimeField(required=False, help_text="When it changed."),
+    },
+)
+CHANGE_PAGE_SCHEMA = inline_serializer(
+    "ChangePage",
+    {
+        "changes": CHANGE_SCHEMA.__class__(many=True),
+        "next": serializers.CharField(help_text="The cursor to pass as `since` next time."),
+    },
+)
+CHANGES_OPERATION: dict[str, Any] = {
+    "summary": "Changes to the images after a cursor, in order (a change feed)",
+    "description": (
+        "`{changes: [{op, _id, file, time, ...}], next}`: inserts and updates carry the image as "
+        "it is now, deletes its `_id`, `file` and `time` as they were. Pass `next` as `since` to "
+        "go on. Without `since`: no changes, only the current cursor. `wait=S` holds an empty "
+        "answer up to S seconds until a change arrives. 410: the cursor fell out of the "
+        "database's history, do a full resync. 501: MongoDB is not a replica set."
+    ),
+    "responses": {200: CHANGE_PAGE_SCHEMA, **errors(*_READ, 410, 501)},
+}
 READINESS_SCHEMA = inline_serializer(
     "Readiness",
     {
@@ -470,6 +446,9 @@ READINESS_SCHEMA = inline_serializer(
         "mongodb": serializers.BooleanField(),
         "storage": serializers.BooleanField(),
         "storageFull": serializers.BooleanField(required=False),
+        "storageError": serializers.CharField(
+            required=False, help_text="What is wrong with the storage: the missing S3 bucket."
+        ),
     },
 )
 READY_RESPONSES = {

@@ -9,13 +9,20 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date
 
-from images.api.errors import RangeNotSatisfiable
+from images.api.errors import error_response
+from images.core.errors import RangeNotSatisfiable
 from images.store.files import FileStore, StoredFile, handle_chunks
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -67,7 +74,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def stored_file_response(
     request: HttpRequest, files: FileStore, key: str, content_type: str
-) -> HttpResponse | None:
+) -> HttpResponseBase | None:
     """The answer for the file at `key` (see `file_response`), or None when there is none.
 
     Where the storage keeps files (local disk) the file is opened first and described by its
@@ -93,12 +100,12 @@ def file_response(
     stored: StoredFile,
     content_type: str,
     handle: IO[bytes] | None = None,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """200, 206, 304, 416 or HEAD for a stored file; `handle`, the open local file, is sent
     (or closed when no body is)."""
     headers = {
         "Content-Type": content_type,
-        "Content-Disposition": content_disposition_header(True, posixpath.basename(key)),
+        "Content-Disposition": cast(str, content_disposition_header(True, posixpath.basename(key))),
         "Accept-Ranges": "bytes",
         "ETag": stored.etag,
         "Last-Modified": http_date(stored.modified.timestamp()),
@@ -117,9 +124,11 @@ def file_response(
         try:
             byte_range = parse_range(request.META.get("HTTP_RANGE"), stored.size)
         except RangeNotSatisfiable:
-            response = HttpResponse(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
-            response["Content-Type"] = "application/json"
-            response.content = b'{"detail":"Requested range not satisfiable"}'
+            response: HttpResponseBase = error_response(
+                RangeNotSatisfiable.status,
+                RangeNotSatisfiable.default_detail,
+                headers={"Content-Range": f"bytes */{stored.size}"},
+            )
             return _without_body(response, handle)
     if request.method == "HEAD":
         response = HttpResponse(headers=headers)
@@ -135,7 +144,7 @@ def file_response(
     return response
 
 
-def _without_body(response: HttpResponse, handle: IO[bytes] | None) -> HttpResponse:
+def _without_body(response: HttpResponseBase, handle: IO[bytes] | None) -> HttpResponseBase:
     if handle is not None:
         handle.close()
     return response
@@ -155,7 +164,7 @@ class _Chunks:
         self.handle.close()
 
 
-def _whole_file(files, key, stored, headers, handle) -> HttpResponse:
+def _whole_file(files, key, stored, headers, handle) -> HttpResponseBase:
     """A file the storage keeps is sent as it is (sendfile); else a redirect to where the
     client fetches it itself, when the storage gives one; else its bytes, streamed."""
     if handle is None:
@@ -164,7 +173,7 @@ def _whole_file(files, key, stored, headers, handle) -> HttpResponse:
         name = posixpath.basename(key)
         # FileResponse guesses the type from the name unless it is given as `content_type`.
         others = {k: v for k, v in headers.items() if k != "Content-Type"}
-        response = FileResponse(
+        response: HttpResponseBase = FileResponse(
             handle,
             as_attachment=True,
             filename=name,

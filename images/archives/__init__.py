@@ -20,7 +20,7 @@ and hands their documents, in batches and after their files, to `document_writer
 """
 
 from images.archives.entries import manifest_items
-from images.archives.formats import FORMATS, ExportRequest, parse_export
+from images.archives.formats import FORMATS, ExportRequest
 from images.archives.importer import ArchiveImporter, ImportResult
 from images.archives.layout import archive_file_name
 from images.archives.zip_export import ArchiveExporter
@@ -33,5 +33,4 @@ __all__ = [
     "ImportResult",
     "archive_file_name",
     "manifest_items",
-    "parse_export",
 ]

@@ -15,8 +15,8 @@ from typing import IO, Any
 
 from django.conf import settings
 
-from images.api.errors import BadRequest
 from images.archives.layout import MANIFEST_JSON, MANIFESTS, READ_CHUNK
+from images.core.errors import InvalidInput
 from images.core.paths import RESERVED_PREFIX, validate_file_path
 from images.limits import bounded_json
 from images.limits.archives import unpacked_size
@@ -37,7 +37,7 @@ def open_zip(path: str | Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        raise BadRequest("The archive is not a readable zip file") from None
+        raise InvalidInput("The archive is not a readable zip file") from None
 
 
 def plan_archive(archive: zipfile.ZipFile) -> ArchivePlan:
@@ -53,7 +53,9 @@ def plan_archive(archive: zipfile.ZipFile) -> ArchivePlan:
             continue
         if name == MANIFEST_JSON:
             if info.flag_bits & 0x1 or info.compress_type not in _READABLE_METHODS:
-                raise BadRequest(f"{MANIFEST_JSON} is encrypted or uses an unsupported compression")
+                raise InvalidInput(
+                    f"{MANIFEST_JSON} is encrypted or uses an unsupported compression"
+                )
             plan.manifest = info
         elif reason := _skip_reason(info):
             plan.skipped.append((name, reason))
@@ -65,6 +67,7 @@ def plan_archive(archive: zipfile.ZipFile) -> ArchivePlan:
 
 
 def _archive_bytes(archive: zipfile.ZipFile) -> int:
+    assert archive.fp is not None  # an open archive
     archive.fp.seek(0, 2)
     return archive.fp.tell()
 
@@ -76,8 +79,8 @@ def check_entry_name(name: str) -> None:
         return
     try:
         validate_file_path(path, "archive entry")
-    except BadRequest as error:
-        raise BadRequest(f"Unsafe archive entry: {error.detail}") from None
+    except InvalidInput as error:
+        raise InvalidInput(f"Unsafe archive entry: {error.detail}") from None
 
 
 def _skip_reason(info: zipfile.ZipInfo) -> str | None:
@@ -113,7 +116,7 @@ def copy_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: IO[bytes]) 
                 out.write(chunk)
                 size += len(chunk)
     except CORRUPT_ENTRY_ERRORS as error:
-        raise BadRequest(f"The archive is corrupt at entry {info.filename!r}") from error
+        raise InvalidInput(f"The archive is corrupt at entry {info.filename!r}") from error
     return digest.hexdigest(), size
 
 

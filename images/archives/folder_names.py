@@ -8,6 +8,12 @@ other characters, accents and scripts included, stay as they are. Folders alread
 export's own names and the device names Windows reserves (`CON`, `NUL`, ...) have their first
 character escaped the same way, and over-long labels are cut and suffixed with a hash of the
 full value.
+
+Hugging Face's `imagefolder` loader reads a folder or file name as a split when a split word
+(`train`, `validation`, `valid`, `dev`, `val`, `test`, `testing`, `eval`, `evaluation`,
+`training`) stands in it between separators (`-._ `, digits) or the ends, at any depth. Inside
+a label folder such a word has its first letter escaped (`test` → `%74est`, `img_val.jpg` →
+`img_%76al.jpg`), so only the split folders name splits.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from images.api.errors import BadRequest
+from images.core.errors import InvalidInput
 from images.runtime.scratch import scratch_database
 
 UNLABELLED = "_unlabelled"
@@ -36,14 +42,24 @@ WINDOWS_DEVICES = frozenset(
 MAX_FIELD_LENGTH = 256
 MAX_SUFFIX_LENGTH = 16
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|%]')
+# The split names of Hugging Face `datasets` (data_files.SPLIT_KEYWORDS) and its separators.
+SPLIT_NAMES = (
+    "train", "training", "validation", "valid", "dev", "val", "test", "testing", "eval",
+    "evaluation",
+)  # fmt: skip
+_SPLIT_WORD = re.compile(
+    rf"(?<![^-._ 0-9])(?:{'|'.join(SPLIT_NAMES)})(?![^-._ 0-9])", re.IGNORECASE
+)
 
 
-def parse_label_field(raw: str) -> str:
-    """The `by` parameter: a `data` key, dotted for nested values."""
+def parse_label_field(raw: str, name: str = "by") -> str:
+    """The `by` (or `split`) parameter: a `data` key, dotted for nested values."""
     if not raw or len(raw) > MAX_FIELD_LENGTH:
-        raise BadRequest(f"Parameter 'by' must be a data key of 1 to {MAX_FIELD_LENGTH} characters")
+        raise InvalidInput(
+            f"Parameter '{name}' must be a data key of 1 to {MAX_FIELD_LENGTH} characters"
+        )
     if "$" in raw or "\x00" in raw or any(part == "" for part in raw.split(".")):
-        raise BadRequest(f"Parameter 'by' {raw!r} is not a data key (no '$', no empty part)")
+        raise InvalidInput(f"Parameter '{name}' {raw!r} is not a data key (no '$', no empty part)")
     return raw
 
 
@@ -57,17 +73,29 @@ def label_value(data: Any, field: str) -> Any:
     return value
 
 
+def label_text(value: Any) -> str | None:
+    """A label value as text (numbers, booleans, lists as JSON); None for none or ""."""
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
 def label_folder(value: Any) -> str:
     """The folder of a label value; `_unlabelled` for none, null or an empty string."""
-    if value is None or value == "":
+    text = label_text(value)
+    if text is None:
         return UNLABELLED
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    folder = _UNSAFE.sub(_escape, text)
+    folder = without_split_words(_UNSAFE.sub(_escape, text))
     if _taken_name(folder):
         folder = _escape_char(folder[0]) + folder[1:]
     if folder[-1] in " .":  # Windows drops trailing dots and spaces
         folder = folder[:-1] + _escape_char(folder[-1])
     return _fit(folder, text)
+
+
+def without_split_words(name: str) -> str:
+    """`name` with the first letter of each split word escaped."""
+    return _SPLIT_WORD.sub(lambda word: _escape_char(word[0][0]) + word[0][1:], name)
 
 
 def _taken_name(folder: str) -> bool:
@@ -119,7 +147,7 @@ class FolderNames:
     def claim(self, folder: str, file: str, image_id: str) -> str:
         """A free path for `file` (a storage path) in `folder`: its own name, or, when that is
         taken, the name with the image's id before the extension."""
-        name = posixpath.basename(file)
+        name = without_split_words(posixpath.basename(file))
         stem, suffix = posixpath.splitext(name)
         if len(suffix) > MAX_SUFFIX_LENGTH:
             stem, suffix = name, ""

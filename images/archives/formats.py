@@ -1,4 +1,5 @@
-"""The formats of `GET /export`: the `format` and `by` parameters, and a writer for each.
+"""The formats of `GET /export` and a writer for each (images.api.export_parameters reads the
+`format`, `by` and `split` parameters).
 
 `zip` (the default) is the original's archive; `webdataset`, `imagefolder` and `jsonl` are
 the training-ready ones. Every format takes the same query parameters as `GET /images`.
@@ -6,25 +7,21 @@ the training-ready ones. Every format takes the same query parameters as `GET /i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Protocol
 
-from django.http import QueryDict
-
-from images.api.errors import BadRequest
-from images.archives.folder_names import parse_label_field
 from images.archives.imagefolder import ImageFolderExporter
 from images.archives.jsonl import JsonLinesExporter
 from images.archives.layout import Progress
 from images.archives.webdataset import WebDatasetExporter
 from images.archives.zip_export import ArchiveExporter
-from images.core.query import ImageQuery, parse_query
+from images.core.query import ImageQuery
 from images.store.files import FileStore
 from images.store.repository import ImageRepository
 
 # Parameters of /export that select no images (every other one is part of the query).
-EXPORT_OPTIONS = ("format", "by")
+EXPORT_OPTIONS = ("format", "by", "split")
 DEFAULT_FORMAT = "zip"
 DEFAULT_LABEL_FIELD = "label"
 
@@ -33,7 +30,7 @@ class Exporter(Protocol):
     exported: int
     missing: int
 
-    def stream(self) -> Iterator[bytes]: ...
+    def stream(self) -> Generator[bytes, None, None]: ...
 
 
 @dataclass(frozen=True)
@@ -41,6 +38,7 @@ class ExportRequest:
     format: ExportFormat
     query: ImageQuery
     by: str = DEFAULT_LABEL_FIELD
+    split: str | None = None
 
     def exporter(
         self, repository: ImageRepository, files: FileStore, progress: Progress | None = None
@@ -68,7 +66,9 @@ def _webdataset(request: ExportRequest, repository, files, progress) -> Exporter
 
 
 def _imagefolder(request: ExportRequest, repository, files, progress) -> Exporter:
-    return ImageFolderExporter(repository, files, request.query, by=request.by, progress=progress)
+    return ImageFolderExporter(
+        repository, files, request.query, by=request.by, split=request.split, progress=progress
+    )
 
 
 def _jsonl(request: ExportRequest, repository, files, progress) -> Exporter:
@@ -84,29 +84,3 @@ FORMATS = {
         ExportFormat("jsonl", "application/x-ndjson", "jsonl", _jsonl),
     )
 }
-
-
-def parse_export(params: QueryDict) -> ExportRequest:
-    """The format, its options and the query of an export; 400 naming a bad parameter."""
-    name = _single(params, "format") or DEFAULT_FORMAT
-    export_format = FORMATS.get(name)
-    if export_format is None:
-        raise BadRequest(
-            f"Parameter 'format' must be one of {', '.join(FORMATS)}, got {name[:40]!r}"
-        )
-    by = _single(params, "by")
-    if by is not None and export_format.name != "imagefolder":
-        raise BadRequest("Parameter 'by' applies to format=imagefolder only")
-    selection = params.copy()
-    for parameter in EXPORT_OPTIONS:
-        selection.pop(parameter, None)
-    query = parse_query(selection, default_limit=0)
-    by = parse_label_field(DEFAULT_LABEL_FIELD if by is None else by)
-    return ExportRequest(export_format, query, by)
-
-
-def _single(params: QueryDict, name: str) -> str | None:
-    values = params.getlist(name)
-    if len(values) > 1:
-        raise BadRequest(f"Parameter '{name}' may be given once")
-    return values[0] if values else None

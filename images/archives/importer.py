@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 
-from images.api.errors import BadRequest
 from images.archives.document_writer import DocumentWriter
 from images.archives.entries import (
     CORRUPT_ENTRY_ERRORS,
@@ -33,6 +32,7 @@ from images.archives.entries import (
 from images.archives.import_index import ImportIndex
 from images.archives.layout import MANIFEST_JSON, Progress
 from images.core.dates import now, parse_date
+from images.core.errors import InvalidInput
 from images.core.paths import storage_key, validate_file_path
 from images.core.query import parse_object_id
 from images.duplicates.imports import ImportDuplicates
@@ -189,16 +189,16 @@ class ArchiveImporter:
                     try:
                         index.add_document(position, key, record)
                     except orjson.JSONEncodeError:
-                        raise BadRequest(
+                        raise InvalidInput(
                             f"{MANIFEST_JSON} item {position}: a number is too large to store"
                         ) from None
         except CORRUPT_ENTRY_ERRORS as error:
-            raise BadRequest(f"The archive is corrupt at entry {MANIFEST_JSON!r}") from error
+            raise InvalidInput(f"The archive is corrupt at entry {MANIFEST_JSON!r}") from error
 
     def _manifest_document(self, item: Any, position: int) -> tuple[str, dict[str, Any]]:
         where = f"{MANIFEST_JSON} item {position}"
         if not isinstance(item, dict):
-            raise BadRequest(f"{where} is not a JSON object")
+            raise InvalidInput(f"{where} is not a JSON object")
         try:
             file = validate_file_path(item.get("file"), "file")
             image_id = item.get("_id")
@@ -214,11 +214,11 @@ class ArchiveImporter:
             if data is None:
                 data = {}
             if not isinstance(data, dict):
-                raise BadRequest("'data' must be a JSON object")
+                raise InvalidInput("'data' must be a JSON object")
             validate_data(data)
             check_data({**data, **self.extra_data}, f"{where}: its data")
-        except BadRequest as error:
-            raise BadRequest(f"{where}: {error.detail}") from None
+        except InvalidInput as error:
+            raise InvalidInput(f"{where}: {error.detail}") from None
         return self.storage_key(file), {"_id": image_id, "time": time, "data": data}
 
     # --- files ------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ class ArchiveImporter:
             try:
                 sha256, size = copy_entry(archive, info, spool)
                 facts = inspect_image(spool, key)
-            except BadRequest as error:
+            except InvalidInput as error:
                 result.skip(info.filename, str(error.detail))
                 return None
             if self.duplicates is not None and self.duplicates.found(

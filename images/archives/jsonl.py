@@ -5,7 +5,7 @@ Unlike the archives, it honours `select`: the lines carry the fields asked for.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import replace
 from typing import Any
 
@@ -18,10 +18,11 @@ from images.store.repository import ImageRepository
 
 class JsonLinesExporter(StreamedExport):
     def __init__(self, repository: ImageRepository, query: ImageQuery, **kwargs: Any) -> None:
-        super().__init__(repository, None, query, **kwargs)
+        # Documents only: no file is read, so no store is given.
+        super().__init__(repository, None, query, **kwargs)  # type: ignore[arg-type]
         self.query, self.without_id = _keeping_id(query)
 
-    def _pieces(self) -> Iterator[bytes]:
+    def _pieces(self) -> Generator[bytes, None, None]:
         for document in self._documents():
             printed = to_api(document)
             if self.without_id:

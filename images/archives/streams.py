@@ -10,7 +10,7 @@ import itertools
 import queue
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,10 @@ class StreamedExport:
         self.exported = 0
         self.missing = 0
 
-    def stream(self) -> Iterator[bytes]:
+    def stream(self) -> Generator[bytes, None, None]:
         return coalesce(self._pieces(), OUTPUT_CHUNK)
 
-    def _pieces(self) -> Iterator[bytes]:
+    def _pieces(self) -> Generator[bytes, None, None]:
         raise NotImplementedError
 
     def _documents(self) -> Iterator[dict[str, Any]]:
@@ -109,7 +109,7 @@ def open_stored(files: FileStore, file: Any) -> OpenedFile:
     return OpenedFile(stored.size, itertools.chain([first], chunks))
 
 
-def prefetched(items: Iterator[Any], ahead: int) -> Iterator[Any]:
+def prefetched(items: Generator[Any, None, None], ahead: int) -> Iterator[Any]:
     """`items`, produced by a background thread up to `ahead` in advance: the database answers
     for the next batch while the files of this one stream. Its errors are raised here."""
     buffer: queue.Queue = queue.Queue(maxsize=ahead)
@@ -171,7 +171,7 @@ def file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def coalesce(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
+def coalesce(pieces: Generator[bytes, None, None], size: int) -> Generator[bytes, None, None]:
     """Join small pieces (archive headers) into writes of about `size`; pass large ones
     through."""
     with contextlib.closing(pieces):

@@ -1,12 +1,15 @@
 """`GET /export?format=webdataset`: the selected images as a tar of WebDataset samples.
 
-Each image is one sample of two members, `<key>.<ext>` (its bytes) then `<key>.json` (its
-document as the API prints it). The key is the image's `_id`: stable from one export to the
-next, unique, and free of the dots and slashes WebDataset reads as the end of a key. The
-extension comes from the decoded format (`jpg`, `png`, ...), so decoders pick the right codec
-whatever the stored name says; bytes that are not a known image format are `bin`. Images whose
-file cannot be read are left out; their documents and the reason are listed at the end in
-`__imagestore__/missing_files.json`, a name WebDataset skips as metadata.
+Each image is one sample of two members, `<key>.jpg` (its bytes, whatever their format) then
+`<key>.json` (its document as the API prints it, with every key any selected document has,
+null where it lacks one). One image key and one set of JSON keys in every sample is what
+loaders that infer a schema from the first samples need (Hugging Face's `webdataset` builder
+reads the first five); decoders open the bytes by their content, and the document's `format`
+says which it is. The key is the image's `_id`: stable from one export to the next, unique, and
+free of the dots and slashes WebDataset reads as the end of a key. Bytes that are not an image
+(stored with ALLOW_NON_IMAGES) are `<key>.bin`. Images whose file cannot be read are left out;
+their documents and the reason are listed at the end in `__imagestore__/missing_files.json`, a
+name WebDataset skips as metadata.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import datetime as dt
 import posixpath
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from images.api.renderers import dumps
 from images.archives.layout import READ_CHUNK
+from images.archives.sample_keys import SampleKeys, survey_keys
 from images.archives.streams import (
     StreamedExport,
     UnreadableFile,
@@ -37,44 +41,35 @@ RECORD = tarfile.RECORDSIZE
 # size of the bytes that follow even if the stored file changes meanwhile.
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
-# Pillow's format names → the extension WebDataset's decoders know.
-FORMAT_EXTENSIONS = {
-    "JPEG": "jpg",
-    "MPO": "jpg",
-    "PNG": "png",
-    "GIF": "gif",
-    "WEBP": "webp",
-    "TIFF": "tiff",
-    "BMP": "bmp",
-    "PPM": "ppm",
-    "ICO": "ico",
-    "JPEG2000": "jp2",
-    "AVIF": "avif",
-}
+IMAGE_KEY = "jpg"
 FALLBACK_EXTENSION = "bin"
+# Stored names that say "image" when a document has no decoded `format` (other services').
+IMAGE_SUFFIXES = frozenset(
+    {"jpg", "jpeg", "png", "gif", "webp", "tif", "tiff", "bmp", "ppm", "ico", "jp2", "avif"}
+)
 
 
 def sample_extension(document: dict[str, Any]) -> str:
-    """The member extension of a document's image bytes."""
-    known = FORMAT_EXTENSIONS.get(document.get("format") or "")
-    if known:
-        return known
+    """The member extension of a document's bytes: `jpg` for every image."""
+    if document.get("format"):
+        return IMAGE_KEY
     file = document.get("file")
     suffix = posixpath.splitext(file)[1][1:].lower() if isinstance(file, str) else ""
-    return suffix if suffix in FORMAT_EXTENSIONS.values() else FALLBACK_EXTENSION
+    return IMAGE_KEY if suffix in IMAGE_SUFFIXES else FALLBACK_EXTENSION
 
 
 class WebDatasetExporter(StreamedExport):
     """The images selected by `query` as a WebDataset tar, produced while it is sent."""
 
-    def _pieces(self) -> Iterator[bytes]:
+    def _pieces(self) -> Generator[bytes, None, None]:
+        keys = survey_keys(self.repository, self.query)
         tar = TarStream()
         with tempfile.TemporaryDirectory(prefix="imagestore-export-") as scratch:
             missing_path = Path(scratch) / "missing.json"
             with open(missing_path, "wb") as missing:
                 for document in self._documents():
                     try:
-                        yield from self._sample(tar, document, scratch)
+                        yield from self._sample(tar, document, keys, scratch)
                     except UnreadableFile as problem:
                         report = {"_id": str(document["_id"]), "file": document.get("file")}
                         missing.write(b"," if self.missing else b"[")
@@ -87,8 +82,10 @@ class WebDatasetExporter(StreamedExport):
                 yield from tar.member(MISSING_MEMBER, size, file_chunks(missing_path))
             yield tar.end()
 
-    def _sample(self, tar: TarStream, document: dict[str, Any], scratch: str) -> Iterator[bytes]:
-        printed = to_api(document)
+    def _sample(
+        self, tar: TarStream, document: dict[str, Any], keys: SampleKeys, scratch: str
+    ) -> Iterator[bytes]:
+        printed = keys.fill(to_api(document))
         key = id_key(document.get("_id"))
         mtime = _timestamp(document.get("time"))
         opened = open_stored(self.files, document.get("file"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from images.core.paths import is_safe_file_path
 class ArchiveExporter(StreamedExport):
     """The images selected by `query` as a zip, produced while it is sent."""
 
-    def _pieces(self) -> Iterator[bytes]:
+    def _pieces(self) -> Generator[bytes, None, None]:
         archive = ZipStream(compress_type=ZIP_STORED)
         data_keys: dict[str, None] = {}
         with tempfile.TemporaryDirectory(prefix="imagestore-export-") as scratch:

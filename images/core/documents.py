@@ -11,7 +11,11 @@ from bson.regex import Regex
 
 # Top-level fields the service owns; everything a user sends lives under `data`.
 FACT_FIELDS = ("size", "sha256", "width", "height", "format", "mode", "contentType")
-SYSTEM_FIELDS = ("_id", "file", "time", "data", "userId", *FACT_FIELDS)
+# Set by `check_integrity --fix` on an image whose file is lost or holds other bytes:
+# `{"status": "missing" | "mismatched", "checked": <date>, "foundSha256": <hash, if mismatched>}`.
+# Removed when the right bytes are back (restored, or uploaded again to the same `file`).
+INTEGRITY = "integrity"
+SYSTEM_FIELDS = ("_id", "file", "time", "data", "userId", *FACT_FIELDS, INTEGRITY)
 
 
 def format_time(value: dt.datetime) -> str:
@@ -41,13 +45,18 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _printed_time(value: Any) -> Any:
+    return format_time(value) if isinstance(value, dt.datetime) else value
+
+
 _PRINT_ORDER = ("_id", "file", "userId", "data", "time")
 
 
 def to_api(document: dict[str, Any]) -> dict[str, Any]:
     """A stored document as the API prints it: `_id` as hex, `time` as ISO 8601.
 
-    Keys come in the original's order (`_id`, `file`, `userId`, `data`, `time`), then facts.
+    Keys come in the original's order (`_id`, `file`, `userId`, `data`, `time`), then facts
+    and the integrity mark, if any.
     """
     printed: dict[str, Any] = {}
     ordered = [k for k in _PRINT_ORDER if k in document]
@@ -58,6 +67,8 @@ def to_api(document: dict[str, Any]) -> dict[str, Any]:
             printed["_id"] = str(value)
         elif key == "time" and isinstance(value, dt.datetime):
             printed["time"] = format_time(value)
+        elif key == INTEGRITY and isinstance(value, dict):
+            printed[key] = {k: _printed_time(v) for k, v in value.items()}
         else:
             printed[key] = value
     return printed

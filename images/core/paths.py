@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from images.api.errors import BadRequest
+from images.core.errors import InvalidInput
 
 # Service-owned files (thumbnails, temporary uploads) live under this first component.
 RESERVED_PREFIX = ".imagestore"
@@ -18,10 +18,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def validate_file_path(path: object, field: str = "file") -> str:
     """Return `path` if it is a safe relative storage path, else raise a 400 naming the problem."""
     if not isinstance(path, str) or not path:
-        raise BadRequest(f"'{field}' must be a non-empty string")
+        raise InvalidInput(f"'{field}' must be a non-empty string")
     problem = _path_problem(path)
     if problem:
-        raise BadRequest(f"Invalid '{field}' {path!r}: {problem}")
+        raise InvalidInput(f"Invalid '{field}' {path!r}: {problem}")
     return path
 
 
@@ -60,7 +60,7 @@ def upload_file_name(name: str | None) -> str:
     """The default `file` of an upload: the base name the client sent (never its folders)."""
     base = posixpath.basename((name or "").replace("\\", "/")).strip()
     if not base or base in (".", ".."):
-        raise BadRequest("The uploaded file has no usable file name; send a 'file' field")
+        raise InvalidInput("The uploaded file has no usable file name; send a 'file' field")
     return validate_file_path(base, "filename")
 
 
@@ -76,8 +76,8 @@ def storage_key(path: str, user_id: str | None, field: str = "file") -> str:
     problem = _path_problem(key)
     if problem:
         if key == path:
-            raise BadRequest(f"Invalid '{field}' {path!r}: {problem}")
-        raise BadRequest(
+            raise InvalidInput(f"Invalid '{field}' {path!r}: {problem}")
+        raise InvalidInput(
             f"Invalid '{field}' {path!r}: with the '{user_id}/' prefix, its storage key {problem}"
         )
     return key

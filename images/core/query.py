@@ -1,7 +1,8 @@
 """Query parameters → a validated MongoDB filter, sort, skip, limit and projection.
 
 Every route that selects images (GET/PATCH/DELETE /images, /export, /fields/<field>) goes
-through `parse_query`, so the rules live in one place:
+through `image_query`, so the rules live in one place (images.api.filters reads the query
+string into its arguments):
 
 - `key=value` matches `data.key` (string equality; dotted keys reach nested paths);
   a repeated key matches any of its values; `regex=true` makes them case-insensitive partial
@@ -14,17 +15,15 @@ through `parse_query`, so the rules live in one place:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bson import ObjectId
-from django.http import QueryDict
 
-from images.api.errors import BadRequest
 from images.core.dates import parse_date
+from images.core.errors import InvalidInput
 from images.limits import bounded_json
-from images.limits.numbers import INT64_MAX
 from images.limits.patterns import MAX_PATTERN_LENGTH, check_pattern
 
 ALLOWED_OPERATORS = frozenset(
@@ -63,13 +62,15 @@ SYSTEM_PARAMS = frozenset(
 )
 # System parameters that shape the result rather than select images.
 SHAPING_PARAMS = frozenset({"sort", "order", "limit", "skip", "select", "regex"})
-# Parameters of signed URLs and downloads that select nothing.
+# The parameters a signed link adds (images.api.auth.signing): they select nothing.
 TRANSPORT_PARAMS = frozenset({"expires", "signature", "user"})
+# A bulk PATCH or DELETE's consent to act on every image when it selects none (`all=true`).
+EVERY_IMAGE_PARAM = "all"
+
+# The query string: each name's values, in the order given.
+Params = Mapping[str, list[str]]
 
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", "undefined", ""}
-_ORDERS = {"1": 1, "asc": 1, "ascending": 1, "-1": -1, "desc": -1, "descending": -1}
 
 
 @dataclass(frozen=True)
@@ -84,99 +85,135 @@ class ImageQuery:
 
 def parse_object_id(value: object, name: str = "id") -> ObjectId:
     if not isinstance(value, str) or not _OBJECT_ID.match(value):
-        raise BadRequest(f"Invalid {name} {value!r}: expected 24 hexadecimal characters")
+        raise InvalidInput(f"Invalid {name} {value!r}: expected 24 hexadecimal characters")
     return ObjectId(value)
 
 
-def parse_query(params: QueryDict, default_limit: int = DEFAULT_LIMIT) -> ImageQuery:
-    conditions = [c for c in _conditions(params) if c]
+def image_query(
+    data_params: Params,
+    *,
+    filter_text: str | None = None,
+    ids: Sequence[str] = (),
+    files: Sequence[str] = (),
+    regex: bool = False,
+    start: str = "",
+    end: str = "",
+    sort: str = "",
+    order: int = 1,
+    skip: int = 0,
+    limit: int = DEFAULT_LIMIT,
+    select: str = "",
+) -> ImageQuery:
+    """The query of the named parameters, each already of its type, and of the `key=value`
+    data filters (`data_filters` picks them out of the query string)."""
+    conditions = [
+        condition
+        for condition in (
+            parse_filter(filter_text) if filter_text is not None else None,
+            *_data_conditions(data_params, regex),
+            _match("file", list(files), regex) if files else None,
+            _id_condition(ids),
+            _time_condition(start, end),
+        )
+        if condition
+    ]
     if not conditions:
         query_filter: dict[str, Any] = {}
     elif len(conditions) == 1:
         query_filter = conditions[0]
     else:
         query_filter = {"$and": conditions}
-    select = params.get("select") or None
     return ImageQuery(
         filter=query_filter,
-        sort=_sort(params),
-        skip=_non_negative(params, "skip", 0),
-        limit=_non_negative(params, "limit", default_limit),
+        sort=_sort(sort.strip(), order),
+        skip=skip,
+        limit=limit,
         projection=_projection(select) if select else None,
-        select=select,
+        select=select or None,
     )
 
 
-def check_bulk_selection(params: QueryDict) -> None:
+def data_filters(params: Params, ignored: Iterable[str] = ()) -> dict[str, list[str]]:
+    """The free-form `key=value` parameters: every name that has no meaning of its own."""
+    reserved = SYSTEM_PARAMS | TRANSPORT_PARAMS | frozenset(ignored)
+    return {key: values for key, values in params.items() if _bare(key) not in reserved}
+
+
+def check_bulk_selection(params: Params) -> None:
     """What a bulk PATCH or DELETE may not be given: 400 rather than acting on every match.
 
     `skip` and `limit` (a window of the matches is not what a bulk change acts on: only 0,
     meaning all of them, is accepted), and any selecting parameter with an empty value (`from=`,
     `to=`, `ids=`, `file=`, `filter=`, `key=`): an empty search box must never mean "everything".
+    No selecting parameter at all means every image only when the caller says `all=true`.
     """
+    _check_every_image(params)
     for name in ("skip", "limit"):
-        if any(value.strip() != "0" for value in params.getlist(name)):
-            raise BadRequest(
+        if any(value.strip() != "0" for value in params.get(name, [])):
+            raise InvalidInput(
                 f"Parameter '{name}' is not supported on bulk PATCH and DELETE, which act on "
                 "every match: narrow the filter or name the images with 'ids'"
             )
-    for key in params:
-        name = key[:-2] if key.endswith("[]") else key
+    for key, values in params.items():
+        name = _bare(key)
         if name in SHAPING_PARAMS or name in TRANSPORT_PARAMS:
             continue
-        if any(value.strip() == "" for value in params.getlist(key)):
-            raise BadRequest(
+        if any(value.strip() == "" for value in values):
+            raise InvalidInput(
                 f"Parameter '{key}' is empty: a bulk PATCH or DELETE needs a value for every "
                 "filter it is given"
             )
 
 
-def _conditions(params: QueryDict) -> Iterable[dict[str, Any]]:
-    regex = _regex_flag(params.get("regex"))
-    if "filter" in params:
-        yield parse_filter(params.get("filter"))
-    for key in params:
-        name = key[:-2] if key.endswith("[]") else key
-        if name in SYSTEM_PARAMS or name in TRANSPORT_PARAMS:
-            continue
-        yield _match(f"data.{_data_key(key)}", params.getlist(key), regex)
-    files = params.getlist("file")
-    if files:
-        yield _match("file", files, regex)
-    ids = [*params.getlist("ids"), *params.getlist("ids[]")]
-    if ids:
-        object_ids = [parse_object_id(i, "id") for raw in ids for i in raw.split(",") if i]
-        yield {"_id": {"$in": object_ids}}
+def _check_every_image(params: Params) -> None:
+    consent = params.get(EVERY_IMAGE_PARAM)
+    if consent is not None and consent != ["true"]:
+        raise InvalidInput(f"Parameter '{EVERY_IMAGE_PARAM}' takes only 'true', once")
+    ignored = SHAPING_PARAMS | TRANSPORT_PARAMS | {EVERY_IMAGE_PARAM}
+    if consent is None and all(_bare(key) in ignored for key in params):
+        raise InvalidInput(
+            "A bulk PATCH or DELETE without a filter would change every image: give a filter, "
+            f"or {EVERY_IMAGE_PARAM}=true to mean every image"
+        )
+
+
+def _bare(key: str) -> str:
+    """A parameter's name without the `[]` of PHP-style repeated names."""
+    return key[:-2] if key.endswith("[]") else key
+
+
+def _data_conditions(data_params: Params, regex: bool) -> Iterable[dict[str, Any]]:
+    for key, values in data_params.items():
+        yield _match(f"data.{_data_key(key)}", values, regex)
+
+
+def _id_condition(ids: Sequence[str]) -> dict[str, Any] | None:
+    """`ids`, each value one id or several separated by commas."""
+    object_ids = [parse_object_id(i, "id") for raw in ids for i in raw.split(",") if i]
+    return {"_id": {"$in": object_ids}} if object_ids else None
+
+
+def _time_condition(start: str, end: str) -> dict[str, Any] | None:
     time_range = {}
-    if params.get("from"):
-        time_range["$gte"] = parse_date(params.get("from"), "from")
-    if params.get("to"):
-        time_range["$lte"] = parse_date(params.get("to"), "to")
-    if time_range:
-        yield {"time": time_range}
-
-
-def _regex_flag(raw: str | None) -> bool:
-    value = (raw or "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise BadRequest(f"Parameter 'regex' must be true or false, got {raw!r}")
+    if start:
+        time_range["$gte"] = parse_date(start, "from")
+    if end:
+        time_range["$lte"] = parse_date(end, "to")
+    return {"time": time_range} if time_range else None
 
 
 def _data_key(key: str) -> str:
     """A query parameter name as a path under `data`; operator syntax is refused, not run."""
     name = key[:-2] if key.endswith("[]") else key
     if len(name) > MAX_KEY_LENGTH:
-        raise BadRequest(f"Parameter name is longer than {MAX_KEY_LENGTH} characters")
+        raise InvalidInput(f"Parameter name is longer than {MAX_KEY_LENGTH} characters")
     if "$" in name or "[" in name or "]" in name or "\x00" in name:
-        raise BadRequest(
+        raise InvalidInput(
             f"Parameter name {name!r} is not allowed: operators cannot be given in names; "
             "use the 'filter' parameter"
         )
     if any(part == "" for part in name.split(".")):
-        raise BadRequest(f"Parameter name {name!r} has an empty path component")
+        raise InvalidInput(f"Parameter name {name!r} has an empty path component")
     return name
 
 
@@ -194,10 +231,10 @@ def _match(path: str, values: list[str], regex: bool) -> dict[str, Any]:
 def parse_filter(raw: str | None) -> dict[str, Any]:
     """The `filter` parameter: a JSON object using query operators only."""
     if raw is None or len(raw) > MAX_FILTER_LENGTH:
-        raise BadRequest(f"Malformed filter: at most {MAX_FILTER_LENGTH} characters of JSON")
+        raise InvalidInput(f"Malformed filter: at most {MAX_FILTER_LENGTH} characters of JSON")
     document = bounded_json.loads(raw, "The filter", MAX_FILTER_DEPTH)
     if not isinstance(document, dict):
-        raise BadRequest("Malformed filter: must be a JSON object")
+        raise InvalidInput("Malformed filter: must be a JSON object")
     return _clean_document(document, depth=1)
 
 
@@ -214,15 +251,15 @@ def _clean_document(document: dict[str, Any], depth: int) -> dict[str, Any]:
 
 def _clean_top_operator(operator: str, value: Any, depth: int) -> Any:
     if operator not in LOGICAL_OPERATORS:
-        raise BadRequest(f"Operator {operator} is not allowed at the top of a filter")
+        raise InvalidInput(f"Operator {operator} is not allowed at the top of a filter")
     if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
-        raise BadRequest(f"{operator} takes a non-empty array of objects")
+        raise InvalidInput(f"{operator} takes a non-empty array of objects")
     return [_clean_document(v, depth + 1) for v in value]
 
 
 def _field_name(key: str) -> str:
     if not key or "\x00" in key or any(part.startswith("$") for part in key.split(".")):
-        raise BadRequest(f"Invalid field name {key!r} in filter")
+        raise InvalidInput(f"Invalid field name {key!r} in filter")
     return key
 
 
@@ -242,30 +279,30 @@ def _clean_condition(field_name: str, value: Any, depth: int) -> Any:
 def _clean_operator(field_name: str, operator: str, argument: Any, depth: int) -> Any:
     _check_depth(depth)
     if operator not in ALLOWED_OPERATORS:
-        raise BadRequest(f"Operator {operator} is not allowed in filter")
+        raise InvalidInput(f"Operator {operator} is not allowed in filter")
     if operator in LOGICAL_OPERATORS:
-        raise BadRequest(f"{operator} is only allowed at the top of a filter or a sub-document")
+        raise InvalidInput(f"{operator} is only allowed at the top of a filter or a sub-document")
     if operator == "$regex":
         if not isinstance(argument, str) or len(argument) > MAX_REGEX_LENGTH:
-            raise BadRequest(f"$regex takes a string of at most {MAX_REGEX_LENGTH} characters")
+            raise InvalidInput(f"$regex takes a string of at most {MAX_REGEX_LENGTH} characters")
         return argument
     if operator == "$options":
         if not isinstance(argument, str) or not set(argument) <= set("imsx"):
-            raise BadRequest("$options takes a string of the flags i, m, s, x")
+            raise InvalidInput("$options takes a string of the flags i, m, s, x")
         return argument
     if operator == "$not":
         if isinstance(argument, dict):
             return _clean_condition(field_name, argument, depth + 1)
-        raise BadRequest("$not takes an object of operators")
+        raise InvalidInput("$not takes an object of operators")
     if operator == "$elemMatch":
         if not isinstance(argument, dict):
-            raise BadRequest("$elemMatch takes an object")
+            raise InvalidInput("$elemMatch takes an object")
         if any(k.startswith("$") for k in argument):
             return _clean_condition(field_name, argument, depth + 1)
         return _clean_document(argument, depth + 1)
     if operator in {"$in", "$nin", "$all"}:
         if not isinstance(argument, list):
-            raise BadRequest(f"{operator} takes an array")
+            raise InvalidInput(f"{operator} takes an array")
         return [_cast_value(field_name, v, depth + 1) for v in argument]
     return _cast_value(field_name, argument, depth + 1)
 
@@ -288,34 +325,14 @@ def _cast_value(field_name: str, value: Any, depth: int) -> Any:
 
 def _check_depth(depth: int) -> None:
     if depth > MAX_FILTER_DEPTH:
-        raise BadRequest(f"Filter is nested deeper than {MAX_FILTER_DEPTH} levels")
+        raise InvalidInput(f"Filter is nested deeper than {MAX_FILTER_DEPTH} levels")
 
 
-def _sort(params: QueryDict) -> list[tuple[str, int]]:
-    raw_order = (params.get("order") or "1").strip().lower()
-    if raw_order not in _ORDERS:
-        raise BadRequest(f"Parameter 'order' must be 1, -1, asc or desc, got {raw_order!r}")
-    order = _ORDERS[raw_order]
-    sort_field = (params.get("sort") or "").strip()
+def _sort(sort_field: str, order: int) -> list[tuple[str, int]]:
     if not sort_field:
         return [("_id", order)]
     _field_name(sort_field)
     return [(sort_field, order)] if sort_field == "_id" else [(sort_field, order), ("_id", order)]
-
-
-def _non_negative(params: QueryDict, name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise BadRequest(f"Parameter '{name}' must be a non-negative integer") from None
-    if value < 0:
-        raise BadRequest(f"Parameter '{name}' must be a non-negative integer")
-    if value > INT64_MAX:
-        raise BadRequest(f"Parameter '{name}' must be at most {INT64_MAX} (64 bits)")
-    return value
 
 
 def _projection(select: str) -> dict[str, int]:
@@ -328,5 +345,5 @@ def _projection(select: str) -> dict[str, int]:
         projection[name] = include
     modes = {v for k, v in projection.items() if k != "_id"}
     if len(modes) > 1:
-        raise BadRequest("Parameter 'select' cannot mix included and excluded fields")
+        raise InvalidInput("Parameter 'select' cannot mix included and excluded fields")
     return projection

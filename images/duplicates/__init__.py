@@ -10,12 +10,11 @@ order, holding one hash at a time, and lists the documents of each hash found mo
 """
 
 from images.duplicates.groups import DuplicatePage, duplicate_groups
-from images.duplicates.policy import OnDuplicate, parse_on_duplicate, stored_copy
+from images.duplicates.policy import OnDuplicate, stored_copy
 
 __all__ = [
     "DuplicatePage",
     "OnDuplicate",
     "duplicate_groups",
-    "parse_on_duplicate",
     "stored_copy",
 ]

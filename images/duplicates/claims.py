@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from images.api.errors import ServiceUnavailable
+from images.core.errors import Unavailable
 from images.store.repository import ImageRepository
 
 STALE_SECONDS = 120
@@ -38,7 +38,7 @@ def claimed(repository: ImageRepository, sha256: str) -> Iterator[None]:
     deadline = time.monotonic() + WAIT_SECONDS
     while not repository.take_claim(name, token, STALE_SECONDS):
         if time.monotonic() > deadline:
-            raise ServiceUnavailable("Another upload of the same bytes is still running; retry")
+            raise Unavailable("Another upload of the same bytes is still running; retry")
         time.sleep(POLL_SECONDS)
     try:
         yield

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import QueryDict
-
-from images.api.errors import BadRequest
 from images.store.repository import ImageRepository
 
 DEFAULT_LIMIT = 100
@@ -36,23 +33,6 @@ class DuplicatePage:
         return {"limit": self.limit, "items": self.items, "next": self.next}
 
 
-def parse_page(params: QueryDict) -> tuple[str, int]:
-    """`after` (a sha256, or nothing for the first page) and `limit` (1 to MAX_LIMIT)."""
-    # Any hash a page answered as `next` is accepted back, even one another service wrote.
-    after = params.get("after") or ""
-    if len(after) > MAX_AFTER_LENGTH or "\x00" in after:
-        raise BadRequest(
-            f"Parameter 'after' must be the 'next' of a page (a sha256), at most "
-            f"{MAX_AFTER_LENGTH} characters"
-        )
-    raw = (params.get("limit") or "").strip()
-    if not raw:
-        return after, DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"Parameter 'limit' must be an integer from 1 to {MAX_LIMIT}")
-    return after, int(raw)
-
-
 def duplicate_groups(repository: ImageRepository, after: str, limit: int) -> DuplicatePage:
     page = DuplicatePage(limit=limit)
     runs = _repeated(repository.iter_sha256(after))
@@ -69,9 +49,11 @@ def duplicate_groups(repository: ImageRepository, after: str, limit: int) -> Dup
     return page
 
 
-def _repeated(hashes: Iterator[str]) -> Iterator[tuple[str, int]]:
+def _repeated(
+    hashes: Generator[str, None, None],
+) -> Generator[tuple[str, int], None, None]:
     """(hash, count) for each run of equal hashes longer than one, from sorted hashes."""
-    current, count = None, 0
+    current, count = "", 0
     with contextlib.closing(hashes):
         for sha256 in hashes:
             if sha256 == current:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from images.api.errors import BadRequest, Conflict
+from images.core.errors import Conflict
 from images.store.repository import ImageRepository
 
 PARAMETER = "on_duplicate"
@@ -14,16 +14,6 @@ PARAMETER = "on_duplicate"
 class OnDuplicate(enum.Enum):
     REJECT = "reject"
     SKIP = "skip"
-
-
-def parse_on_duplicate(raw: str | None) -> OnDuplicate | None:
-    """The policy asked for; None (store anyway, as the original) when none is given."""
-    if raw is None or raw == "":
-        return None
-    try:
-        return OnDuplicate(raw.strip().lower())
-    except ValueError:
-        raise BadRequest(f"'{PARAMETER}' must be reject or skip, got {raw[:40]!r}") from None
 
 
 def stored_copy(repository: ImageRepository, sha256: str, file: str) -> dict[str, Any] | None:
@@ -39,9 +29,6 @@ def stored_copy(repository: ImageRepository, sha256: str, file: str) -> dict[str
 def rejection(existing: dict[str, Any]) -> Conflict:
     """The 409 of `on_duplicate=reject`: the error, and the `_id` and `file` already stored."""
     return Conflict(
-        {
-            "detail": f"The same bytes are already stored as '{existing['file']}'",
-            "_id": str(existing["_id"]),
-            "file": existing["file"],
-        }
+        f"The same bytes are already stored as '{existing['file']}'",
+        fields={"_id": str(existing["_id"]), "file": existing["file"]},
     )

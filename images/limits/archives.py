@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from images.api.errors import PayloadTooLarge
+from images.core.errors import TooLarge
 
 # Entries smaller than this are not held to the ratio (tiny files compress well); the archive
 # as a whole still is.
@@ -25,17 +25,17 @@ def unpacked_size(entries: Iterable[zipfile.ZipInfo], archive_bytes: int) -> int
     for info in entries:
         total += info.file_size
         if info.file_size > RATIO_FLOOR and info.file_size > ratio * max(info.compress_size, 1):
-            raise PayloadTooLarge(
+            raise TooLarge(
                 f"Archive entry {info.filename!r} expands {info.file_size // max(info.compress_size, 1)}"
                 f" times, more than MAX_COMPRESSION_RATIO ({ratio})"
             )
     limit = settings.MAX_IMPORT_UNPACKED_SIZE
     if total > limit:
-        raise PayloadTooLarge(
+        raise TooLarge(
             f"The archive unpacks to {total} bytes, more than MAX_IMPORT_UNPACKED_SIZE ({limit})"
         )
     if total > RATIO_FLOOR and total > ratio * max(archive_bytes, 1):
-        raise PayloadTooLarge(
+        raise TooLarge(
             f"The archive expands {total // max(archive_bytes, 1)} times, more than "
             f"MAX_COMPRESSION_RATIO ({ratio})"
         )

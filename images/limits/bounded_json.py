@@ -10,7 +10,6 @@ item still open across blocks and of each built item are counted against their c
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from itertools import accumulate
@@ -19,9 +18,8 @@ from typing import IO, Any
 import ijson
 import orjson
 from django.conf import settings
-from rest_framework.parsers import JSONParser
 
-from images.api.errors import BadRequest, PayloadTooLarge
+from images.core.errors import InvalidInput, TooLarge
 
 # Containers of `data` below its top object; a PATCH body adds one level above it.
 MAX_DATA_DEPTH = 32
@@ -52,7 +50,9 @@ class DepthGauge:
 
     def feed(self, piece: bytes) -> None:
         data = self.carry + piece if self.carry else piece
-        closed = _CLOSED_PART.match(data).end()
+        match = _CLOSED_PART.match(data)
+        assert match is not None  # the pattern matches the empty string too
+        closed = match.end()
         self.carry = data[closed:]
         brackets = _STRING.sub(b"", data[:closed]).translate(None, _NOT_BRACKETS)
         self.lowest = self.depth
@@ -75,9 +75,9 @@ def nesting_exceeds(raw: bytes, max_depth: int) -> bool:
 def check_text(raw: bytes | str, what: str, max_depth: int, max_bytes: int | None) -> bytes:
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if max_bytes is not None and len(data) > max_bytes:
-        raise PayloadTooLarge(f"{what} is larger than {max_bytes} bytes")
+        raise TooLarge(f"{what} is larger than {max_bytes} bytes")
     if nesting_exceeds(data, max_depth):
-        raise BadRequest(f"{what} is nested deeper than {max_depth} levels")
+        raise InvalidInput(f"{what} is nested deeper than {max_depth} levels")
     return data
 
 
@@ -87,20 +87,7 @@ def loads(raw: bytes | str, what: str, max_depth: int, max_bytes: int | None = N
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise BadRequest(f"{what} is not valid JSON") from None
-
-
-class BoundedJSONParser(JSONParser):
-    """DRF's JSON parser behind the depth and size checks (request bodies)."""
-
-    def parse(self, stream, media_type=None, parser_context=None) -> Any:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        raw = stream.read(limit + 1) if stream is not None else b""
-        data = check_text(raw, "Request body", MAX_BODY_DEPTH, limit)
-        try:
-            return json.loads(data)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise BadRequest(f"Request body is not valid JSON: {error}") from None
+        raise InvalidInput(f"{what} is not valid JSON") from None
 
 
 def array_items(
@@ -121,7 +108,7 @@ def array_items(
         parser.close()
         yield from reader.checked(items)
     except ijson.JSONError as error:
-        raise BadRequest(f"{what} is not valid JSON") from error
+        raise InvalidInput(f"{what} is not valid JSON") from error
 
 
 class _ManifestReader:
@@ -142,17 +129,17 @@ class _ManifestReader:
         if not self.started:
             head = chunk.lstrip(b" \t\r\n")
             if head and not head.startswith(b"["):
-                raise BadRequest(f"{self.what} must be a JSON array of documents")
+                raise InvalidInput(f"{self.what} must be a JSON array of documents")
             self.started = bool(head)
         self.total += len(chunk)
         if self.total > self.max_total:
-            raise PayloadTooLarge(
-                f"{self.what} is larger than {self.max_total} bytes (MAX_MANIFEST_SIZE)"
-            )
+            raise TooLarge(f"{self.what} is larger than {self.max_total} bytes (MAX_MANIFEST_SIZE)")
         gauge = self.gauge
         gauge.feed(chunk)
         if gauge.peak > self.max_depth + 1:  # the array itself is one level
-            raise BadRequest(f"{self.what} has an item nested deeper than {self.max_depth} levels")
+            raise InvalidInput(
+                f"{self.what} has an item nested deeper than {self.max_depth} levels"
+            )
         self.open_item = self.open_item + len(chunk) if gauge.lowest >= 2 else 0
         if max(self.open_item, len(gauge.carry)) > self.max_item:
             raise self.item_too_large(self.position)
@@ -172,10 +159,10 @@ class _ManifestReader:
 
     def finish(self) -> None:
         if not self.started:
-            raise BadRequest(f"{self.what} is empty")
+            raise InvalidInput(f"{self.what} is empty")
 
-    def item_too_large(self, position: int) -> PayloadTooLarge:
-        return PayloadTooLarge(
+    def item_too_large(self, position: int) -> TooLarge:
+        return TooLarge(
             f"{self.what} item {position} is larger than {self.max_item} bytes "
             "(MAX_MANIFEST_ITEM_SIZE)"
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from images.api.errors import InsufficientStorage
+from images.core.errors import InsufficientStorage
 from images.store.files import FileStore
 
 

@@ -16,14 +16,14 @@ import bson
 from bson.errors import InvalidDocument
 from django.conf import settings
 
-from images.api.errors import BadRequest, PayloadTooLarge
+from images.core.errors import InvalidInput, TooLarge
 
 
 def bson_size(value: dict[str, Any]) -> int:
     try:
         return len(bson.encode(value))
     except (InvalidDocument, OverflowError) as error:
-        raise BadRequest(f"The data cannot be stored: {error}") from None
+        raise InvalidInput(f"The data cannot be stored: {error}") from None
 
 
 # MongoDB's own limit on a whole document, less room for `file`, `time` and the facts. It
@@ -37,11 +37,11 @@ def data_limit() -> int:
     return min(settings.MAX_DATA_SIZE, DATA_CEILING)
 
 
-def _too_large(what: str, size: int | None = None) -> PayloadTooLarge:
+def _too_large(what: str, size: int | None = None) -> TooLarge:
     limit = data_limit()
     measured = f" ({size} bytes)" if size is not None else ""
     name = "MAX_DATA_SIZE" if limit == settings.MAX_DATA_SIZE else "MongoDB's 16 MB per document"
-    return PayloadTooLarge(
+    return TooLarge(
         f"{what}{measured} exceeds the limit of {limit} bytes of data per document ({name})"
     )
 
@@ -82,5 +82,5 @@ def _nested(assignments: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def refuse_growth(image_id: Any) -> PayloadTooLarge:
+def refuse_growth(image_id: Any) -> TooLarge:
     return _too_large(f"The update would make image {image_id}'s data larger than allowed")

@@ -16,7 +16,7 @@ import re._constants as sre
 import re._parser as sre_parse
 from typing import Any
 
-from images.api.errors import BadRequest
+from images.core.errors import InvalidInput
 
 MAX_PATTERN_LENGTH = 512
 # MongoDB's PCRE refuses groups nested 250 deep (error 51091); this leaves a margin.
@@ -53,22 +53,22 @@ def check_pattern(pattern: str, options: str = "", where: str = "$regex") -> Non
 
     Accepted patterns are remembered (a refusal raises, and is not)."""
     if len(pattern) > MAX_PATTERN_LENGTH:
-        raise BadRequest(f"{where} takes a string of at most {MAX_PATTERN_LENGTH} characters")
+        raise InvalidInput(f"{where} takes a string of at most {MAX_PATTERN_LENGTH} characters")
     depth = group_depth(pattern)
     if depth > MAX_GROUP_DEPTH:
-        raise BadRequest(
+        raise InvalidInput(
             f"{where} nests groups {depth} deep; the database takes at most {MAX_GROUP_DEPTH}"
         )
     flags = (re.VERBOSE if "x" in options else 0) | (re.IGNORECASE if "i" in options else 0)
     try:
         tree = sre_parse.parse(pattern, flags)
     except (re.error, OverflowError, RecursionError) as error:
-        raise BadRequest(f"{where} is not a valid regular expression: {error}") from None
+        raise InvalidInput(f"{where} is not a valid regular expression: {error}") from None
     checker = _Checker(where, bool((flags | tree.state.flags) & re.IGNORECASE))
     try:
         checker.sequence(list(tree), 0)
     except RecursionError:
-        raise BadRequest(f"{where} nests groups too deeply to be checked") from None
+        raise InvalidInput(f"{where} nests groups too deeply to be checked") from None
 
 
 def group_depth(pattern: str) -> int:
@@ -103,7 +103,7 @@ class _Checker:
         self.ignore_case = ignore_case
 
     def refuse(self, construct: str) -> None:
-        raise BadRequest(
+        raise InvalidInput(
             f"{self.where} is refused: it contains {construct}, which can make the database "
             "backtrack exponentially; rewrite the pattern without it"
         )

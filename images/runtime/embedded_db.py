@@ -27,10 +27,11 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
@@ -98,7 +99,8 @@ def start_process(
     *,
     replica_set: str | None = REPLICA_SET,
     cache_gb: float = DEFAULT_CACHE_GB,
-    extra: list[str] = (),
+    oplog_mb: int = 128,
+    extra: Sequence[str] = (),
 ) -> subprocess.Popen:
     """Start mongod in its own session (a Ctrl-C meant for the service does not reach it).
     Its own log goes to `log_path`; what it prints before the log opens (a bad option) goes
@@ -118,7 +120,7 @@ def start_process(
         *_SMALL_FILES,
     ]  # fmt: skip
     if replica_set:
-        command += ["--replSet", replica_set, "--oplogSize", "128"]
+        command += ["--replSet", replica_set, "--oplogSize", str(oplog_mb)]
     with open(f"{log_path}.out", "ab") as early_output:
         return subprocess.Popen(
             [*command, *extra],
@@ -145,6 +147,7 @@ def become_primary(port: int, timeout: float, replica_set: str = REPLICA_SET) ->
     data directory, point its one member at `port` when the server moved, then wait for it."""
     host = f"127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
+    client: MongoClient[dict[str, Any]]
     with MongoClient(host, directConnection=True, serverSelectionTimeoutMS=5000) as client:
         while True:
             try:

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -30,8 +30,11 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_uri
 
-from images.core.documents import FACT_FIELDS
+from images.core.documents import FACT_FIELDS, INTEGRITY
+from images.core.errors import Conflict
 from images.core.query import ImageQuery
+from images.limits.documents import refuse_growth
+from images.store.data_merge import merge_pipeline, merged_document, room_for
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ LEASE_COLLECTION = "image_write_leases"
 # Leases nobody recovered are dropped by MongoDB after this long (check_integrity runs first).
 FORGET_LEASES_AFTER_SECONDS = 7 * 24 * 3600
 MINTED_ID_ATTEMPTS = 5
+# A merging re-upload: update, else insert; again when another request created the path between.
+MERGE_ATTEMPTS = 2
 
 _client_lock = threading.Lock()
 _client: MongoClient | None = None
@@ -122,7 +127,9 @@ def get_collection() -> Collection:
     return collection
 
 
-def ensure_indexes(collection: Collection | None = None, data_fields: list[str] = ()) -> list[str]:
+def ensure_indexes(
+    collection: Collection | None = None, data_fields: Sequence[str] = ()
+) -> list[str]:
     """Indexes the API relies on, plus any requested `data.<field>` ones. Idempotent."""
     global _indexes_ready
     collection = collection if collection is not None else get_collection()
@@ -208,7 +215,9 @@ class ImageRepository:
         with cursor:
             yield from cursor
 
-    def find_resumable(self, query: ImageQuery, batch_size: int = 500) -> Iterator[dict[str, Any]]:
+    def find_resumable(
+        self, query: ImageQuery, batch_size: int = 500
+    ) -> Generator[dict[str, Any], None, None]:
         """Like `find` (one query, so one scan and sort, where pages each scan again on a server
         without index range scans), but a cursor the server drops (timed out while a slow
         client read an export) is reopened where it stopped: after the last `_id` when the
@@ -312,7 +321,7 @@ class ImageRepository:
         """The `_id` of one document matching the filter and then `condition` (an `$expr`),
         or None. Two stages, so the filter alone picks the index (the embedded server scans
         the whole collection for a query holding `$expr`)."""
-        pipeline = [
+        pipeline: list[dict[str, Any]] = [
             {"$match": self.scoped(query_filter)},
             {"$match": condition},
             {"$limit": 1},
@@ -334,7 +343,7 @@ class ImageRepository:
         )
         return next(iter(found), None)
 
-    def iter_sha256(self, after: str = "") -> Iterator[str]:
+    def iter_sha256(self, after: str = "") -> Generator[str, None, None]:
         """Every hash in scope greater than `after`, in order, one per document (read from
         the index: nothing else is projected)."""
         cursor = self.collection.find(
@@ -402,7 +411,7 @@ class ImageRepository:
         answer every time, and no whole-collection scan and random sort on a large store.
         """
         scope = self.scoped({})
-        pipeline = [
+        pipeline: list[dict[str, Any]] = [
             *([{"$match": scope}] if scope else []),
             {"$sort": {"_id": -1}},
             {"$limit": sample_size},
@@ -419,6 +428,20 @@ class ImageRepository:
             f"data.{path}", self.scoped(query_filter), maxTimeMS=self.max_time_ms
         )
 
+    def aggregate_selection(
+        self, query: ImageQuery, stages: list[dict[str, Any]]
+    ) -> Iterator[dict[str, Any]]:
+        """`stages` run over the documents `query` selects (its sort, skip and limit too)."""
+        window: list[dict[str, Any]] = []
+        if query.skip or query.limit:
+            window = [{"$sort": dict(query.sort)}, {"$skip": query.skip}]
+            window += [{"$limit": query.limit}] if query.limit else []
+        pipeline = [{"$match": self.scoped(query.filter)}, *window, *stages]
+        with self.collection.aggregate(
+            pipeline, allowDiskUse=True, maxTimeMS=self.max_time_ms
+        ) as cursor:
+            yield from cursor
+
     # --- writes -----------------------------------------------------------------------------
     def upsert(
         self,
@@ -428,10 +451,12 @@ class ImageRepository:
         facts: dict[str, Any],
         image_id: ObjectId | None = None,
         expect_new: bool = False,
+        merge_data: bool = False,
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """Insert or replace the document at `(owner, file)`; its `_id` is kept on replace.
         `expect_new` (no bytes were at the path): a plain insert is tried first, which costs
-        the database less than an upsert.
+        the database less than an upsert. `merge_data`: a replaced document keeps its `data`,
+        `data` merged over it (`images.store.data_merge`).
 
         Returns the document before the write (None when it is new) and after it.
         """
@@ -440,16 +465,19 @@ class ImageRepository:
             created = self._insert_new(file, changes, image_id)
             if created is not None:
                 return None, created
-        stale = [name for name in FACT_FIELDS if name not in facts]
+        # A non-image replacing an image keeps no width, height...; new bytes clear the mark
+        # of a broken image.
+        stale = [name for name in FACT_FIELDS if name not in facts] + [INTEGRITY]
+        if merge_data:
+            return self._merge(file, changes, stale, image_id)
         selector = {"userId": self.owner, "file": file}
         for attempt in range(1, MINTED_ID_ATTEMPTS + 1):
             new_id = image_id or new_object_id()
             update = {
                 "$set": changes,
                 "$setOnInsert": {"_id": new_id, "file": file, "userId": self.owner},
+                "$unset": dict.fromkeys(stale, ""),
             }
-            if stale:  # a non-image replacing an image keeps no width, height...
-                update["$unset"] = dict.fromkeys(stale, "")
             try:
                 before = self._upsert_retrying_path(selector, update)
                 break
@@ -460,6 +488,28 @@ class ImageRepository:
         original = before or {"_id": new_id, "file": file, "userId": self.owner}
         after = {k: v for k, v in original.items() if k not in stale}
         return before, {**after, **changes}
+
+    def _merge(
+        self, file: str, changes: dict[str, Any], stale: list[str], image_id: ObjectId | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """`upsert` with `data` merged over the stored one, in the update itself; 413 when the
+        merged `data` would exceed MAX_DATA_SIZE."""
+        selector = {"userId": self.owner, "file": file}
+        update = merge_pipeline(changes, stale)
+        for _attempt in range(MERGE_ATTEMPTS):
+            before = self.collection.find_one_and_update(
+                {**selector, **room_for(changes["data"])},
+                update,
+                return_document=ReturnDocument.BEFORE,
+            )
+            if before is not None:
+                return before, merged_document(before, changes, stale)
+            if self.collection.count_documents(selector, limit=1):
+                raise refuse_growth(file)
+            created = self._insert_new(file, changes, image_id)
+            if created is not None:
+                return None, created
+        raise Conflict(f"'file' {file!r} was written by another request meanwhile: try again")
 
     def _insert_new(
         self, file: str, changes: dict[str, Any], image_id: ObjectId | None
@@ -508,7 +558,7 @@ class ImageRepository:
             operations.append(
                 UpdateOne(
                     {"userId": self.owner, "file": doc["file"]},
-                    {"$set": set_fields, "$setOnInsert": on_insert},
+                    {"$set": set_fields, "$setOnInsert": on_insert, "$unset": {INTEGRITY: ""}},
                     upsert=True,
                 )
             )
@@ -587,8 +637,8 @@ class ImageRepository:
                 yield doc["file"]
 
     def iter_file_facts(self) -> Iterator[dict[str, Any]]:
-        """Every document's `file` and `sha256` in scope, in pages."""
-        query = ImageQuery(filter={}, limit=0, projection={"file": 1, "sha256": 1})
+        """Every document's `file`, `sha256` and integrity mark in scope, in pages."""
+        query = ImageQuery(filter={}, limit=0, projection={"file": 1, "sha256": 1, INTEGRITY: 1})
         yield from self.find_in_pages(query, page_size=1000)
 
     def known_files(self, files: list[str]) -> set[str]:

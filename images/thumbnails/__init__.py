@@ -1,7 +1,7 @@
 """Thumbnails: `GET /images/<id>/thumbnail?size=256`, made on first request and stored.
 
-`keys` names stored thumbnails and removes them with their image; `request` reads the size
-and the format a request asks for; `source` reads the image's bytes, hashing them, so that only
+`keys` names stored thumbnails and removes them with their image; `request` reads the format a
+request asks for (images.api reads its size); `source` reads the image's bytes, hashing them, so that only
 a thumbnail of bytes matching the document's sha256 is stored (thumbnails are shared by hash,
 across users); `render` makes one in bounded memory (libvips shrinking while it decodes, a
 pixel cap, Pillow for the rest; `offload` runs it off gevent's loop); `gate` bounds renders per process and makes each thumbnail
@@ -16,23 +16,16 @@ from images.thumbnails.keys import (
     thumbnail_keys_of_ids,
 )
 from images.thumbnails.render import NotAnImage, plan_decoding, render_thumbnail
-from images.thumbnails.request import (
-    SIZE_PARAMETER,
-    AnyAcceptNegotiation,
-    negotiate_format,
-    parse_size,
-)
+from images.thumbnails.request import AnyAcceptNegotiation, negotiate_format
 from images.thumbnails.response import thumbnail_response
 
 __all__ = [
     "SIZES",
-    "SIZE_PARAMETER",
     "THUMBNAIL_PREFIX",
     "AnyAcceptNegotiation",
     "NotAnImage",
     "delete_thumbnails",
     "negotiate_format",
-    "parse_size",
     "plan_decoding",
     "render_thumbnail",
     "thumbnail_keys",

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 
-from images.api.errors import ServiceUnavailable
+from images.core.errors import Unavailable
 from images.thumbnails.render import NotAnImage
 
 MIB = 1024 * 1024
@@ -47,9 +47,9 @@ def return_freed_memory() -> None:
         libc.malloc_trim(0)
 
 
-class RenderBusy(ServiceUnavailable):
+class RenderBusy(Unavailable):
     default_detail = "Too many thumbnails are being made: retry shortly"
-    wait = 5  # seconds, sent as Retry-After
+    retry_after = 5
 
 
 class RenderGate:

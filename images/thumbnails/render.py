@@ -20,13 +20,12 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import IO
+from typing import IO, cast
 
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
-from rest_framework import status
-from rest_framework.exceptions import APIException
 
+from images.core.errors import Unprocessable
 from images.thumbnails.keys import JPEG, OutputFormat
 
 logger = logging.getLogger(__name__)
@@ -49,9 +48,8 @@ ALLOWED_LIBVIPS_LOADERS = (
 _SAMPLE_BYTES = {"uchar": 1, "char": 1, "ushort": 2, "short": 2, "uint": 4, "int": 4, "float": 4}
 
 
-class NotAnImage(APIException):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_code = "not_an_image"
+class NotAnImage(Unprocessable):
+    """The stored file cannot be made into a thumbnail (not an image, or too large to)."""
 
 
 @functools.cache
@@ -154,6 +152,8 @@ def _pillow_decoding(source: IO[bytes]) -> Decoding:
 def _shrunk_by_libvips(source: IO[bytes], size: int) -> Image.Image | None:
     """The picture shrunk to fit `size`, as a Pillow image; None if libvips fails on it."""
     vips = libvips()
+    if vips is None:
+        return None
     try:
         shrunk = vips.Image.thumbnail_source(
             _vips_source(vips, source), size, height=size, size="down"
@@ -211,7 +211,7 @@ def _stretch(image: Image.Image) -> Image.Image:
     Integers that fit 16 bits are scaled from 0..65535 (16-bit PNGs may open as "I"); other
     values are scaled from their own range.
     """
-    low, high = image.getextrema()
+    low, high = cast("tuple[float, float]", image.getextrema())  # one band
     if image.mode == "I" and low >= 0 and high <= 65535:
         low, high = 0, 65535
     span = (high - low) or 1

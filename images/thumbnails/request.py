@@ -1,21 +1,11 @@
-"""What a thumbnail request asks for: its `size` parameter and, from `Accept`, its format."""
+"""What a thumbnail request asks for, from `Accept`: its format."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
 
-from images.api.errors import BadRequest
-from images.thumbnails.keys import DEFAULT_SIZE, JPEG, SIZES, WEBP, OutputFormat
-
-SIZE_PARAMETER = OpenApiParameter(
-    "size",
-    int,
-    description="Longest edge in pixels: " + ", ".join(str(size) for size in SIZES),
-    default=DEFAULT_SIZE,
-    enum=list(SIZES),
-)
+from images.thumbnails.keys import JPEG, WEBP, OutputFormat
 
 
 class AnyAcceptNegotiation(DefaultContentNegotiation):
@@ -26,15 +16,6 @@ class AnyAcceptNegotiation(DefaultContentNegotiation):
             return super().select_renderer(request, renderers, format_suffix)
         except NotAcceptable:
             return renderers[0], renderers[0].media_type
-
-
-def parse_size(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_SIZE
-    allowed = ", ".join(str(size) for size in SIZES)
-    if raw not in {str(size) for size in SIZES}:
-        raise BadRequest(f"Invalid size {raw!r}: allowed sizes are {allowed}")
-    return int(raw)
 
 
 def negotiate_format(accept: str | None) -> OutputFormat:

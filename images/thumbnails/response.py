@@ -10,31 +10,35 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Any
+from typing import Any, cast
 
 from bson import ObjectId
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import content_disposition_header
 from rest_framework.request import Request
 
-from images.api.errors import ImageNotFound
+from images.core.errors import ImageNotFound
 from images.runtime.offload import run_off_loop
 from images.store.files import FileStore
 from images.store.repository import ImageRepository
 from images.thumbnails.gate import GATE
 from images.thumbnails.keys import OutputFormat, document_sha256, stem, thumbnail_key
 from images.thumbnails.render import plan_decoding, render_thumbnail
-from images.thumbnails.request import negotiate_format, parse_size
+from images.thumbnails.request import negotiate_format
 from images.thumbnails.source import open_verified
 
 CACHE_CONTROL = "private, max-age=60"
 
 
 def thumbnail_response(
-    request: Request, repository: ImageRepository, files: FileStore, pk: str, image_id: ObjectId
-) -> HttpResponse:
-    size = parse_size(request.query_params.get("size"))
+    request: Request,
+    repository: ImageRepository,
+    files: FileStore,
+    pk: str,
+    image_id: ObjectId,
+    size: int,
+) -> HttpResponseBase:
     output = negotiate_format(request.headers.get("Accept"))
     document = repository.get(image_id)
     if document is None:
@@ -48,7 +52,9 @@ def thumbnail_response(
         "Content-Type": output.content_type,
         "ETag": etag,
         "Cache-Control": CACHE_CONTROL,
-        "Content-Disposition": content_disposition_header(False, _download_name(document, key)),
+        "Content-Disposition": cast(
+            str, content_disposition_header(False, _download_name(document, key))
+        ),
     }
     not_modified = get_conditional_response(request, etag=etag)
     if not_modified is not None:
@@ -74,12 +80,12 @@ def _unverified_etag(content: bytes) -> str:
     return f'"unverified-{hashlib.sha256(content).hexdigest()[:32]}"'
 
 
-def _stored(request: Request, files: FileStore, key: str) -> HttpResponse | None:
+def _stored(request: Request, files: FileStore, key: str) -> HttpResponseBase | None:
     thumbnail = files.stat(key)
     if thumbnail is None:
         return None
     if request.method == "HEAD":
-        response = HttpResponse()
+        response: HttpResponseBase = HttpResponse()
     else:
         response = StreamingHttpResponse(files.read_chunks(key))
     response["Content-Length"] = str(thumbnail.size)
@@ -115,7 +121,7 @@ def _download_name(document: dict[str, Any], key: str) -> str:
     return f"{base}-{key.rsplit('-', 1)[-1]}"
 
 
-def _with_headers(response: HttpResponse, headers: dict[str, str]) -> HttpResponse:
+def _with_headers(response: HttpResponseBase, headers: dict[str, str]) -> HttpResponseBase:
     for name, value in headers.items():
         if response.status_code != 304 or name != "Content-Type":
             response[name] = value

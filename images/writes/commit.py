@@ -124,7 +124,8 @@ class FileWriter:
         or that a document references where the store cannot link, get theirs after the
         document (`replaced`); path conflicts are dropped (`blocked`). Then everything a
         document is about to name is made durable, in one batch."""
-        linked, undecided = [], []
+        linked: list[StagedFile] = []
+        undecided: list[StagedFile] = []
         for item in items:
             try:
                 placed = self.files.link_if_absent(item.staging, item.key)

@@ -5,27 +5,36 @@ expired lease (an interrupted write, finished or undone by `--fix` through recov
 bytes no lease records, or a file no document references (*orphans*, removed by `--fix` under
 their key's lease). Every listed object is accounted for: one that is no valid key (unsafe
 names, anything unexpected under the reserved prefix, symbolic links on local disk) is
-reported as *unaccounted*, never skipped silently. *Missing files* (documents whose file is
-gone) and, with `--verify`, *mismatched files* (bytes whose sha256 is not the document's) come
-from outside interference and are reported, never guessed at.
+reported as *unaccounted*, never skipped silently.
+
+*Missing files* (documents whose file is gone) and, with `--verify`, *mismatched files* (bytes
+whose sha256 is not the document's) come from outside interference. `--fix` puts the right
+bytes back when some staged object still holds them, else marks the document (`integrity:
+{status: "missing" | "mismatched", checked, foundSha256}`, see `images.writes.repair`);
+documents are never deleted. Every run lists the marked documents apart from new findings; a
+marked file is hashed under `--fix` and its mark cleared once it holds the right bytes again (a
+re-upload of the path clears it too). Documents of keys with an interrupted write are checked
+after `--fix` recovered it; the others before, while the staged bytes of interrupted writes
+(of the same picture at another path) may still restore them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
 from django.conf import settings
 
+from images.core.documents import INTEGRITY
 from images.core.paths import RESERVED_PREFIX
 from images.store.files import STAGING_PREFIX, FileStore, is_storable_key
 from images.store.repository import ImageRepository
 from images.thumbnails import THUMBNAIL_PREFIX
 from images.writes import Intent, Leases
 from images.writes.recovery import recover, referenced_keys
+from images.writes.repair import MISSING, Outcome, Repairer, examine
 
 BATCH = 500
 # Files younger than this may belong to an upload still in flight.
@@ -36,12 +45,19 @@ GRACE_PERIOD = dt.timedelta(minutes=5)
 class IntegrityReport:
     documents: int = 0
     files: int = 0
+    # Found by this run (not marked so already):
     missing_files: list[str] = field(default_factory=list)
     mismatched_files: list[str] = field(default_factory=list)
     orphan_files: list[str] = field(default_factory=list)
     unaccounted: list[str] = field(default_factory=list)
     interrupted_writes: list[str] = field(default_factory=list)
+    # What `fix` did:
     removed_files: list[str] = field(default_factory=list)
+    restored_files: list[str] = field(default_factory=list)
+    cleared_marks: list[str] = field(default_factory=list)
+    # Documents marked broken after this run, and missing or mismatched files left unmarked.
+    marked: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
 
     @property
     def consistent(self) -> bool:
@@ -49,10 +65,21 @@ class IntegrityReport:
             self.missing_files or self.mismatched_files or self.orphan_files or self.unaccounted
         )
 
+    @property
+    def settled(self) -> bool:
+        """Nothing is wrong that is neither repaired nor marked on its document."""
+        removed = set(self.removed_files)
+        leftovers = [key for key in self.orphan_files + self.unaccounted if key not in removed]
+        return not (self.unresolved or leftovers)
+
 
 def _batches(items: Iterator, size: int = BATCH) -> Iterator[list]:
     while batch := list(islice(items, size)):
         yield batch
+
+
+def _described(document: dict, status: str | None) -> str:
+    return f"{document.get('file')} ({status}, _id {document['_id']})"
 
 
 class IntegrityChecker:
@@ -63,6 +90,7 @@ class IntegrityChecker:
         self.files = files
         self.grace = grace
         self.leases = Leases(lambda key, lease: recover(files, key, lease))
+        self.repairer = Repairer(files, self.leases)
 
     def run(
         self,
@@ -71,11 +99,26 @@ class IntegrityChecker:
         verify: bool = False,
     ) -> IntegrityReport:
         report = IntegrityReport()
-        self._interrupted_writes(report, fix)
+        expired = set(self.leases.expired())
+        # Documents of keys with an interrupted write are checked once it is recovered; the
+        # others first, while the staged bytes of interrupted writes may still restore them.
+        deferred = []
         for document in self.repository.iter_file_facts():
             report.documents += 1
-            self._check_document(document, report, verify)
+            if fix and document.get("file") in expired:
+                deferred.append(document)
+            else:
+                self._check_document(document, report, fix, verify)
             progress(1)
+        self._interrupted_writes(expired, report, fix)
+        for document in deferred:
+            self._check_document(document, report, fix, verify)
+        self._check_files(report, fix, progress)
+        return report
+
+    def _check_files(
+        self, report: IntegrityReport, fix: bool, progress: Callable[[int], None]
+    ) -> None:
         staged = self.leases.staging_keys()
         now = dt.datetime.now(dt.UTC)
         for keys in _batches(self.files.iter_all_keys()):
@@ -86,27 +129,44 @@ class IntegrityChecker:
                 if key not in known and key not in staged:
                     self._account(key, report, fix, now)
             progress(len(keys))
-        return report
 
-    def _interrupted_writes(self, report: IntegrityReport, fix: bool) -> None:
-        for key in self.leases.expired():
+    def _interrupted_writes(self, expired: set[str], report: IntegrityReport, fix: bool) -> None:
+        for key in expired:
             report.interrupted_writes.append(key)
             if fix:
                 held = self.leases.take({key: Intent()})  # taking an expired lease recovers it
                 self.leases.release(held)
 
-    def _check_document(self, document: dict, report: IntegrityReport, verify: bool) -> None:
-        file = document.get("file")
-        if not is_storable_key(file) or self.files.stat(file) is None:
-            report.missing_files.append(str(file))
-        elif verify and document.get("sha256") and self._sha256(file) != document["sha256"]:
-            report.mismatched_files.append(file)
+    def _check_document(
+        self, document: dict, report: IntegrityReport, fix: bool, verify: bool
+    ) -> None:
+        old_mark = document.get(INTEGRITY) or {}
+        # A marked file is hashed before its mark is kept or cleared.
+        mark = examine(self.files, document, hashed=verify or (fix and bool(old_mark)))
+        if mark is not None and mark["status"] != old_mark.get("status"):
+            found = report.missing_files if mark["status"] == MISSING else report.mismatched_files
+            found.append(str(document.get("file")))
+        if fix and (mark or old_mark):
+            self._repair(document, mark, report)
+        elif old_mark:
+            report.marked.append(_described(document, old_mark.get("status")))
+        elif mark is not None:
+            report.unresolved.append(str(document.get("file")))
 
-    def _sha256(self, key: str) -> str:
-        digest = hashlib.sha256()
-        for chunk in self.files.read_chunks(key):
-            digest.update(chunk)
-        return digest.hexdigest()
+    def _repair(self, document: dict, mark: dict | None, report: IntegrityReport) -> None:
+        outcome = self.repairer.repair(document, broken=mark is not None)
+        file = str(document.get("file"))
+        old_mark = document.get(INTEGRITY) or {}
+        if outcome is Outcome.RESTORED:
+            report.restored_files.append(file)
+        elif outcome is Outcome.MARKED:
+            report.marked.append(_described(document, (mark or old_mark)["status"]))
+        elif outcome is Outcome.BUSY and old_mark:
+            report.marked.append(_described(document, old_mark["status"]))
+        elif outcome is Outcome.BUSY:
+            report.unresolved.append(file)
+        if old_mark and outcome in (Outcome.RESTORED, Outcome.SETTLED):
+            report.cleared_marks.append(file)
 
     def _account(self, key: str, report: IntegrityReport, fix: bool, now: dt.datetime) -> None:
         """A listed object no document references and no lease records."""

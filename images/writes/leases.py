@@ -30,7 +30,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from images.api.errors import ServiceUnavailable
+from images.core.errors import Unavailable
 from images.store.repository import DUPLICATE_KEY, get_collection
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class Intent:
     sha256: str | None = None
 
 
-class PathBusy(ServiceUnavailable):
+class PathBusy(Unavailable):
     default_detail = "Another write to this path is in progress; retry shortly"
 
 

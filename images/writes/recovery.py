@@ -33,7 +33,7 @@ def recover(files: FileStore, key: str, lease: dict[str, Any]) -> None:
     documents = list(get_collection().find({"file": key}, {"sha256": 1}))
     staging = lease.get("staging")
     staged = files.stat(staging) if staging else None
-    if staged is not None:
+    if staging and staged is not None:
         if lease.get("sha256") and any(d.get("sha256") == lease["sha256"] for d in documents):
             logger.info("Finishing an interrupted write of %s", key)
             files.promote(staging, key, staged.size)

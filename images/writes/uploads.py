@@ -8,6 +8,7 @@ import logging
 import mimetypes
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import IO, Any
 
 from bson import ObjectId
@@ -17,8 +18,8 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http import QueryDict
 from PIL import Image, UnidentifiedImageError
 
-from images.api.errors import BadRequest, Conflict, PayloadTooLarge
 from images.core.dates import now, parse_date
+from images.core.errors import Conflict, InvalidInput, TooLarge
 from images.core.paths import storage_key, upload_file_name, validate_file_path
 from images.core.query import parse_object_id
 from images.duplicates.claims import claimed
@@ -48,7 +49,7 @@ class DigestUploadHandler(FileUploadHandler):
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         if content_length and content_length > settings.MAX_UPLOAD_SIZE + MULTIPART_OVERHEAD:
-            raise PayloadTooLarge(f"Upload exceeds the limit of {settings.MAX_UPLOAD_SIZE} bytes")
+            raise TooLarge(f"Upload exceeds the limit of {settings.MAX_UPLOAD_SIZE} bytes")
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
         super().new_file(*args, **kwargs)
@@ -58,7 +59,7 @@ class DigestUploadHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.size += len(raw_data)
         if self.size > settings.MAX_UPLOAD_SIZE:
-            raise PayloadTooLarge(f"Upload exceeds the limit of {settings.MAX_UPLOAD_SIZE} bytes")
+            raise TooLarge(f"Upload exceeds the limit of {settings.MAX_UPLOAD_SIZE} bytes")
         self.digest.update(raw_data)
         return raw_data
 
@@ -68,6 +69,13 @@ class DigestUploadHandler(FileUploadHandler):
         return None
 
 
+class MetadataMode(StrEnum):
+    """What a re-upload to a stored path does with the stored `data`."""
+
+    REPLACE = "replace"  # the upload's data replaces it (the original's behaviour)
+    MERGE = "merge"  # it is kept, the upload's top-level keys set over it
+
+
 @dataclass
 class UploadMetadata:
     data: dict[str, Any]
@@ -75,12 +83,13 @@ class UploadMetadata:
     time: dt.datetime | None = None
     image_id: ObjectId | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    mode: MetadataMode = MetadataMode.REPLACE
 
 
 def parse_json_object(raw: str, name: str) -> dict[str, Any]:
     value = bounded_json.loads(raw, f"Field '{name}'", MAX_DATA_DEPTH + 1)
     if not isinstance(value, dict):
-        raise BadRequest(f"Field '{name}' must be a JSON object")
+        raise InvalidInput(f"Field '{name}' must be a JSON object")
     return value
 
 
@@ -97,22 +106,22 @@ def parse_metadata_object(raw: str, name: str) -> dict[str, Any]:
 def validate_data(value: Any, depth: int = 0, path: str = "data") -> None:
     """User data may hold anything JSON holds, but no key MongoDB would read as syntax."""
     if depth > MAX_DATA_DEPTH:
-        raise BadRequest(f"'{path}' is nested deeper than {MAX_DATA_DEPTH} levels")
+        raise InvalidInput(f"'{path}' is nested deeper than {MAX_DATA_DEPTH} levels")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or not key or key.startswith("$") or "." in key:
-                raise BadRequest(
+                raise InvalidInput(
                     f"Invalid key {key!r} in {path}: keys must be non-empty and may not "
                     "start with '$' or contain '.'"
                 )
             if "\x00" in key:
-                raise BadRequest(f"Invalid key in {path}: contains a NUL byte")
+                raise InvalidInput(f"Invalid key in {path}: contains a NUL byte")
             validate_data(item, depth + 1, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
             validate_data(item, depth + 1, f"{path}[{index}]")
     elif isinstance(value, int) and not -(2**63) <= value < 2**63:
-        raise BadRequest(f"Number in {path} does not fit in 64 bits")
+        raise InvalidInput(f"Number in {path} does not fit in 64 bits")
 
 
 def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetadata:
@@ -120,9 +129,9 @@ def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetad
 
     A `json` field (else a `data` field) is a JSON object and the plain fields are ignored;
     otherwise every plain field is a string property. `file`, `time` and `_id` are system
-    fields wherever they come from.
+    fields wherever they come from; an empty `time` or `_id` is no time or id.
     """
-    plain = {k: form.get(k) for k in form if k not in ignore}
+    plain: dict[str, Any] = {k: form.get(k) for k in form if k not in ignore}
     source = next((name for name in METADATA_FIELDS if name in plain), None)
     if source is not None:
         data = parse_metadata_object(plain[source], source)
@@ -137,9 +146,14 @@ def parse_metadata(form: QueryDict, ignore: tuple[str, ...] = ()) -> UploadMetad
     return UploadMetadata(
         data=data,
         file=validate_file_path(system["file"]) if system["file"] is not None else None,
-        time=parse_date(system["time"], "time") if system["time"] is not None else None,
-        image_id=parse_object_id(system["_id"], "_id") if system["_id"] is not None else None,
+        time=parse_date(system["time"], "time") if is_given(system["time"]) else None,
+        image_id=parse_object_id(system["_id"], "_id") if is_given(system["_id"]) else None,
     )
+
+
+def is_given(value: Any) -> bool:
+    """False for an absent field and for an empty one (what a form sends for an empty input)."""
+    return value is not None and value != ""
 
 
 def inspect_image(upload: IO[bytes], name: str) -> dict[str, Any]:
@@ -154,24 +168,25 @@ def inspect_image(upload: IO[bytes], name: str) -> dict[str, Any]:
                 "mode": image.mode,
                 "contentType": Image.MIME.get(image.format or "", _guess_type(name)),
             }
-            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
-                raise BadRequest(
+            limit = Image.MAX_IMAGE_PIXELS  # None: Pillow's check is turned off
+            if limit is not None and image.width * image.height > limit:
+                raise InvalidInput(
                     f"Image is too large: {image.width}x{image.height} pixels exceeds "
                     f"{Image.MAX_IMAGE_PIXELS}"
                 )
             image.verify()
     except Image.DecompressionBombError:
-        raise BadRequest("Image is too large to decode safely") from None
+        raise InvalidInput("Image is too large to decode safely") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         upload.seek(0)
         if settings.ALLOW_NON_IMAGES:
             return {"contentType": _guess_type(name)}
-        raise BadRequest(
+        raise InvalidInput(
             f"The uploaded file is not a decodable image ({error.__class__.__name__})"
         ) from None
     if facts["format"] == "JPEG" and not _jpeg_complete(upload):
         upload.seek(0)
-        raise BadRequest("The uploaded JPEG image is truncated")
+        raise InvalidInput("The uploaded JPEG image is truncated")
     upload.seek(0)
     return facts
 
@@ -206,7 +221,7 @@ class UploadStore:
         path are not stored again: 409 (reject) or that image's document (skip)."""
         key = storage_key(meta.file or upload_file_name(upload.name), self.repository.owner)
         if upload.size == 0:
-            raise BadRequest("The uploaded file is empty")
+            raise InvalidInput("The uploaded file is empty")
         facts = inspect_image(upload, key)
         sha256, size = digest or _digest(upload)
         facts.update(size=size, sha256=sha256)
@@ -233,7 +248,13 @@ class UploadStore:
 
         def write_document(items: list[StagedFile], new_keys: Collection[str]) -> list[str]:
             outcome["before"], outcome["after"] = self.repository.upsert(
-                key, meta.data, when, facts, meta.image_id, expect_new=key in new_keys
+                key,
+                meta.data,
+                when,
+                facts,
+                meta.image_id,
+                expect_new=key in new_keys,
+                merge_data=meta.mode is MetadataMode.MERGE,
             )
             return [key]
 
@@ -252,7 +273,7 @@ class UploadStore:
         if existing is not None and existing["_id"] == image_id:
             return
         if self.repository.owner is not None:
-            raise BadRequest(
+            raise InvalidInput(
                 "'_id' can only be sent to re-upload an image at the same 'file': "
                 "new images get their id from the server"
             )
@@ -263,11 +284,11 @@ class UploadStore:
         upload.seek(0)
         try:
             if self.files.adopts_local_files and isinstance(upload, TemporaryUploadedFile):
-                upload.file.flush()
+                upload.flush()
                 return self.writer.stage_path(key, upload.temporary_file_path(), sha256, size)
             return self.writer.stage(key, upload, sha256, size)
         except UnsafeKey:
-            raise BadRequest(
+            raise InvalidInput(
                 f"Invalid 'file' {key!r}: it reaches outside the uploads directory"
             ) from None
         except PATH_CONFLICTS:

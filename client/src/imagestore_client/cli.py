@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import itertools
 import os
 import sys
 from collections.abc import Sequence
@@ -10,14 +12,65 @@ from collections.abc import Sequence
 from imagestore_client import commands
 from imagestore_client.auth import ClientCredentials
 from imagestore_client.client import Client
-from imagestore_client.errors import ImagestoreError
+from imagestore_client.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from imagestore_client.errors import ConnectionFailed, ImagestoreError
 from imagestore_client.push_plan import PlanError
 
 DEFAULT_URL = "http://localhost:3000"
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+CONNECTION_HINT = "is the service running? set --url or IMAGESTORE_URL"
 
 
-def add_query_options(parser: argparse.ArgumentParser, terms: bool = True) -> None:
+class Parser(argparse.ArgumentParser):
+    """Options by their full names only: `--to` never stands for `--token`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
+
+
+def global_options(defaults: bool) -> Parser:
+    """The options of every command, taken before or after its name (a parent parser).
+
+    After the command they default to nothing (SUPPRESS), so only a value given there replaces
+    the one given before it, or the environment's.
+    """
+    env = os.environ.get
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parent = Parser(add_help=False)
+    group = parent.add_argument_group("connection (before or after the command)")
+    group.add_argument(
+        "--url",
+        default=default(env("IMAGESTORE_URL", DEFAULT_URL)),
+        help=f"(IMAGESTORE_URL) {DEFAULT_URL}",
+    )
+    group.add_argument(
+        "--token", default=default(env("IMAGESTORE_TOKEN")), help="(IMAGESTORE_TOKEN)"
+    )
+    oidc = "OIDC client credentials, the token renewed before it expires"
+    group.add_argument("--token-url", default=default(env("IMAGESTORE_TOKEN_URL")), help=oidc)
+    group.add_argument("--client-id", default=default(env("IMAGESTORE_CLIENT_ID")))
+    group.add_argument("--client-secret", default=default(env("IMAGESTORE_CLIENT_SECRET")))
+    group.add_argument("--timeout", type=float, default=default(120.0), help="seconds per request")
+    group.add_argument(
+        "--no-progress", action="store_true", default=default(False), help="no progress bar"
+    )
+    return parent
+
+
+def add_query_options(
+    parser: argparse.ArgumentParser, terms: bool = True, paging: bool = True
+) -> None:
+    """The query of `GET /images`; `paging=False` leaves out what bulk edits cannot honour."""
     group = parser.add_argument_group("query (as GET /images)")
     if terms:
         group.add_argument(
@@ -26,81 +79,107 @@ def add_query_options(parser: argparse.ArgumentParser, terms: bool = True) -> No
     group.add_argument("--filter", help="a MongoDB query document, JSON")
     group.add_argument("--from", dest="from_", metavar="TIME", help="time at or after (ISO 8601)")
     group.add_argument("--to", metavar="TIME", help="time at or before (ISO 8601)")
-    group.add_argument("--sort", help="sort field (default _id)")
-    group.add_argument("--order", choices=["asc", "desc", "1", "-1"])
     group.add_argument("--file", help="exact stored path")
-    group.add_argument("--regex", action="store_true", help="key=value and --file match partially")
-    group.add_argument("--limit", type=int, help="at most this many images")
-    group.add_argument("--skip", type=int)
+    group.add_argument(
+        "--regex",
+        action="append",
+        default=[],
+        metavar="[FIELD=]PATTERN",
+        help="a data field (or, without FIELD=, the stored path) matches the regular "
+        "expression; case-sensitive unless it starts with (?i); repeatable",
+    )
+    if paging:
+        group.add_argument("--sort", help="sort field (default _id)")
+        group.add_argument("--order", choices=["asc", "desc", "1", "-1"])
+        group.add_argument("--limit", type=int, help="at most this many images")
+        group.add_argument("--skip", type=int)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="imagestore", description="Push, pull and manage image datasets in imagestore."
+    parser = Parser(
+        prog="imagestore",
+        description="Push, pull and manage image datasets in imagestore.",
+        parents=[global_options(defaults=True)],
     )
-    env = os.environ.get
-    parser.add_argument(
-        "--url", default=env("IMAGESTORE_URL", DEFAULT_URL), help=f"(IMAGESTORE_URL) {DEFAULT_URL}"
-    )
-    parser.add_argument("--token", default=env("IMAGESTORE_TOKEN"), help="(IMAGESTORE_TOKEN)")
-    oidc = "OIDC client credentials, the token renewed before it expires"
-    parser.add_argument("--token-url", default=env("IMAGESTORE_TOKEN_URL"), help=oidc)
-    parser.add_argument("--client-id", default=env("IMAGESTORE_CLIENT_ID"))
-    parser.add_argument("--client-secret", default=env("IMAGESTORE_CLIENT_SECRET"))
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    after = [global_options(defaults=False)]
 
-    push = sub.add_parser("push", help="upload a folder of images, skipping what is stored")
+    def command(name: str, run, help: str) -> argparse.ArgumentParser:
+        child = sub.add_parser(name, help=help, parents=after)
+        child.set_defaults(func=run)
+        return child
+
+    push = command("push", commands.run_push, "upload a folder of images, skipping what is stored")
     push.add_argument("folder")
     push.add_argument("--prefix", default="", help="stored path under which the tree lands")
     push.add_argument("--meta", action="append", default=[], metavar="key=value")
     push.add_argument("--metadata-csv", metavar="FILE", help="rows keyed by relative path")
     push.add_argument("--folders-as", default="", metavar="a,b", help="folder levels as fields")
-    push.add_argument("--jobs", type=int, default=8, help="concurrent uploads (default 8)")
+    push.add_argument("--jobs", type=positive_int, default=8, help="concurrent uploads (default 8)")
     push.add_argument("--on-duplicate", choices=["upload", "skip", "reject"], default="upload")
     push.add_argument("--all-files", action="store_true", help="not only image extensions")
+    push.add_argument(
+        "--replace-metadata",
+        action="store_true",
+        help="the stored data becomes the pushed metadata (default: merged over the stored data)",
+    )
 
-    pull = sub.add_parser("pull", help="download matching images and metadata.jsonl")
+    pull = command("pull", commands.run_pull, "download matching images and metadata.jsonl")
     pull.add_argument("dest")
     add_query_options(pull)
     pull.add_argument("--layout", default="keep", help="keep (stored paths) or by-field:<field>")
-    pull.add_argument("--jobs", type=int, default=8, help="concurrent downloads (default 8)")
+    pull.add_argument(
+        "--jobs", type=positive_int, default=8, help="concurrent downloads (default 8)"
+    )
+    pull.add_argument(
+        "--sync", action="store_true", help="mirror every image: only changes after the first run"
+    )
 
-    ls = sub.add_parser("ls", help="list matching documents")
+    watch = command(
+        "watch", commands.run_watch, "keep a folder in sync (as pull --sync) until Ctrl-C"
+    )
+    watch.add_argument("dest")
+    watch.add_argument(
+        "--jobs", type=positive_int, default=8, help="concurrent downloads (default 8)"
+    )
+
+    ls = command("ls", commands.run_ls, "list matching documents")
     add_query_options(ls)
     ls.add_argument("--select", help="projection, e.g. 'file data.label'")
     ls.add_argument("--json", action="store_true", help="one JSON document per line")
 
-    get = sub.add_parser("get", help="one document, or its file with -o")
+    get = command("get", commands.run_get, "one document, or its file with -o")
     get.add_argument("id")
     get.add_argument("-o", "--output", help="write the image file here")
 
-    rm = sub.add_parser("rm", help="delete images by id or by query")
+    rm = command("rm", commands.run_rm, "delete images by id or by query (every match)")
     rm.add_argument("ids", nargs="*", metavar="id|key=value")
-    add_query_options(rm, terms=False)
+    add_query_options(rm, terms=False, paging=False)
     rm.add_argument("--yes", action="store_true", help="do not ask before a bulk delete")
 
-    patch = sub.add_parser("patch", help="set or remove data keys by id or by query")
+    patch = command("patch", commands.run_patch, "set or remove data keys by id or by query")
     patch.add_argument("ids", nargs="*", metavar="id|key=value")
-    add_query_options(patch, terms=False)
+    add_query_options(patch, terms=False, paging=False)
     patch.add_argument("--set", action="append", default=[], metavar="key=value|key:=json")
     patch.add_argument("--unset", action="append", default=[], metavar="key")
 
-    export = sub.add_parser("export", help="download an archive of matching images")
+    export = command("export", commands.run_export, "download an archive of matching images")
     export.add_argument("output", help="the file (or, with --shard-size, the folder of shards)")
     add_query_options(export)
     export.add_argument("--format", choices=["zip", "webdataset", "imagefolder", "jsonl"])
     export.add_argument("--by", help="imagefolder: the field naming the class folder")
-    export.add_argument("--shard-size", type=int, help="webdataset: samples per shard-NNNNNN.tar")
+    export.add_argument("--split", help="imagefolder: the field naming the split folder")
+    export.add_argument(
+        "--shard-size", type=positive_int, help="webdataset: samples per shard-NNNNNN.tar"
+    )
 
-    imp = sub.add_parser("import", help="upload an export archive")
+    imp = command("import", commands.run_import, "upload an export archive")
     imp.add_argument("archive")
     imp.add_argument("--meta", action="append", default=[], metavar="key=value")
     imp.add_argument("--on-duplicate", choices=["skip", "reject"])
 
-    sub.add_parser("duplicates", help="groups of stored images with the same bytes")
-    sub.add_parser("info", help="the service's description of itself")
+    command("duplicates", commands.run_duplicates, "groups of stored images with the same bytes")
+    command("info", commands.run_info, "the service's description of itself")
     return parser
 
 
@@ -120,27 +199,60 @@ def _pool(args: argparse.Namespace) -> int:
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     """The arguments; `key=value` terms may also come after options (`pull out --sort x a=b`)."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    everywhere = _option_names(parser, *_commands(parser).values())
+    for token in itertools.takewhile(lambda value: value != "--", argv):
+        # Caught before parsing: the value of an unknown option must not pass for the command.
+        if token.startswith("--") and token.split("=", 1)[0] not in everywhere:
+            parser.error(f"unrecognized arguments: {token}{_did_you_mean(token, everywhere)}")
     args, extra = parser.parse_known_args(argv)
     positional = "terms" if hasattr(args, "terms") else "ids" if hasattr(args, "ids") else None
     terms = [value for value in extra if "=" in value and not value.startswith("-")]
     if extra and (positional is None or len(terms) != len(extra)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if extra:
+        unknown = [value for value in extra if value not in terms]
+        known = _option_names(parser, _commands(parser)[args.command])
+        parser.error(
+            f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(unknown[0], known)}"
+        )
+    if extra and positional is not None:
         getattr(args, positional).extend(terms)
     return args
 
 
+def _did_you_mean(token: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(token.split("=", 1)[0], known, n=1)
+    return f" (did you mean {close[0]}?)" if close and token.startswith("--") else ""
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    # argparse offers no public view of its actions and subcommands.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    return {}
+
+
+def _option_names(*parsers: argparse.ArgumentParser) -> list[str]:
+    return [
+        name
+        for parser in parsers
+        for action in parser._actions
+        for name in action.option_strings
+        if name.startswith("--")
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
-    if getattr(args, "jobs", 1) < 1:
-        print("imagestore: --jobs must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
     try:
         with connect(args) as client:
-            return getattr(commands, f"run_{args.command}")(client, args)
+            return args.func(client, args)
     except (PlanError, ValueError) as error:
         print(f"imagestore: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except ConnectionFailed as error:
+        print(f"imagestore: {error}; {CONNECTION_HINT}", file=sys.stderr)
+        return EXIT_FAILED
     except (ImagestoreError, OSError) as error:
         print(f"imagestore: {error}", file=sys.stderr)
         return EXIT_FAILED

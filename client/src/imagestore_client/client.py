@@ -15,7 +15,7 @@ import httpx
 
 from imagestore_client.auth import BearerToken
 from imagestore_client.errors import IntegrityError
-from imagestore_client.files import write_verified
+from imagestore_client.files import capped, write_verified
 from imagestore_client.paging import every_match
 from imagestore_client.query import Params, build_params, encode_value
 from imagestore_client.samples import prefetch_samples
@@ -74,16 +74,19 @@ class Client:
         data: Mapping[str, Any] | None = None,
         time: dt.datetime | str | None = None,
         on_duplicate: str | None = None,
+        metadata: str | None = None,
     ) -> dict[str, Any]:
         """Store one image (a path, bytes or a binary file) with its `data`; returns the document.
 
-        `file` is the stored path (default: the file's name); an existing `file` is replaced.
+        `file` is the stored path (default: the file's name); an existing `file` is replaced,
+        its `data` too unless `metadata="merge"` (the stored keys kept, `data`'s set over them).
         """
         name = file or _source_name(source)
         form = {"json": json.dumps(dict(data or {}), default=str), "file": name}
         if time is not None:
             form["time"] = encode_value(time)
-        params = {"on_duplicate": on_duplicate} if on_duplicate else {}
+        options = {"on_duplicate": on_duplicate, "metadata": metadata}
+        params = {option: value for option, value in options.items() if value}
 
         def body() -> dict[str, Any]:
             content = _open_source(source)
@@ -106,6 +109,16 @@ class Client:
         return self._json("GET", "/images", params=[*params, ("limit", "1"), ("select", "_id")])[
             "total"
         ]
+
+    def fields(self) -> list[str]:
+        """The top-level keys of `data` (of the newest images, as `GET /fields` samples them)."""
+        return self._json("GET", "/fields")
+
+    def changes(self, since: str | None = None, limit: int = 1000, wait: float = 0) -> dict:
+        """`{changes, next}`: the changes after the cursor `since` (GET /changes); without it,
+        only the current cursor. `wait` seconds (up to 30) hold an empty answer for a change."""
+        params = {"limit": limit, "wait": wait, **({"since": since} if since else {})}
+        return self._json("GET", "/changes", params=params)
 
     def get(self, image_id: str) -> dict[str, Any]:
         return self._json("GET", f"/images/{image_id}")
@@ -157,11 +170,13 @@ class Client:
         sha256 = document.get("sha256")
 
         def consume(response: httpx.Response) -> bytes | Path:
+            limit = _announced_size(document, response)
+            chunks = capped(response.iter_bytes(CHUNK), limit, document["_id"])
             if dest is None:
-                content = response.read()
+                content = b"".join(chunks)
                 _check_hash(content, sha256, document["_id"])
                 return content
-            write_verified(Path(dest), response.iter_bytes(CHUNK), sha256)
+            write_verified(Path(dest), chunks, sha256)
             return Path(dest)
 
         return self.transport.read_body(f"/images/{document['_id']}/image", consume)
@@ -261,7 +276,18 @@ def _require_query(query: Mapping[str, Any]) -> None:
 
 
 def _without_all(query: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in query.items() if k != "all"}
+    """The query as sent: `all=True` becomes the service's `all=true`, else it is dropped."""
+    sent = {k: v for k, v in query.items() if k != "all"}
+    return {**sent, "all": "true"} if query.get("all") else sent
+
+
+def _announced_size(document: Mapping[str, Any], response: httpx.Response) -> int | None:
+    """The most bytes a download may bring: the document's `size`, the `Content-Length`."""
+    sizes: list[Any] = [document.get("size")]
+    if response.headers.get("Content-Encoding", "identity") == "identity":
+        sizes.append(response.headers.get("Content-Length"))
+    found = [int(size) for size in sizes if isinstance(size, int) or str(size).isdigit()]
+    return min(found, default=None)
 
 
 def _check_hash(content: bytes, sha256: str | None, image_id: str) -> None:

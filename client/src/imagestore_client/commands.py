@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,30 +19,80 @@ from imagestore_client.push import Pusher
 from imagestore_client.push_plan import PlanError, PushPlan, read_metadata_csv
 from imagestore_client.query import parse_pairs
 from imagestore_client.shards import write_shards
+from imagestore_client.sync import Syncer, SyncSummary
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+# Every exit code of the command: done, something failed, bad usage, interrupted (Ctrl-C).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SHOWN_FAILURES = 50
+# What `--regex FIELD=PATTERN` takes for a field name; anything else is a pattern on the path.
+FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*")
+# The keywords of `query_from` that are not data fields.
+QUERY_OPTIONS = frozenset(
+    {"filter", "from_", "to", "sort", "order", "file", "limit", "skip", "select"}
+)
+WATCH_WAIT_SECONDS = 25.0
+WATCH_RETRY_SECONDS = 5.0
 
 
 def query_from(args: argparse.Namespace, terms: list[str] | None = None) -> dict[str, Any]:
     """The query keywords of `Client.find` from the command's options and key=value terms."""
     query: dict[str, Any] = {}
-    for term in getattr(args, "terms", None) if terms is None else terms:
+    for term in getattr(args, "terms", []) if terms is None else terms:
         if "=" not in term:
             raise PlanError(f"{term!r} is not key=value")
         key, value = term.split("=", 1)
         query.setdefault(key, []).append(value)
+    clauses = [regex_clause(spec) for spec in args.regex]
     if args.filter is not None:
         try:
-            query["filter"] = json.loads(args.filter)
+            clauses.insert(0, json.loads(args.filter))
         except ValueError:
             raise PlanError("--filter is not valid JSON") from None
+    if clauses:
+        query["filter"] = clauses[0] if len(clauses) == 1 else {"$and": clauses}
     for name in ("from_", "to", "sort", "order", "file", "limit", "skip"):
         if getattr(args, name, None) is not None:
             query[name] = getattr(args, name)
-    if args.regex:
-        query["regex"] = True
     return query
+
+
+def regex_clause(spec: str) -> dict[str, Any]:
+    """`--regex label=^ca` matches data.label, `--regex 'cam1/.*[.]png$'` the stored path."""
+    key, separator, pattern = spec.partition("=")
+    if not (separator and FIELD_NAME.fullmatch(key)):
+        key, pattern = "file", spec
+    return {key if key == "file" else f"data.{key}": {"$regex": pattern}}
+
+
+def named_fields(query: dict[str, Any]) -> set[str]:
+    """The top-level data fields a query names: its key=value terms, `data.x` keys of its filter."""
+    named = {key for key in query if key not in QUERY_OPTIONS}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key.startswith("data."):
+                    named.add(key[len("data.") :])
+                walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(query.get("filter"))
+    return {name.split(".", 1)[0] for name in named if name}
+
+
+def explain_no_match(client: Client, query: dict[str, Any]) -> int:
+    """After a query matched nothing: EXIT_FAILED, and a hint, if it names an unknown field."""
+    known = set(client.fields())
+    unknown = sorted(named_fields(query) - known)
+    for name in unknown:
+        print(
+            f"imagestore: no image has a field {name!r}; known fields: "
+            f"{', '.join(sorted(known)) or '(none)'}",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if unknown else EXIT_OK
 
 
 @contextmanager
@@ -65,9 +117,17 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
         all_files=args.all_files,
     )
     files = plan.files()
+    report_left_out(args.folder, plan)
     scoped = client.info().get("image_scope") == "user"
     with progress_bar(args, len(files)) as bar:
-        pusher = Pusher(client, args.jobs, args.on_duplicate, scoped, progress=bar.update)
+        pusher = Pusher(
+            client,
+            args.jobs,
+            args.on_duplicate,
+            scoped,
+            progress=bar.update,
+            replace_metadata=args.replace_metadata,
+        )
         summary = pusher.run(plan.item(path, relative) for path, relative in files)
     handled = summary.done
     print(
@@ -76,16 +136,33 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
         f"{len(summary.failed)} failed; {handled} of {len(files)} files in "
         f"{summary.seconds:.1f} s ({rate(handled, summary.seconds)})"
     )
+    kept = sorted(summary.kept)
+    listed("duplicate", [(name, f"not stored, same bytes as {file} (kept)") for name, file in kept])
     return finish(summary.failed, summary.interrupted)
+
+
+def report_left_out(folder: str, plan: PushPlan) -> None:
+    """What the walk of a push left out: links it did not follow, files that are not images."""
+    parts = [f"{len(plan.left_out)} links"] if plan.left_out else []
+    if plan.not_images:
+        parts.append(f"{plan.not_images} files that are not images (--all-files pushes them)")
+    if parts:
+        print(f"push {folder}: left out {' and '.join(parts)}", file=sys.stderr)
+    listed("left out", plan.left_out)
+
+
+def listed(what: str, entries: list[tuple[str, str]]) -> None:
+    """`  <what> <name>: <detail>` on stderr for the first SHOWN_FAILURES entries."""
+    for name, detail in entries[:SHOWN_FAILURES]:
+        shown = name if name.isprintable() else ascii(name)
+        print(f"  {what} {shown}: {detail}", file=sys.stderr)
+    if len(entries) > SHOWN_FAILURES:
+        print(f"  ... and {len(entries) - SHOWN_FAILURES} more", file=sys.stderr)
 
 
 def finish(failures: list[tuple[str, str]], interrupted: bool) -> int:
     """Report failures and choose the exit code of a push or pull."""
-    for name, reason in failures[:SHOWN_FAILURES]:
-        shown = name if name.isprintable() else ascii(name)
-        print(f"  failed {shown}: {reason}", file=sys.stderr)
-    if len(failures) > SHOWN_FAILURES:
-        print(f"  ... and {len(failures) - SHOWN_FAILURES} more", file=sys.stderr)
+    listed("failed", failures)
     if interrupted:
         print("interrupted: run the same command again to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -94,6 +171,8 @@ def finish(failures: list[tuple[str, str]], interrupted: bool) -> int:
 
 def run_pull(client: Client, args: argparse.Namespace) -> int:
     query = query_from(args)
+    if args.sync:
+        return run_sync(client, args, query)
     total = client.count(**query)
     if query.get("limit"):
         total = min(total, int(query["limit"]))
@@ -107,7 +186,45 @@ def run_pull(client: Client, args: argparse.Namespace) -> int:
         f"{handled} of {total} images in {summary.seconds:.1f} s "
         f"({rate(handled, summary.seconds)})"
     )
+    status = finish(summary.failed, summary.interrupted)
+    return status or (explain_no_match(client, query) if total == 0 else EXIT_OK)
+
+
+def run_sync(client: Client, args: argparse.Namespace, query: dict[str, Any]) -> int:
+    if query or args.layout != "keep":
+        raise PlanError("--sync mirrors every image with the kept layout: no query or --layout")
+    with progress_bar(args, None) as bar:
+        summary = Syncer(client, Path(args.dest), args.jobs, bar.update).run()
+    print(sync_line(args.dest, summary))
     return finish(summary.failed, summary.interrupted)
+
+
+def run_watch(client: Client, args: argparse.Namespace) -> int:
+    """`pull --sync` again and again, each waiting for the next change, until Ctrl-C."""
+    syncer = Syncer(client, Path(args.dest), args.jobs)
+    print(f"watching {args.dest} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            summary = syncer.run(wait=WATCH_WAIT_SECONDS)
+            if summary.changes or summary.full or not summary.complete:
+                print(sync_line(args.dest, summary), flush=True)
+            if summary.interrupted:
+                return finish(summary.failed, summary.interrupted)
+            if summary.failed:
+                finish(summary.failed, False)
+                time.sleep(WATCH_RETRY_SECONDS)
+    except KeyboardInterrupt:
+        print(f"stopped watching {args.dest}")
+        return EXIT_OK
+
+
+def sync_line(dest: str, summary: SyncSummary) -> str:
+    kind = "full resync" if summary.full else f"{summary.changes} changes"
+    return (
+        f"sync {dest}: {kind}; {summary.downloaded} downloaded "
+        f"({summary.bytes / 1e6:.1f} MB), {summary.skipped} skipped (already there), "
+        f"{summary.removed} removed, {len(summary.failed)} failed in {summary.seconds:.1f} s"
+    )
 
 
 # --- documents --------------------------------------------------------------------------------
@@ -128,7 +245,7 @@ def run_ls(client: Client, args: argparse.Namespace) -> int:
     total = client.count(**query)
     sys.stdout.flush()
     print(f"({shown} of {total} shown)", file=sys.stderr)
-    return EXIT_OK
+    return explain_no_match(client, query) if total == 0 else EXIT_OK
 
 
 def run_get(client: Client, args: argparse.Namespace) -> int:
@@ -162,7 +279,7 @@ def run_rm(client: Client, args: argparse.Namespace) -> int:
     count = client.count(**query)
     if count == 0:
         print("nothing matches")
-        return EXIT_OK
+        return explain_no_match(client, query)
     if not args.yes and not _confirm(f"delete {count} images and their files?"):
         print("nothing deleted")
         return EXIT_FAILED
@@ -194,14 +311,15 @@ def run_patch(client: Client, args: argparse.Namespace) -> int:
         raise PlanError("give ids or a query (key=value, --filter ...)")
     result = client.update_many(changes, args.unset, **query)
     print(f"matched {result['matchedCount']}, modified {result['modifiedCount']}")
-    return EXIT_OK
+    return explain_no_match(client, query) if result["matchedCount"] == 0 else EXIT_OK
 
 
 # --- archives ---------------------------------------------------------------------------------
 def run_export(client: Client, args: argparse.Namespace) -> int:
     query = query_from(args)
-    if args.by:
-        query["by"] = args.by
+    for option in ("by", "split"):
+        if getattr(args, option):
+            query[option] = getattr(args, option)
     if args.shard_size is not None:
         if args.format not in (None, "webdataset"):
             raise PlanError("--shard-size goes with --format webdataset")

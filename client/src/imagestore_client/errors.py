@@ -38,6 +38,10 @@ class Conflict(ImagestoreError):
         self.body = body or {}
 
 
+class Gone(ImagestoreError):
+    """410: a change feed cursor older than the service's history; a full resync is needed."""
+
+
 class PayloadTooLarge(ImagestoreError):
     """413: the file or archive is over the service's limit."""
 
@@ -60,6 +64,7 @@ STATUS_ERRORS: dict[int, type[ImagestoreError]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    410: Gone,
     413: PayloadTooLarge,
     503: ServiceUnavailable,
 }

@@ -84,8 +84,10 @@ class Puller:
         layout: Layout | None = None,
         jobs: int = 8,
         progress: Callable[[int], None] = lambda n: None,
+        write_metadata: bool = True,
     ) -> None:
         self.client = client
+        self.write_metadata = write_metadata
         self.dest = dest
         self.layout = layout or Layout()
         self.jobs = jobs
@@ -112,7 +114,10 @@ class Puller:
                 pool.shutdown(wait=True, cancel_futures=True)
             except ImagestoreError as error:  # the listing itself failed
                 self.summary.failed.append(("(query)", str(error)))
-        if self.summary.interrupted or any(f[0] == "(query)" for f in self.summary.failed):
+        listed = not self.summary.interrupted and all(
+            f[0] != "(query)" for f in self.summary.failed
+        )
+        if not (listed and self.write_metadata):
             metadata.unlink(missing_ok=True)
         else:
             os.replace(metadata, self.dest / METADATA_FILE)

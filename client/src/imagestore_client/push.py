@@ -4,6 +4,11 @@ Each batch of files is hashed, then looked up by sha256 in one `GET /images` (`f
 `$in`): a file already stored at its path with the same bytes is skipped (its metadata patched
 if the push brings new values), the rest is uploaded by `jobs` threads. Uploads upsert on the
 stored path, so re-running an interrupted push stores nothing twice.
+
+Metadata is merged by default: the keys the push brings are set over the stored `data`, whether
+the bytes changed (an upload with `metadata=merge`) or not (a PATCH of the keys that differ), so
+keys curated on the service are kept. `replace_metadata`: the stored `data` becomes what the
+push brings, in both cases (a plain upload, a PUT).
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from imagestore_client.client import Client
@@ -30,6 +36,7 @@ class PushSummary(RunSummary):
     updated: int = 0
     skipped: int = 0
     duplicates: int = 0
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (file not stored, copy kept)
 
     @property
     def done(self) -> int:
@@ -44,10 +51,12 @@ class Pusher:
         on_duplicate: str = "upload",
         scoped: bool = False,
         progress: Callable[[int], None] = lambda n: None,
+        replace_metadata: bool = False,
     ) -> None:
         self.client = client
         self.jobs = jobs
         self.on_duplicate = on_duplicate
+        self.replace_metadata = replace_metadata
         self.scoped = scoped  # under per-user scope stored paths start with the owner's folder
         self.summary = PushSummary()
         self.tally = Tally(self.summary, progress)
@@ -81,17 +90,22 @@ class Pusher:
         if not ready:
             return []
         try:
-            stored = self._stored_by_hash({item.sha256 for item in ready})
+            stored = self._stored_by_hash(
+                {item.sha256 for item in ready if item.sha256 is not None}
+            )
         except ImagestoreError as error:
             for item in ready:
                 self._failed(item, f"lookup failed: {error}")
             return []
-        tasks = (self._task(item, stored.get(item.sha256, [])) for item in ready)
+        tasks = (self._task(item, stored.get(item.sha256 or "", [])) for item in ready)
         return [task for task in tasks if task is not None]
 
     def _stored_by_hash(self, hashes: set[str]) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {}
-        query = {"filter": {"sha256": {"$in": sorted(hashes)}}, "select": "file sha256 data"}
+        query: dict[str, Any] = {
+            "filter": {"sha256": {"$in": sorted(hashes)}},
+            "select": "file sha256 data",
+        }
         for document in self.client.find(**query):
             found.setdefault(document["sha256"], []).append(document)
         return found
@@ -100,30 +114,42 @@ class Pusher:
         """What is left to do for `item` given the stored images with its bytes (None: nothing)."""
         at_target = next((d for d in same_bytes if self._stored_path(d) == item.target), None)
         if at_target is not None:
-            stored = at_target.get("data") or {}
-            changes = {k: v for k, v in item.data.items() if stored.get(k) != v}
-            if not changes:
-                self._count("skipped")
-                return None
-            return lambda: self._patch(item, at_target["_id"], changes)
+            return self._metadata_task(item, at_target)
         if same_bytes and self.on_duplicate != "upload":
             elsewhere = same_bytes[0]["file"]
             if self.on_duplicate == "skip":
-                self._count("duplicates")
+                self._duplicate(item, elsewhere)
             else:
                 self._failed(item, f"same bytes already stored as {elsewhere}")
             return None
         return lambda: self._upload(item)
+
+    def _metadata_task(self, item: PushItem, stored: dict[str, Any]) -> Callable[[], None] | None:
+        """For bytes stored at the item's path: the metadata update it needs (None: nothing)."""
+        send = self._metadata_update(item, stored)
+        if send is None:
+            self._count("skipped")
+            return None
+        return lambda: self._update(item, send)
+
+    def _metadata_update(self, item: PushItem, stored: dict[str, Any]) -> Callable[[], Any] | None:
+        """The call bringing the stored `data` to what the push means; None when it is there."""
+        data = stored.get("data") or {}
+        if self.replace_metadata:
+            unchanged = data == item.data
+            return None if unchanged else partial(self.client.replace, stored["_id"], item.data)
+        changes = {k: v for k, v in item.data.items() if data.get(k) != v}
+        return partial(self.client.update, stored["_id"], changes) if changes else None
 
     def _stored_path(self, document: dict[str, Any]) -> str:
         """The path as the push names it: under per-user scope the owner's folder is dropped."""
         file = document["file"]
         return file.split("/", 1)[-1] if self.scoped else file
 
-    def _patch(self, item: PushItem, image_id: str, changes: dict[str, Any]) -> None:
-        """Set the keys the push brings that the stored document lacks or holds otherwise."""
+    def _update(self, item: PushItem, send: Callable[[], Any]) -> None:
+        """Send the metadata update of a file whose bytes are stored."""
         try:
-            self.client.update(image_id, changes)
+            send()
         except Exception as error:  # fails this file, never the whole push
             self._failed(item, f"metadata update failed: {error}")
             return
@@ -132,8 +158,9 @@ class Pusher:
     def _upload(self, item: PushItem) -> None:
         try:
             on_duplicate = None if self.on_duplicate == "upload" else self.on_duplicate
+            metadata = None if self.replace_metadata else "merge"
             document = self.client.upload(
-                item.path, item.target, item.data, item.time, on_duplicate
+                item.path, item.target, item.data, item.time, on_duplicate, metadata
             )
         except ImagestoreError as error:
             self._failed(item, str(error))
@@ -143,11 +170,19 @@ class Pusher:
             self._failed(item, f"{type(error).__name__}: {error}")
         else:
             # With on_duplicate=skip the service answers the copy it already holds.
-            stored_here = self._stored_path(document) == item.target
-            self._count("uploaded" if stored_here else "duplicates")
+            if self._stored_path(document) == item.target:
+                self._count("uploaded")
+            else:
+                self._duplicate(item, document["file"])
 
     def _count(self, outcome: str) -> None:
         self.tally.add(**{outcome: 1})
+
+    def _duplicate(self, item: PushItem, kept: str) -> None:
+        """`item` was not stored: the same bytes are kept as `kept`."""
+        with self.tally.lock:
+            self.summary.kept.append((item.relative, kept))
+        self._count("duplicates")
 
     def _failed(self, item: PushItem, reason: str) -> None:
         self.tally.fail(item.relative, reason)

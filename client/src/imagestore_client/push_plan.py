@@ -67,19 +67,58 @@ class PushPlan:
     csv_rows: Mapping[str, dict[str, str]] = field(default_factory=dict)
     all_files: bool = False
 
+    def __post_init__(self) -> None:
+        self.left_out: list[tuple[str, str]] = []  # (relative path, why), filled by files()
+        self.not_images = 0
+
     def files(self) -> list[tuple[Path, str]]:
-        """Every image below the root as (path, relative posix path), sorted, hidden ones left out."""
+        """Every image below the root as (path, relative posix path), sorted, hidden ones left out.
+
+        Links are not followed out of the root: a link to a file outside it, a broken link and
+        a link to a folder are left out, each recorded in `left_out` with the reason.
+        """
         if not self.root.is_dir():
             raise PlanError(f"{self.root} is not a folder")
+        root = self.root.resolve()
         found: list[tuple[Path, str]] = []
         for folder, subfolders, names in os.walk(self.root):
-            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
             base = Path(folder)
+            subfolders[:] = [
+                name for name in sorted(subfolders) if self._walk_into(base / name, root)
+            ]
             for name in sorted(names):
+                path = base / name
+                if name.startswith(".") or not self._followed(path, root):
+                    continue
                 if self._is_image(base, name):
-                    path = base / name
                     found.append((path, path.relative_to(self.root).as_posix()))
+                elif path.suffix.lower() != ".json":
+                    self.not_images += 1
         return found
+
+    def _walk_into(self, folder: Path, root: Path) -> bool:
+        if folder.name.startswith("."):
+            return False
+        if folder.is_symlink():
+            where = "inside" if inside(folder, root) else "outside"
+            self._leave_out(folder, f"link to a folder {where} the pushed folder, not followed")
+            return False
+        return True
+
+    def _followed(self, path: Path, root: Path) -> bool:
+        """False, the reason recorded, for a link that is broken or leads out of the root."""
+        if not path.is_symlink():
+            return True
+        if not path.exists():
+            self._leave_out(path, "broken link")
+            return False
+        if not inside(path, root):
+            self._leave_out(path, "link to a file outside the pushed folder, not followed")
+            return False
+        return True
+
+    def _leave_out(self, path: Path, reason: str) -> None:
+        self.left_out.append((path.relative_to(self.root).as_posix(), reason))
 
     def item(self, path: Path, relative: str) -> PushItem:
         """The item for one file, its metadata read now (a bad sidecar fails only this item)."""
@@ -90,7 +129,7 @@ class PushPlan:
         try:
             data = {**self.meta, **self._folder_fields(relative)}
             data.update(self.csv_rows.get(relative, {}))
-            data.update(read_sidecar(path))
+            data.update(read_sidecar(path, self.root))
         except (OSError, ValueError) as error:
             item.error = str(error)
             return item
@@ -127,10 +166,20 @@ def _surrogates(text: str) -> bool:
     return False
 
 
-def read_sidecar(image: Path) -> dict[str, Any]:
-    """The JSON object in `x.jpg.json`, else `x.json`, beside `x.jpg`; {} when neither exists."""
+def inside(path: Path, root: Path) -> bool:
+    """Whether `path`, its links followed, is below `root` (itself resolved)."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def read_sidecar(image: Path, root: Path | None = None) -> dict[str, Any]:
+    """The JSON object in `x.jpg.json`, else `x.json`, beside `x.jpg`; {} when neither exists.
+
+    A sidecar that is a link out of `root` is refused, as a linked image would be.
+    """
     for sidecar in (image.with_name(image.name + ".json"), image.with_suffix(".json")):
         if sidecar.is_file():
+            if root is not None and not inside(sidecar, root):
+                raise ValueError(f"sidecar {sidecar.name} is a link outside the pushed folder")
             try:
                 value = json.loads(sidecar.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError) as error:

@@ -1,4 +1,8 @@
-"""HTTP with retries: backoff on 502/503/504/429 and connection errors, typed errors otherwise."""
+"""HTTP with retries: backoff on 502/503/504/429 and connection errors, typed errors otherwise.
+
+A connection refused (or a host not found) before the service has ever answered is not
+retried: it is a wrong URL or a service that is not running, and says so at once.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from imagestore_client.errors import ConnectionFailed, error_for
+from imagestore_client.errors import ConnectionFailed, ImagestoreError, error_for
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 T = TypeVar("T")
@@ -52,8 +56,10 @@ class Transport:
             limits=limits,
             headers={"User-Agent": "imagestore-client"},
         )
+        self.url = url.rstrip("/")
         self.auth = auth
         self.retry = retry
+        self.reached = False  # set by the first answer: from then on a refusal is worth a retry
 
     def close(self) -> None:
         self.http.close()
@@ -86,12 +92,13 @@ class Transport:
             try:
                 response = self._send(method, path, body, kwargs)
             except httpx.TransportError as error:
-                if attempt + 1 >= attempts:
-                    raise ConnectionFailed(f"{method} {path}: {error!r}") from None
+                if attempt + 1 >= attempts or self._unreachable(error):
+                    raise self._failed(method, path, error) from None
                 time.sleep(self.retry.delay(attempt, None))
                 attempt += 1
                 continue
-            if response.status_code < 400:
+            self.reached = True
+            if response.status_code < 300:
                 try:
                     yield response
                 finally:
@@ -116,7 +123,12 @@ class Transport:
         opened = extra.pop("opened", [])
         try:
             request = self.http.build_request(method, path, **kwargs, **extra)
-            return self.http.send(request, stream=True)
+            # A download may answer 307 to its bytes elsewhere (presigned S3): GETs follow it,
+            # and httpx drops the Authorization header when the redirect leaves the service.
+            follow = method in ("GET", "HEAD")
+            return self.http.send(request, stream=True, follow_redirects=follow)
+        except httpx.TooManyRedirects as error:
+            raise ImagestoreError(f"{method} {self.url}{path}: {error}") from None
         finally:
             for handle in opened:
                 handle.close()
@@ -131,8 +143,18 @@ class Transport:
             except httpx.TransportError as error:
                 attempt += 1
                 if attempt >= self.retry.attempts:
-                    raise ConnectionFailed(f"GET {path}: {error!r}") from None
+                    raise self._failed("GET", path, error) from None
                 time.sleep(self.retry.delay(attempt - 1, None))
+
+    def _unreachable(self, error: httpx.TransportError) -> bool:
+        """A first connection that failed: retrying would only make the user wait."""
+        return not self.reached and isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+
+    def _failed(self, method: str, path: str, error: httpx.TransportError) -> ConnectionFailed:
+        reason = str(error) or type(error).__name__
+        if self._unreachable(error):
+            return ConnectionFailed(f"cannot connect to {self.url}: {reason}")
+        return ConnectionFailed(f"{method} {self.url}{path}: {reason}")
 
     def _renew_token(self) -> bool:
         invalidate = getattr(self.auth, "invalidate", None)

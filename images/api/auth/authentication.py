@@ -150,5 +150,5 @@ class OIDCAuthenticationScheme(OpenApiAuthenticationExtension):
 
     def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list]]:
         # With auth off a call needs no token: `{}` lets clients call without one.
-        bearer = {self.name: []}
+        bearer: dict[str, list] = {self.name: []}
         return [bearer] if settings.OIDC_JWKS_URI else [bearer, {}]

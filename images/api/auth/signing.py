@@ -18,10 +18,9 @@ from django.conf import settings
 from django.http import QueryDict
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from images.core.query import TRANSPORT_PARAMS
+
 SIGNATURE_SALT = "imagestore.signed-url"
-# The parameters a signed link adds; images.core.query.TRANSPORT_PARAMS ignores the same names.
-# (Not imported from there: DRF loads this module while images.core.query is still importing.)
-TRANSPORT_PARAMS = frozenset({"expires", "signature", "user"})
 
 
 class InvalidSignature(Exception):

@@ -21,6 +21,8 @@ from jwt.exceptions import (
 )
 from rest_framework.exceptions import AuthenticationFailed
 
+from images.core.errors import Unavailable
+
 LEEWAY_SECONDS = 30
 JWKS_TIMEOUT_SECONDS = 5
 
@@ -95,7 +97,7 @@ def allowed_algorithms(key: PyJWK) -> list[str]:
 
 
 def decode_token(token: str) -> dict[str, Any]:
-    """The verified claims of `token`; AuthenticationFailed or ServiceUnavailable otherwise."""
+    """The verified claims of `token`; AuthenticationFailed or Unavailable otherwise."""
     try:
         header = jwt.get_unverified_header(token)
     except InvalidTokenError:
@@ -117,13 +119,10 @@ def decode_token(token: str) -> dict[str, Any]:
 
 
 def _signing_key(kid: str) -> PyJWK:
-    # Imported here: DRF imports this module while images.api.errors is still importing.
-    from images.api.errors import ServiceUnavailable
-
     try:
         return get_jwks_client().get_signing_key(kid)
     except JWKSUnavailable:
-        raise ServiceUnavailable("The identity provider's keys (JWKS) are unavailable") from None
+        raise Unavailable("The identity provider's keys (JWKS) are unavailable") from None
     except (PyJWKClientError, PyJWKError):
         raise AuthenticationFailed("The token's signing key is unknown") from None
 

@@ -3,28 +3,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import TypeVar, cast
 
 from django.conf import settings
+from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from images.api.errors import BadRequest, PayloadTooLarge
+from images.api.duplicate_parameters import OnDuplicateParameters
+from images.api.export_parameters import EXPORT_PARAMETERS, export_request
 from images.api.openapi import (
-    EXPORT_PARAMETERS,
     EXPORT_RESPONSES,
     IMPORT_REQUEST_SCHEMA,
     IMPORT_RESPONSES,
 )
+from images.api.parameters import validated
 from images.api.scope import repository_for
 from images.api.views.images import single_file
-from images.archives import ArchiveImporter, ExportRequest, archive_file_name, parse_export
-from images.duplicates import parse_on_duplicate
+from images.archives import ArchiveImporter, ExportRequest, archive_file_name
+from images.core.errors import InvalidInput, TooLarge
+from images.duplicates import OnDuplicate
 from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.store.files import get_file_store
 from images.writes.uploads import MULTIPART_OVERHEAD, parse_metadata
@@ -40,18 +44,21 @@ class ArchiveUploadHandler(TemporaryFileUploadHandler):
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         limit = settings.MAX_IMPORT_SIZE
         if limit and content_length and content_length > limit + MULTIPART_OVERHEAD:
-            raise PayloadTooLarge(f"Archive exceeds the limit of {limit} bytes")
+            raise TooLarge(f"Archive exceeds the limit of {limit} bytes")
 
     def new_file(self, *args, **kwargs) -> None:
         super().new_file(*args, **kwargs)
         self.received = 0
 
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
         self.received += len(raw_data)
         limit = settings.MAX_IMPORT_SIZE
         if limit and self.received > limit:
-            raise PayloadTooLarge(f"Archive exceeds the limit of {limit} bytes")
+            raise TooLarge(f"Archive exceeds the limit of {limit} bytes")
         return super().receive_data_chunk(raw_data, start)
+
+
+_Response = TypeVar("_Response", bound=HttpResponseBase)
 
 
 class ExportView(APIView):
@@ -59,15 +66,16 @@ class ExportView(APIView):
         summary="Export the matching images and their documents (streamed)",
         description=(
             "`format=zip` (default): the original's archive. `webdataset`: a tar of samples "
-            "`<_id>.<ext>` + `<_id>.json`. `imagefolder`: a zip of `<data.<by>>/<name>` "
-            "folders (`_unlabelled/` without a value) and `metadata.jsonl`. `jsonl`: the "
+            "`<_id>.jpg` + `<_id>.json`. `imagefolder`: a zip of `[<data.<split>>/]"
+            "<data.<by>>/<name>` folders (`_unlabelled/` without a value) and "
+            "`metadata.jsonl`. `jsonl`: the "
             "documents only, one per line (honours `select`)."
         ),
         parameters=EXPORT_PARAMETERS,
         responses=EXPORT_RESPONSES,
     )
     def get(self, request: Request) -> StreamingHttpResponse:
-        export = parse_export(request.query_params)
+        export = export_request(request.query_params)
         exporter = export.exporter(repository_for(request), get_file_store())
         response = StreamingHttpResponse(
             _started(exporter.stream()), content_type=export.format.media_type
@@ -77,11 +85,11 @@ class ExportView(APIView):
     @extend_schema(exclude=True)
     def head(self, request: Request) -> HttpResponse:
         """The export's headers without making it (the query is still checked)."""
-        export = parse_export(request.query_params)
+        export = export_request(request.query_params)
         return _export_headers(HttpResponse(content_type=export.format.media_type), export)
 
 
-def _export_headers(response: HttpResponse, export: ExportRequest) -> HttpResponse:
+def _export_headers(response: _Response, export: ExportRequest) -> _Response:
     name = archive_file_name(extension=export.format.extension)
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "no-store"
@@ -98,14 +106,13 @@ class ImportView(APIView):
     )
     def post(self, request: Request) -> Response:
         request._request.upload_handlers = [ArchiveUploadHandler(request._request)]
-        archive = single_file(request, ARCHIVE_FIELD)
+        # ArchiveUploadHandler keeps every upload in a temporary file.
+        archive = cast(TemporaryUploadedFile, single_file(request, ARCHIVE_FIELD))
         try:
-            on_duplicate = parse_on_duplicate(
-                request.POST.get(ON_DUPLICATE, request.query_params.get(ON_DUPLICATE))
-            )
+            on_duplicate = _on_duplicate(request)
             meta = parse_metadata(request.POST, ignore=(ON_DUPLICATE,))
             if meta.file is not None or meta.image_id is not None:
-                raise BadRequest("'file' and '_id' cannot be given for a whole archive")
+                raise InvalidInput("'file' and '_id' cannot be given for a whole archive")
             importer = ArchiveImporter(
                 repository_for(request),
                 get_file_store(),
@@ -119,7 +126,13 @@ class ImportView(APIView):
         return Response(result.as_json())
 
 
-def _started(stream: Iterator[bytes]) -> Iterator[bytes]:
+def _on_duplicate(request: Request) -> OnDuplicate | None:
+    """`on_duplicate` of the form, else of the query string."""
+    source = request.POST if ON_DUPLICATE in request.POST else request.query_params
+    return validated(OnDuplicateParameters(data=source)).get("on_duplicate")
+
+
+def _started(stream: Generator[bytes, None, None]) -> Iterator[bytes]:
     """Run the stream up to its first bytes now, while an error can still be a 4xx answer."""
     first = next(stream, b"")
 

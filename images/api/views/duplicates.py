@@ -7,10 +7,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from images.api.openapi import DUPLICATE_PAGE_PARAMETERS, DUPLICATES_RESPONSES
+from images.api.duplicate_parameters import DuplicatePageParameters
+from images.api.openapi import DUPLICATES_RESPONSES
+from images.api.parameters import validated
 from images.api.scope import repository_for
 from images.duplicates import duplicate_groups
-from images.duplicates.groups import parse_page
+from images.duplicates.groups import DEFAULT_LIMIT
 
 
 class DuplicateListView(APIView):
@@ -21,9 +23,10 @@ class DuplicateListView(APIView):
             "1,000; `count` is the full number). Groups come in sha256 order; pass `next` as "
             "`after` for the following page (`next` is null on the last page)."
         ),
-        parameters=DUPLICATE_PAGE_PARAMETERS,
+        parameters=[DuplicatePageParameters],
         responses=DUPLICATES_RESPONSES,
     )
     def get(self, request: Request) -> Response:
-        after, limit = parse_page(request.query_params)
+        page = validated(DuplicatePageParameters(data=request.query_params))
+        after, limit = page.get("after", ""), page.get("limit", DEFAULT_LIMIT)
         return Response(duplicate_groups(repository_for(request), after, limit).as_json())

@@ -8,10 +8,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from images.api.errors import BadRequest
-from images.api.openapi import FIELD_VALUES_RESPONSES, FIELDS_RESPONSES, QUERY_PARAMETERS
+from images.api.filters import ImageQueryFilter
+from images.api.openapi import FIELD_VALUES_RESPONSES, FIELDS_RESPONSES
 from images.api.scope import repository_for
-from images.core.query import parse_query
+from images.core.errors import InvalidInput
 
 
 class FieldListView(APIView):
@@ -32,13 +32,13 @@ class FieldListView(APIView):
 class FieldValuesView(APIView):
     @extend_schema(
         summary="Distinct values of `data.<field>` (dotted paths allowed)",
-        parameters=QUERY_PARAMETERS,
+        parameters=ImageQueryFilter.parameters,
         operation_id="field_values",
         responses=FIELD_VALUES_RESPONSES,
     )
     def get(self, request: Request, field: str) -> Response:
         parts = field.split(".")
         if any(not part or part.startswith("$") or "\x00" in part for part in parts):
-            raise BadRequest(f"Invalid field {field!r}")
-        query = parse_query(request.query_params)
+            raise InvalidInput(f"Invalid field {field!r}")
+        query = ImageQueryFilter().query(request.query_params)
         return Response(repository_for(request).distinct_values(field, query.filter))

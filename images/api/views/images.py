@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import UnsupportedMediaType
@@ -15,7 +15,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from images.api.errors import BadRequest, ImageNotFound
+from images.api.filters import ImageQueryFilter
 from images.api.openapi import (
     BULK_DELETE_RESPONSES,
     BULK_UPDATE_RESPONSES,
@@ -25,30 +25,35 @@ from images.api.openapi import (
     ID_PARAMETER,
     IMAGE_RESPONSES,
     LIST_RESPONSES,
-    ON_DUPLICATE_PARAMETER,
     PATCH_BODY,
     PATCH_EXAMPLES,
     PUT_EXAMPLES,
-    QUERY_PARAMETERS,
     THUMBNAIL_RESPONSES,
     UPLOAD_RESPONSES,
     UPLOAD_SCHEMA,
 )
+from images.api.parameters import validated
+from images.api.parsers import BoundedJSONParser
 from images.api.renderers import dumps
 from images.api.responses import served_content_type, stored_file_response
 from images.api.scope import repository_for
+from images.api.thumbnail_parameters import ThumbnailParameters, thumbnail_size
+from images.api.upload_parameters import UploadParameters
 from images.core.documents import to_api
-from images.core.query import ImageQuery, check_bulk_selection, parse_object_id, parse_query
+from images.core.errors import ImageNotFound, InvalidInput
+from images.core.query import (
+    EVERY_IMAGE_PARAM,
+    ImageQuery,
+    check_bulk_selection,
+    parse_object_id,
+)
 from images.core.updates import build_patch, build_replace
-from images.duplicates import parse_on_duplicate
-from images.duplicates.policy import PARAMETER as ON_DUPLICATE
-from images.limits.bounded_json import BoundedJSONParser
 from images.limits.documents import growth_conditions, refuse_growth
 from images.store.files import FileStore, get_file_store
 from images.store.repository import ImageRepository
-from images.thumbnails import SIZE_PARAMETER, thumbnail_response
+from images.thumbnails import thumbnail_response
 from images.writes import Deleter
-from images.writes.uploads import UploadStore, parse_metadata
+from images.writes.uploads import MetadataMode, UploadStore, parse_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +69,12 @@ class ImageViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="List images",
         operation_id="images_list",
-        parameters=QUERY_PARAMETERS,
+        parameters=ImageQueryFilter.parameters,
         responses=LIST_RESPONSES,
     )
-    def list_images(self, request: Request) -> HttpResponse:
+    def list_images(self, request: Request) -> HttpResponseBase:
         # Not named `list`: the response is one object, not the array DRF's `list` implies.
-        query = parse_query(request.query_params)
+        query = ImageQueryFilter().query(request.query_params)
         repository = repository_for(request)
         tail = {"select": query.select} if query.select else {}
         if 0 < query.limit <= STREAM_LIST_ABOVE:
@@ -84,33 +89,36 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Upload an image",
-        parameters=[ON_DUPLICATE_PARAMETER],
+        parameters=[UploadParameters],
         request={"multipart/form-data": UPLOAD_SCHEMA},
         responses=UPLOAD_RESPONSES,
     )
     def create(self, request: Request) -> Response:
         if not (request.content_type or "").startswith("multipart/form-data"):
             # As the original: any other body is an upload without a file.
-            raise BadRequest("File not provided: send multipart/form-data with the file in 'image'")
-        on_duplicate = parse_on_duplicate(request.query_params.get(ON_DUPLICATE))
+            raise InvalidInput(
+                "File not provided: send multipart/form-data with the file in 'image'"
+            )
+        parameters = validated(UploadParameters(data=request.query_params))
         upload = single_file(request, "image")
         meta = parse_metadata(request.POST)
+        meta.mode = parameters.get("metadata", MetadataMode.REPLACE)
         digests = request._request.__dict__.get("upload_digests", {}).get("image")
         store = UploadStore(repository_for(request), get_file_store())
+        on_duplicate = parameters.get("on_duplicate")
         document = store.store(upload, meta, digests[0] if digests else None, on_duplicate)
         return Response(to_api(document))
 
     @extend_schema(
         summary="Update the data of every matching image",
         operation_id="images_bulk_update",
-        parameters=QUERY_PARAMETERS,
+        parameters=ImageQueryFilter.bulk_parameters,
         request=PATCH_BODY,
         examples=PATCH_EXAMPLES,
         responses=BULK_UPDATE_RESPONSES,
     )
     def bulk_update(self, request: Request) -> Response:
-        check_bulk_selection(request.query_params)
-        query = parse_query(request.query_params)
+        query = _bulk_selection(request)
         update = build_patch(_json_body(request))
         if not update:
             return Response(_update_result(False, 0, 0))
@@ -123,12 +131,11 @@ class ImageViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="Delete every matching image and its file",
         operation_id="images_bulk_destroy",
-        parameters=QUERY_PARAMETERS,
+        parameters=ImageQueryFilter.bulk_parameters,
         responses=BULK_DELETE_RESPONSES,
     )
     def bulk_destroy(self, request: Request) -> Response:
-        check_bulk_selection(request.query_params)
-        query = parse_query(request.query_params)
+        query = _bulk_selection(request)
         repository = repository_for(request)
         deleted = delete_matching(repository, get_file_store(), query)
         logger.info(
@@ -176,7 +183,7 @@ class ImageViewSet(viewsets.ViewSet):
     def update(self, request: Request, pk: str) -> Response:
         image_id = parse_object_id(pk)
         if not request.content_type:
-            raise BadRequest("Request body must be a JSON object")
+            raise InvalidInput("Request body must be a JSON object")
         update = build_replace(_json_body(request))
         document = repository_for(request).update_one(image_id, update)
         if document is None:
@@ -199,7 +206,7 @@ class ImageViewSet(viewsets.ViewSet):
         parameters=[ID_PARAMETER],
         responses=DOWNLOAD_RESPONSES,
     )
-    def download(self, request: Request, pk: str) -> HttpResponse:
+    def download(self, request: Request, pk: str) -> HttpResponseBase:
         document = _get_or_404(repository_for(request), pk)
         content_type = served_content_type(document)
         response = stored_file_response(request, get_file_store(), document["file"], content_type)
@@ -209,12 +216,14 @@ class ImageViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="A thumbnail (max edge `size`: 64, 128, 256 or 512; WebP or JPEG by Accept)",
-        parameters=[ID_PARAMETER, SIZE_PARAMETER],
+        parameters=[ID_PARAMETER, ThumbnailParameters],
         responses=THUMBNAIL_RESPONSES,
     )
-    def thumbnail(self, request: Request, pk: str) -> HttpResponse:
+    def thumbnail(self, request: Request, pk: str) -> HttpResponseBase:
         image_id = parse_object_id(pk)
-        return thumbnail_response(request, repository_for(request), get_file_store(), pk, image_id)
+        size = thumbnail_size(request.query_params)
+        files = get_file_store()
+        return thumbnail_response(request, repository_for(request), files, pk, image_id, size)
 
 
 def _list_total(repository: ImageRepository, query: ImageQuery, found: int) -> int:
@@ -226,6 +235,11 @@ def _list_total(repository: ImageRepository, query: ImageQuery, found: int) -> i
     if found < query.limit and (found or not query.skip):
         return query.skip + found
     return repository.count(query.filter)
+
+
+def _bulk_selection(request: Request) -> ImageQuery:
+    check_bulk_selection(dict(request.query_params.lists()))
+    return ImageQueryFilter(options=(EVERY_IMAGE_PARAM,)).query(request.query_params)
 
 
 def _within_data_limit(
@@ -269,12 +283,12 @@ def single_file(request: Request, field: str) -> UploadedFile:
     files = request.FILES
     unexpected = [name for name in files if name != field]
     if unexpected:
-        raise BadRequest(f"Unexpected file field {unexpected[0]!r}: send the file as '{field}'")
+        raise InvalidInput(f"Unexpected file field {unexpected[0]!r}: send the file as '{field}'")
     uploads = files.getlist(field)
     if not uploads:
-        raise BadRequest(f"File not provided: send it in the multipart field '{field}'")
+        raise InvalidInput(f"File not provided: send it in the multipart field '{field}'")
     if len(uploads) > 1:
-        raise BadRequest(f"Only one file may be sent in '{field}'")
+        raise InvalidInput(f"Only one file may be sent in '{field}'")
     return uploads[0]
 
 

@@ -16,15 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from images.api.auth import signing
-from images.api.errors import ImageNotFound
-from images.api.openapi import (
-    EXPORT_LINK_RESPONSES,
-    EXPORT_PARAMETERS,
-    ID_PARAMETER,
-    IMAGE_LINKS_RESPONSES,
-)
+from images.api.export_parameters import EXPORT_PARAMETERS, export_request
+from images.api.openapi import EXPORT_LINK_RESPONSES, ID_PARAMETER, IMAGE_LINKS_RESPONSES
 from images.api.scope import repository_for
-from images.archives import parse_export
+from images.core.errors import ImageNotFound
 from images.core.query import parse_object_id
 
 # Per-image GET routes a link is made for, when the service has them (`thumbnail` may not).
@@ -105,6 +100,6 @@ class SignedExportUrlView(APIView):
     )
     def post(self, request: Request) -> Response:
         params: QueryDict = request.query_params
-        parse_export(params)  # a bad query is reported now, not when the link is followed
+        export_request(params)  # a bad query is reported now, not when the link is followed
         signed = signing.sign("/export", params, signer_id(request))
         return Response({"export": absolute_link(request, signed), "expires": signed.expires})

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from images.api.errors import error_response
 from images.api.openapi import READY_RESPONSES
 from images.api.redaction import redacted_mongodb_uri, redacted_url
+from images.core.errors import RETRY_AFTER_SECONDS, MissingBucket
 from images.limits.disk import is_full
 from images.store.files import get_file_store
 from images.store.repository import ping
@@ -79,33 +81,40 @@ class ReadyView(APIView):
 
     @extend_schema(summary="Readiness: MongoDB and storage reachable", responses=READY_RESPONSES)
     def get(self, request: Request) -> Response:
-        storage = _storage_state()
+        storage, problem = _storage_state()
         checks = {"mongodb": ping(), "storage": storage == "ok"}
         ready = all(checks.values())
         body = {"status": "ok" if ready else "unavailable", **checks}
         if storage == "full":
             body["storageFull"] = True
-        return Response(body, status=200 if ready else 503)
+        if problem:
+            body["storageError"] = problem
+        if ready:
+            return Response(body)
+        return Response(body, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-def _storage_state() -> str:
-    """`ok`, `full` (less free than STORAGE_MIN_FREE_SPACE) or `unreachable`."""
+def _storage_state() -> tuple[str, str | None]:
+    """`ok`, `full` (less free than STORAGE_MIN_FREE_SPACE), `missing` (no such S3 bucket) or
+    `unreachable`; with what the caller can act on (the missing bucket's name), if anything."""
     files = get_file_store()
     try:
         files.check()
+    except MissingBucket as error:
+        return "missing", error.detail
     except Exception as error:
         logger.warning("Storage check failed: %s", error)
-        return "unreachable"
-    return "full" if is_full(files) else "ok"
+        return "unreachable", None
+    return ("full" if is_full(files) else "ok"), None
 
 
-def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse({"detail": f"Route {request.method} {request.path} not found"}, status=404)
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(404, f"Route {request.method} {request.path} not found")
 
 
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse({"detail": "Bad request"}, status=400)
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(400, "Bad request")
 
 
-def server_error(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"detail": "Internal server error"}, status=500)
+def server_error(request: HttpRequest) -> HttpResponse:
+    return error_response(500, "Internal server error")

@@ -9,14 +9,15 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
-from rest_framework.exceptions import APIException
 from tqdm import tqdm
 
-from images.archives import FORMATS, parse_export
+from images.api.export_parameters import export_request
+from images.archives import FORMATS
+from images.core.errors import ImageStoreError
 from images.store.files import get_file_store
 from images.store.repository import ImageRepository
 
-QUERY_OPTIONS = ("format", "by", "filter", "limit", "skip", "sort", "order")
+QUERY_OPTIONS = ("format", "by", "split", "filter", "limit", "skip", "sort", "order")
 
 
 class Command(BaseCommand):
@@ -26,6 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("out", help="the file to write")
         parser.add_argument("--format", choices=list(FORMATS), help="as GET /export (default zip)")
         parser.add_argument("--by", help="with --format imagefolder: the data key of the folders")
+        parser.add_argument("--split", help="with --format imagefolder: the data key of the splits")
         parser.add_argument("--filter", help="MongoDB query document (JSON), as in GET /images")
         parser.add_argument("--limit", help="at most this many images (0 = all)")
         parser.add_argument("--skip", help="skip this many images first")
@@ -42,7 +44,7 @@ class Command(BaseCommand):
         partial = target.with_name(f".{target.name}.partial")
         started = time.monotonic()
         try:
-            export = parse_export(params)
+            export = export_request(params)
             query = export.query
             repository = ImageRepository(owner=user or None)
             total = _expected_count(repository.count(query.filter), query.skip, query.limit)
@@ -52,8 +54,8 @@ class Command(BaseCommand):
                     for chunk in exporter.stream():
                         archive.write(chunk)
             os.replace(partial, target)
-        except APIException as error:
-            raise CommandError(str(error.detail)) from None
+        except ImageStoreError as error:
+            raise CommandError(error.detail) from None
         finally:
             partial.unlink(missing_ok=True)
         seconds = time.monotonic() - started

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.exceptions import APIException
 from tqdm import tqdm
 
 from images.archives import ArchiveImporter
+from images.core.errors import ImageStoreError
 from images.store.files import get_file_store
 from images.store.repository import ImageRepository
 from images.writes.uploads import parse_json_object, validate_data
@@ -37,8 +37,8 @@ class Command(BaseCommand):
             with tqdm(unit="image", desc="importing", disable=None) as bar:
                 importer = ArchiveImporter(repository, get_file_store(), extra, progress=bar)
                 result = importer.run(path, path.name)
-        except APIException as error:
-            raise CommandError(str(error.detail)) from None
+        except ImageStoreError as error:
+            raise CommandError(error.detail) from None
         seconds = time.monotonic() - started
         for item in result.skipped[:LISTED]:
             self.stdout.write(f"  skipped {item['entry']}: {item['reason']}")

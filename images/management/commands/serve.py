@@ -11,18 +11,26 @@ import contextlib
 import os
 import sys
 import threading
+from typing import Any, cast
 
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.core.files.storage import storages
 from django.core.management.base import BaseCommand
 from pymongo.errors import PyMongoError
 
+from images.core.errors import MissingBucket
 from images.runtime import embedded_db
 from images.runtime.serving import listener
 from images.runtime.serving.server import GunicornServer, ServerOptions, gunicorn_config
 from images.runtime.serving.startup import SETTING_ERROR_STATUS
 from images.store import repository
+from images.store.files import S3FileStore
 
 LOCAL_ONLY = "127.0.0.1"
+# The start-up look at the bucket: one quick try (an unreachable S3 must not delay serving).
+BUCKET_PROBE = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
 
 
 def default_host() -> str:
@@ -107,9 +115,25 @@ class Command(BaseCommand):
         finally:
             lease.release()
 
+    def say_if_the_bucket_is_missing(self) -> None:
+        """One line naming S3_BUCKET and its endpoint when the bucket does not exist; serving
+        goes on (it may be created later), /health/ready answers 503 naming it meanwhile."""
+        if not settings.S3_BUCKET:
+            return
+        store = S3FileStore(storages.create_storage(bucket_probe_storage()))
+        try:
+            store.check()
+        except MissingBucket as error:
+            self.stderr.write(f"serve: {error.detail}; serving anyway (uploads answer 503)")
+        except (BotoCoreError, ClientError) as error:
+            self.stderr.write(f"S3 not reachable at start ({error}); serving anyway")
+        finally:
+            store.client.close()  # the workers fork next: no connection of this one is shared
+
     def _prepare(self) -> None:
         """Indexes once at start (a database that is down only delays them to first use)."""
         settings.UPLOADS_DIRECTORY.mkdir(parents=True, exist_ok=True)
+        self.say_if_the_bucket_is_missing()
         try:
             repository.ensure_indexes()
         except PyMongoError as error:
@@ -117,6 +141,12 @@ class Command(BaseCommand):
         finally:
             repository.close_client()
             wait_for_other_threads()
+
+
+def bucket_probe_storage() -> dict:
+    """The default storage's settings with BUCKET_PROBE as its client's configuration."""
+    default = cast(dict[str, Any], settings.STORAGES["default"])
+    return {**default, "OPTIONS": {**default["OPTIONS"], "client_config": BUCKET_PROBE}}
 
 
 def wait_for_other_threads(timeout: float = 5.0) -> None:

@@ -5,10 +5,11 @@ answer of the service."""
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 
 from gunicorn import util
+
+from images.api.error_body import error_body
 
 # After an error answer, what the client still sends is read (and dropped) for this long, up
 # to this much, before closing: closing with unread bytes would reset the connection, and the
@@ -29,7 +30,7 @@ def body_for(status: int, reason: str, detail: str, max_line: int) -> bytes:
     message = MESSAGES.get(status, reason).format(line=max_line)
     if detail and status not in (414, 500):
         message = f"{message}: {detail}"
-    return json.dumps({"detail": message}).encode()
+    return error_body(message)
 
 
 def install(max_line: int) -> None:

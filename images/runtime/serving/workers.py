@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from gunicorn.http import message
 
 from images.runtime.serving import http_errors
 
+if TYPE_CHECKING:
+    from gunicorn.workers.base import Worker as _Worker
+else:
+    _Worker = object
 
-class ServiceWorkerMixin:
+
+class ServiceWorkerMixin(_Worker):
     """What every worker class of the service does on top of gunicorn's."""
 
     def init_signals(self) -> None:

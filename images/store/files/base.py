@@ -16,7 +16,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TypeGuard
 
 from images.core.paths import RESERVED_PREFIX, is_safe_file_path
 
@@ -36,7 +36,7 @@ def new_staging_key() -> str:
     return f"{STAGING_PREFIX}/{uuid.uuid4().hex}"
 
 
-def is_storable_key(key: object) -> bool:
+def is_storable_key(key: object) -> TypeGuard[str]:
     """A user path, or a path under the service's reserved prefix; never anything else.
 
     Documents written by older services may hold unsafe paths (`../x`): such a key is treated
@@ -109,6 +109,11 @@ class FileStore(ABC):
     @abstractmethod
     def iter_all_keys(self) -> Iterator[str]:
         """Every stored object, as listed, safe or not (what `check_integrity` accounts for)."""
+
+    def iter_keys_under(self, prefix: str) -> Iterator[str]:
+        """The objects `iter_all_keys` lists below the folder `prefix` (here: all of them,
+        filtered; a backend that can list one folder overrides it)."""
+        return (key for key in self.iter_all_keys() if key.startswith(f"{prefix}/"))
 
     def iter_keys(self) -> Iterator[str]:
         """Every stored file outside the reserved prefix (temporary files of uploads included)."""

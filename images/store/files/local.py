@@ -301,7 +301,17 @@ class LocalFileStore(FileStore):
     @override
     def iter_all_keys(self) -> Iterator[str]:
         """Files and symbolic links (to folders too: they are listed, never walked into)."""
-        for folder, subfolders, files in os.walk(self.root):
+        return self._walk(self.root)
+
+    @override
+    def iter_keys_under(self, prefix: str) -> Iterator[str]:
+        """Nothing when a folder of `prefix` is a symbolic link (`iter_all_keys` lists it)."""
+        if _reaches_through_link(self.real_root, prefix.split("/")):
+            return iter(())
+        return self._walk(self.root / prefix)
+
+    def _walk(self, top: Path) -> Iterator[str]:
+        for folder, subfolders, files in os.walk(top):
             relative = Path(folder).relative_to(self.root).as_posix()
             links = [d for d in subfolders if os.path.islink(os.path.join(folder, d))]
             for name in [*files, *links]:

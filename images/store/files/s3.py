@@ -8,25 +8,52 @@ nothing is opened where it lies, and there is no free space to run out of.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 from django.conf import settings
-from django.core.files.storage import Storage
 from typing_extensions import override
 
+from images.core.errors import MissingBucket
 from images.store.files.base import CHUNK_SIZE, FileStore, StoredFile, is_storable_key
+
+if TYPE_CHECKING:
+    from storages.backends.s3 import S3Storage
 
 # A single S3 CopyObject copies at most 5 GiB; larger objects go through a multipart copy.
 S3_SINGLE_COPY_LIMIT = 5 * 1024**3
 # A single DeleteObjects request removes at most 1000 keys.
 S3_DELETE_BATCH = 1000
+# What S3 answers for a bucket that does not exist (HEAD has no body, only the status).
+MISSING_BUCKET_CODES = frozenset({"NoSuchBucket", "404", "NotFound"})
+
+
+def is_missing_bucket(error: BaseException) -> bool:
+    """True for S3's answer that S3_BUCKET does not exist."""
+    return isinstance(error, ClientError) and (
+        error.response.get("Error", {}).get("Code") in MISSING_BUCKET_CODES
+    )
+
+
+def endpoint_shown() -> str:
+    """S3_ENDPOINT as scheme://host:port (no credentials, no path), or "" for AWS."""
+    if not settings.S3_ENDPOINT:
+        return ""
+    parts = urlsplit(settings.S3_ENDPOINT)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def missing_bucket() -> MissingBucket:
+    """The error naming S3_BUCKET and where it was looked for."""
+    return MissingBucket(settings.S3_BUCKET, endpoint_shown())
 
 
 class S3FileStore(FileStore):
     """Objects in one bucket: server-side copies, batched deletes, presigned downloads."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: S3Storage) -> None:
         self.storage = storage
         self.bucket = storage.bucket
         self.client = storage.connection.meta.client
@@ -112,11 +139,25 @@ class S3FileStore(FileStore):
 
     @override
     def iter_all_keys(self) -> Iterator[str]:
+        return self._list()
+
+    @override
+    def iter_keys_under(self, prefix: str) -> Iterator[str]:
+        return self._list(f"{prefix}/")
+
+    def _list(self, prefix: str = "") -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket.name):
+        for page in paginator.paginate(Bucket=self.bucket.name, Prefix=prefix):
             for item in page.get("Contents", []):
                 yield item["Key"]
 
     @override
     def check(self) -> None:
-        self.client.head_bucket(Bucket=self.bucket.name)
+        """Raises MissingBucket when the bucket does not exist, ClientError or BotoCoreError
+        when S3 cannot say."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket.name)
+        except ClientError as error:
+            if is_missing_bucket(error):
+                raise missing_bucket() from None
+            raise

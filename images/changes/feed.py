@@ -1,0 +1,67 @@
+"""A page of the feed: the changes after a cursor, at most `limit`, and the cursor after them.
+
+With `wait`, an empty page is held until a change arrives or the wait is over (a long poll).
+Each wait on the database is one `getMore` of at most AWAIT_STEP_MS, so a request never holds
+a connection longer than that at a time; under gevent workers PyMongo's socket waits are
+cooperative, so a waiting request costs a greenlet, not the worker.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from images.changes.cursor import encode_cursor
+from images.changes.events import to_change
+from images.changes.preimages import enable_preimages
+from images.changes.request import FeedRequest
+from images.changes.stream import NO_PREIMAGES, FeedUnsupported, open_stream
+from images.store.repository import get_collection
+
+AWAIT_STEP_MS = 1000
+NO_WAIT_MS = 10  # `wait=0`: what is already in the history, without holding the request
+
+
+@dataclass
+class ChangePage:
+    changes: list[dict[str, Any]]
+    next: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"changes": self.changes, "next": self.next}
+
+
+def read_changes(owner: str | None, request: FeedRequest) -> ChangePage:
+    collection = get_collection()
+    preimages = enable_preimages(collection)
+    await_ms = _await_step(request.wait_seconds)
+    with open_stream(collection, owner, request.since, await_ms) as stream:
+        if owner is not None and not preimages:
+            raise FeedUnsupported(NO_PREIMAGES)
+        changes = [] if request.since is None else _collect(stream, request)
+        token = stream.resume_token  # servers since MongoDB 4.0.7 send it with every batch
+        assert token is not None
+        return ChangePage(changes, encode_cursor(token))
+
+
+def _await_step(wait_seconds: float) -> int:
+    if wait_seconds <= 0:
+        return NO_WAIT_MS
+    return max(NO_WAIT_MS, min(AWAIT_STEP_MS, int(wait_seconds * 1000)))
+
+
+def _collect(stream, request: FeedRequest) -> list[dict[str, Any]]:
+    """Changes until `limit`, or the end of the history once one is found or the wait is over."""
+    deadline = time.monotonic() + request.wait_seconds
+    changes: list[dict[str, Any]] = []
+    while len(changes) < request.limit:
+        event = stream.try_next()
+        if event is None:
+            if changes or time.monotonic() >= deadline:
+                break
+            continue
+        change = to_change(event)
+        if change is not None:
+            changes.append(change)
+    return changes
