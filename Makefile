@@ -1,9 +1,10 @@
-# Two commands: `make run` serves on $APP_PORT (default 3000); `make test` runs lint, mypy and every test.
+# `make run` serves on $APP_PORT (default 3000); `make check` runs lint, mypy and the quick tests
+# (a few minutes); `make test` runs lint, mypy and every test, as CI does.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck install install-dev browser bench bench-compare bench-growth stress clean
+.PHONY: run check test lint typecheck install install-dev browser bench bench-compare bench-growth stress clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +30,12 @@ install-dev: $(VENV)/.dev-installed $(VENV)/.client-installed
 run: install
 	$(BIN)/python manage.py serve
 
-# Debian's Chromium for the gallery's browser test (skipped work when it is already there).
+# Debian's Chromium for the browser tests, installed when missing if run as root (as in CI);
+# otherwise one line says how, and the browser tests skip.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
-		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver >/dev/null; fi; }
+		else echo "No Chromium: the browser tests will skip (install it: sudo apt-get install chromium)"; fi; }
 
 lint: install-dev typecheck
 	$(BIN)/ruff check .
@@ -42,6 +44,10 @@ lint: install-dev typecheck
 # mypy over images/, imagestore/ and client/src/ (settings in setup.cfg's [mypy] sections).
 typecheck: install-dev
 	$(BIN)/mypy
+
+# The quick loop: no test that starts servers of its own, drives a browser or runs a replica set.
+check: lint
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not replica_set"
 
 test: install-dev browser lint
 	$(BIN)/python -m pytest

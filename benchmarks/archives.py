@@ -152,7 +152,7 @@ def run(images: int, size_kb: int, workers: int, formats: list[str]) -> None:
         service = BenchService(Path(workdir), ServerOptions(workers=workers))
         service.start()
         try:
-            client = httpx.Client(base_url=service.base_url, timeout=600)
+            client = httpx.Client(base_url=service.url, timeout=600)
             started = time.perf_counter()
             seed(client, images, size_kb)
             print(

@@ -76,7 +76,7 @@ def run(count: int, size_kb: int, jobs_values: list[int]) -> None:
         service = BenchService(root / "service", ServerOptions())
         service.start()
         try:
-            url = service.base_url
+            url = service.url
             print(
                 f"{'run':<22} {'jobs':>4} {'wall s':>7} {'images/s':>9} {'client ms/img':>13} "
                 f"{'svc ms/img':>10} {'DB ms/img':>9} {'load':>6}"

@@ -23,7 +23,8 @@ from benchmarks import payloads
 from benchmarks.original import OriginalService, OriginalUnavailable, build, find_tool
 from benchmarks.processes import MIB, ProcessGroup, load_average
 from benchmarks.scenarios import Fixtures, Scenario
-from benchmarks.service import BenchDatabase, BenchService
+from benchmarks.service import BenchService, bench_database
+from testing.harness import DatabaseServer
 
 COMPARE_LIST = "/images?camera=cam03&limit=100"
 EXPORT_CAMERA = "export"
@@ -88,7 +89,7 @@ def prepare(side: Side, plan: ComparePlan) -> None:
         for batch in payloads.seed_documents(plan.documents):
             collection.insert_many(batch, ordered=False)
     jpeg = payloads.jpeg_of_about()
-    with httpx.Client(base_url=service.base_url, timeout=120) as client:
+    with httpx.Client(base_url=service.url, timeout=120) as client:
         image = post(client, jpeg, "download.jpg", "download")
         for index in range(plan.archive_images if plan.bulk else 0):
             post(client, jpeg, f"{EXPORT_CAMERA}/{index:05d}.jpg", EXPORT_CAMERA)
@@ -113,7 +114,7 @@ def database_commands(service: BenchService, path: str) -> list[str]:
         database["system.profile"].drop()
         database.command("profile", 2)
         try:
-            httpx.get(f"{service.base_url}{path}", timeout=120).raise_for_status()
+            httpx.get(f"{service.url}{path}", timeout=120).raise_for_status()
         finally:
             database.command("profile", 0)
         entries = list(database["system.profile"].find({"ns": f"{database.name}.images"}))
@@ -181,7 +182,7 @@ def export_to(client: httpx.Client, archive: Path) -> int:
 def export_then_import(side: Side, archive: Path) -> tuple[BulkFigures, BulkFigures]:
     """GET /export of the archive images to a file; delete them; POST /import of that file."""
     service = side.service
-    with httpx.Client(base_url=service.base_url, timeout=1800) as client:
+    with httpx.Client(base_url=service.url, timeout=1800) as client:
         with PeakSampler(service.service_group()) as sampler:
             started = time.perf_counter()
             attempts = export_to(client, archive)
@@ -334,7 +335,7 @@ def plan_for(arguments: argparse.Namespace) -> ComparePlan:
     return plan
 
 
-def reference_service(target: str, workdir: Path, database: BenchDatabase) -> BenchService:
+def reference_service(target: str, workdir: Path, database: DatabaseServer) -> BenchService:
     """The service imagestore is compared with: the original, or imagestore at `target`."""
     workdir.mkdir()
     if target == "original":
@@ -344,9 +345,9 @@ def reference_service(target: str, workdir: Path, database: BenchDatabase) -> Be
     root = Path(target).resolve()
     if not (root / "manage.py").is_file():
         raise OriginalUnavailable(f"{root} is not an imagestore checkout (no manage.py)")
-    service = BenchService(workdir, database=database, database_name="before_bench", root=root)
-    service.name = "before"
-    return service
+    return BenchService(
+        workdir, database=database, database_name="before_bench", root=root, name="before"
+    )
 
 
 def run(arguments: argparse.Namespace, runner_class) -> int:
@@ -354,7 +355,7 @@ def run(arguments: argparse.Namespace, runner_class) -> int:
     title = "original" if arguments.compare == "original" else "before"
     with tempfile.TemporaryDirectory(prefix="imagestore-compare-") as temporary:
         workdir = Path(temporary)
-        database = BenchDatabase(workdir)
+        database = bench_database(workdir)
         try:
             reference = reference_service(arguments.compare, workdir / "reference", database)
         except OriginalUnavailable as error:

@@ -20,7 +20,7 @@ from pymongo.errors import PyMongoError
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagestore.settings")
 
 from benchmarks.processes import load_average
-from benchmarks.service import BenchDatabase
+from benchmarks.service import bench_database
 
 BATCH = 5_000
 
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=200_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
-        database = BenchDatabase(Path(workdir))
+        database = bench_database(Path(workdir))
         database.start()
         try:
             os.environ["MONGODB_CONNECTION_STRING"] = database.uri("imagestore_fields")

@@ -115,7 +115,7 @@ def run(arguments: argparse.Namespace, runner_class) -> int:
         try:
             service.start()
             jpeg = payloads.jpeg_of_about()
-            with httpx.Client(base_url=service.base_url, timeout=120) as client:
+            with httpx.Client(base_url=service.url, timeout=120) as client:
                 response = client.post(
                     "/images", files={"image": ("growth.jpg", jpeg, "image/jpeg")}
                 )

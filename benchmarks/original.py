@@ -7,7 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from benchmarks.service import REPO_ROOT, BenchDatabase, BenchService
+from benchmarks.service import REPO_ROOT, BenchService
+from testing.harness import DatabaseServer
 
 TOOL = Path("tools") / "original.sh"
 
@@ -49,9 +50,8 @@ class OriginalService(BenchService):
 
     ready_path = "/"
 
-    def __init__(self, workdir: Path, tool: Path, database: BenchDatabase, database_name: str):
-        super().__init__(workdir, database=database, database_name=database_name)
-        self.name = "original"
+    def __init__(self, workdir: Path, tool: Path, database: DatabaseServer, database_name: str):
+        super().__init__(workdir, database=database, database_name=database_name, name="original")
         self.tool = tool
 
     def environment(self) -> dict[str, str]:

@@ -108,7 +108,7 @@ def post_image(client: httpx.Client, jpeg: bytes, name: str, **fields: str) -> d
 def prepare(service: BenchService, plan: Plan) -> Fixtures:
     seed(service, plan.seed_documents)
     jpeg = payloads.jpeg_of_about()
-    with httpx.Client(base_url=service.base_url, timeout=60) as client:
+    with httpx.Client(base_url=service.url, timeout=60) as client:
         image = post_image(client, jpeg, "download.jpg", camera="download")
         etag = client.head(f"/images/{image['_id']}/image").headers["ETag"]
         for index in range(plan.export_images):
@@ -160,9 +160,7 @@ class Runner:
         self.camera_index = wanted
 
     def route_missing(self, scenario: Scenario) -> bool:
-        probe = httpx.request(
-            scenario.method, f"{self.service.base_url}{scenario.path}", timeout=60
-        )
+        probe = httpx.request(scenario.method, f"{self.service.url}{scenario.path}", timeout=60)
         return probe.status_code == 404
 
     def run_row(self, number: int, scenario: Scenario) -> Row:
@@ -194,7 +192,7 @@ class Runner:
     def run_once(self, scenario: Scenario, body_path: Path | None, prefix: str) -> RunFigures:
         limit = min(self.plan.max_requests, scenario.max_requests or self.plan.max_requests)
         spec = {
-            "base_url": self.service.base_url,
+            "base_url": self.service.url,
             "method": scenario.method,
             "path": scenario.path,
             "concurrency": scenario.concurrency,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from benchmarks.service import BenchDatabase, BenchService
+from benchmarks.service import BenchService, bench_database
 from imagestore_client import Client
 from imagestore_client.pull import Puller
 from imagestore_client.sync import Syncer
@@ -68,14 +68,14 @@ def timed(action) -> tuple[float, object]:
 
 
 def measure(count: int, workdir: Path) -> str:
-    database = BenchDatabase(workdir, replica_set="rs0")
+    database = bench_database(workdir, replica_set="rs0")
     database.start()
     service = BenchService(workdir, database=database)
     try:
         service.start()
         seed(service, count)
         dest = workdir / "mirror"
-        with Client(service.base_url) as api:
+        with Client(service.url) as api:
             first, _ = timed(lambda: Syncer(api, dest).run())
             again, _ = timed(lambda: Puller(api, dest, write_metadata=False).run(api.find()))
             ten_changes(api)

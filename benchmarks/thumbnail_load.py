@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(service: BenchService, side: int) -> None:
-    base = service.base_url
+    base = service.url
     ids = []
     for index, colour in enumerate(((200, 30, 30), (30, 30, 200))):
         content = flat_png(side, colour)

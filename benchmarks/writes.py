@@ -57,7 +57,7 @@ def http_part(roots: list[Path], uploads: int, rounds: int, content: bytes) -> N
                 service = BenchService(Path(workdir), root=root)
                 service.start()
                 try:
-                    with httpx.Client(base_url=service.base_url, timeout=60) as client:
+                    with httpx.Client(base_url=service.url, timeout=60) as client:
                         time_uploads(client, content, [f"warm/{i}.jpg" for i in range(20)])
                         new = time_uploads(
                             client, content, [f"r{number}/{i}.jpg" for i in range(uploads)]

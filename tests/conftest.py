@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,60 +17,20 @@ from rest_framework.test import APIClient
 
 from images.runtime import embedded_db
 from images.store import repository
+from testing.harness import DatabaseServer, ServeProcess
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
     Server,
     image_bytes,
     s3_client,
-    start_service,
+    storage_settings,
     use_s3_storage,
 )
 from tests.oidc import oidc  # noqa: F401  (the fixture, for every test module)
 from tests.services import two_services  # noqa: F401  (two serve processes, one backend)
 
-
-class DatabaseServer:
-    """A standalone mongod on a free loopback port; it can be stopped and started again.
-    With `replica_set`, a replica set of one member of that name (change streams need one)."""
-
-    def __init__(
-        self,
-        storage: Path,
-        replica_set: str | None = None,
-        oplog_mb: int = 128,
-        extra: list[str] = (),
-    ) -> None:
-        self.storage = storage
-        self.extra = list(extra)
-        self.port = embedded_db.free_port()
-        self.process: subprocess.Popen | None = None
-        self.replica_set = replica_set
-        self.oplog_mb = oplog_mb
-
-    @property
-    def uri(self) -> str:
-        options = f"?replicaSet={self.replica_set}" if self.replica_set else ""
-        return f"mongodb://127.0.0.1:{self.port}/imagestore_test{options}"
-
-    def start(self) -> None:
-        self.storage.mkdir(parents=True, exist_ok=True)
-        self.process = embedded_db.start_process(
-            self.storage / "data",
-            self.port,
-            self.storage / "log",
-            replica_set=self.replica_set,
-            oplog_mb=self.oplog_mb,
-            extra=self.extra,
-        )
-        embedded_db.wait_until_listening(self.port, self.process, 60)
-        if self.replica_set:
-            embedded_db.become_primary(self.port, 60, self.replica_set)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            embedded_db.stop_pid(self.process.pid)
-            self.process = None
+TEST_DATABASE = "imagestore_test"
 
 
 @pytest.fixture
@@ -80,7 +39,7 @@ def own_database(tmp_path, settings) -> Iterator[DatabaseServer]:
     else."""
     server = DatabaseServer(tmp_path / "db")
     server.start()
-    settings.MONGODB_CONNECTION_STRING = server.uri
+    settings.MONGODB_CONNECTION_STRING = server.uri(TEST_DATABASE)
     settings.MONGODB_TIMEOUT_MS = 500
     repository.close_client()
     yield server
@@ -113,7 +72,7 @@ def replica_set_server(tmp_path_factory) -> Iterator[DatabaseServer]:
 @pytest.fixture
 def on_replica_set(service, settings, replica_set_server) -> Iterator[DatabaseServer]:
     """This test's service on the session's replica set, its images emptied."""
-    settings.MONGODB_CONNECTION_STRING = replica_set_server.uri
+    settings.MONGODB_CONNECTION_STRING = replica_set_server.uri(TEST_DATABASE)
     repository.close_client()
     repository.get_collection().delete_many({})
     yield replica_set_server
@@ -122,7 +81,9 @@ def on_replica_set(service, settings, replica_set_server) -> Iterator[DatabaseSe
 
 @pytest.fixture(scope="session")
 def mongodb_uri(database_server) -> str:
-    return database_server.uri if database_server else os.environ["MONGODB_CONNECTION_STRING"]
+    if database_server is None:
+        return os.environ["MONGODB_CONNECTION_STRING"]
+    return database_server.uri(TEST_DATABASE)
 
 
 @pytest.fixture(autouse=True)
@@ -132,13 +93,7 @@ def service(settings, tmp_path, mongodb_uri) -> Path:
     uploads.mkdir()
     settings.MONGODB_CONNECTION_STRING = mongodb_uri
     settings.UPLOADS_DIRECTORY = uploads
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(uploads), "allow_overwrite": True},
-        },
-    }
+    settings.STORAGES = storage_settings("local", settings.STORAGES, location=uploads)
     settings.S3_BUCKET = ""
     settings.IMAGE_SCOPE = ""
     settings.OIDC_JWKS_URI = ""
@@ -197,12 +152,11 @@ def jpeg() -> bytes:
 @pytest.fixture
 def start_server(tmp_path, mongodb_uri) -> Iterator:
     """Starts `manage.py serve` on a database of its own; stops it and drops the database."""
-    started: list = []
+    started: list[tuple[ServeProcess, str]] = []
 
     def start(**env: str) -> Server:
-        port = embedded_db.free_port()
         database_uri = f"{mongodb_uri.rsplit('/', 1)[0]}/served_{uuid.uuid4().hex[:10]}"
-        process = start_service(
+        served = ServeProcess(
             {
                 "MONGODB_CONNECTION_STRING": database_uri,
                 "UPLOADS_DIRECTORY": str(tmp_path / "uploads"),
@@ -210,21 +164,21 @@ def start_server(tmp_path, mongodb_uri) -> Iterator:
                 **env,
             },
             tmp_path,
-            port,
-        )
-        started.append((process, database_uri))
-        return Server(f"http://127.0.0.1:{port}", database_uri)
+        ).start()
+        started.append((served, database_uri))
+        return Server(served.url, database_uri)
 
     yield start
-    for process, database_uri in started:
-        process.terminate()
-        process.communicate(timeout=30)
+    for served, database_uri in started:
+        served.stop(timeout=30)
         with MongoClient(database_uri) as client:
             client.drop_database(database_uri.rsplit("/", 1)[1])
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: run `make browser` (as root) to install it")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium

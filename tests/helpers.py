@@ -1,22 +1,18 @@
-"""Helpers shared by the tests: test images, uploads, S3 clients, a running service."""
+"""Helpers shared by the tests: test images, uploads, storage settings, S3 clients."""
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import boto3
 from PIL import Image
 from rest_framework.test import APIClient
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from testing.harness import REPO_ROOT  # noqa: F401  (for the tests that run files of the tree)
+from tests.oidc import IdentityProvider
+
 # Debian's Chromium, driven by Playwright in the browser tests.
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -31,13 +27,30 @@ CHROMIUM_ARGS = [
 S3_CREDENTIALS = {"access_key": "testing", "secret_key": "testing", "region_name": "us-east-1"}
 
 
+LOCAL_OPTIONS = {"allow_overwrite": True}
+S3_OPTIONS = {"file_overwrite": True, "addressing_style": "path", **S3_CREDENTIALS}
+STORAGE_BACKENDS = {
+    "local": ("django.core.files.storage.FileSystemStorage", LOCAL_OPTIONS),
+    "s3": ("storages.backends.s3.S3Storage", S3_OPTIONS),
+}
+
+
+def storage_settings(kind: str, storages: dict, **options: object) -> dict:
+    """`storages` (settings.STORAGES) with its default storage of `kind`: "local" takes
+    `location`, "s3" takes `bucket_name` and `endpoint_url`."""
+    backend, defaults = STORAGE_BACKENDS[kind]
+    if "location" in options:
+        options["location"] = str(options["location"])
+    return {**storages, "default": {"BACKEND": backend, "OPTIONS": {**defaults, **options}}}
+
+
 def s3_client(endpoint: str):
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
+        aws_access_key_id=S3_CREDENTIALS["access_key"],
+        aws_secret_access_key=S3_CREDENTIALS["secret_key"],
+        region_name=S3_CREDENTIALS["region_name"],
     )
 
 
@@ -45,19 +58,9 @@ def use_s3_storage(settings, bucket: str, endpoint: str) -> None:
     """Point the service's storage (pytest-django's `settings`) at `bucket` on `endpoint`."""
     settings.S3_BUCKET = bucket
     settings.S3_ENDPOINT = endpoint
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": bucket,
-                "endpoint_url": endpoint,
-                "file_overwrite": True,
-                "addressing_style": "path",
-                **S3_CREDENTIALS,
-            },
-        },
-    }
+    settings.STORAGES = storage_settings(
+        "s3", settings.STORAGES, bucket_name=bucket, endpoint_url=endpoint
+    )
 
 
 def image_bytes(fmt: str = "JPEG", size=(32, 24), color="red", mode: str = "RGB") -> bytes:
@@ -80,67 +83,11 @@ def upload(api: APIClient, name: str = "photo.jpg", content: bytes | None = None
     return api.post("/images", {"image": file, **fields}, format="multipart")
 
 
-def wait_for_http(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the service exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing listened on port {port}")
-
-
-def project_copy(destination: Path) -> Path:
-    """The service's files (manage.py, imagestore/, images/) copied as the Dockerfile does: a
-    project whose default `data/` and `uploads/` are its own, not the checkout's."""
-    ignored = shutil.ignore_patterns("__pycache__")
-    destination.mkdir(parents=True)
-    shutil.copy2(REPO_ROOT / "manage.py", destination / "manage.py")
-    for package in ("imagestore", "images"):
-        shutil.copytree(REPO_ROOT / package, destination / package, ignore=ignored)
-    return destination
-
-
-def command_environment(env: dict[str, str], cwd: Path, project: Path) -> dict[str, str]:
-    """The test's environment without MONGODB_CONNECTION_STRING, plus `env`. The checkout's own
-    `data/` and `uploads/` are never used: they default to the working directory's instead."""
-    environment = {k: v for k, v in os.environ.items() if k != "MONGODB_CONNECTION_STRING"}
-    if project == REPO_ROOT:
-        environment.update(DATA_DIRECTORY=str(cwd / "data"), UPLOADS_DIRECTORY=str(cwd / "uploads"))
-    return {**environment, **env}
-
-
-def start_service(
-    env: dict[str, str],
-    cwd: Path,
-    port: int,
-    host: str | None = "127.0.0.1",
-    output=None,
-    project: Path = REPO_ROOT,
-) -> subprocess.Popen:
-    """`manage.py serve` of `project` (`host=None`: no --host, as `make run`); its output to a
-    PIPE, or to `output` (an open file) for a service that logs more than a pipe holds."""
-    environment = command_environment(
-        {"APP_PORT": str(port), "WEB_CONCURRENCY": "1", **env}, cwd, project
-    )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(project / "manage.py"),
-            "serve",
-            *(["--host", host] if host else []),
-        ],
-        cwd=cwd,
-        env=environment,
-        stdout=output or subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # a test can kill the whole group (master and workers)
-    )
-    wait_for_http(port, process=process)
-    return process
+def client_for(oidc: IdentityProvider, user: str) -> APIClient:
+    """An API client sending a bearer token of `user` from the test identity provider."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {oidc.token(preferred_username=user)}")
+    return client
 
 
 @dataclass

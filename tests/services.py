@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import uuid
 
 import pytest
 
-from images.runtime import embedded_db
-from tests.helpers import S3_CREDENTIALS, s3_client, start_service
-
-
-def stop(process) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    process.communicate(timeout=60)
+from testing.harness import ServeProcess
+from tests.helpers import S3_CREDENTIALS, s3_client, storage_settings
 
 
 @pytest.fixture
@@ -34,26 +27,15 @@ def two_services(tmp_path, mongodb_uri, settings, request):
             S3_SECRET_ACCESS_KEY=S3_CREDENTIALS["secret_key"],
             S3_REGION=S3_CREDENTIALS["region_name"],
         )
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "storages.backends.s3.S3Storage",
-                "OPTIONS": {"bucket_name": bucket, "endpoint_url": endpoint, **S3_CREDENTIALS},
-            },
-        }
+        settings.STORAGES = storage_settings(
+            "s3", settings.STORAGES, bucket_name=bucket, endpoint_url=endpoint
+        )
     else:
         uploads = tmp_path / "shared-uploads"
         env["UPLOADS_DIRECTORY"] = str(uploads)
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": str(uploads), "allow_overwrite": True},
-            },
-        }
+        settings.STORAGES = storage_settings("local", settings.STORAGES, location=uploads)
     settings.MONGODB_CONNECTION_STRING = uri
-    ports = [embedded_db.free_port(), embedded_db.free_port()]
-    processes = [start_service({**env, "WEB_CONCURRENCY": "2"}, tmp_path, port) for port in ports]
-    yield [f"http://127.0.0.1:{port}" for port in ports]
-    for process in processes:
-        stop(process)
+    services = [ServeProcess(env, tmp_path, workers=2).start() for _ in range(2)]
+    yield [service.url for service in services]
+    for service in services:
+        service.stop()

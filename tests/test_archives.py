@@ -27,6 +27,7 @@ from images.archives import layout as archive_layout
 from images.archives import streams as archive_streams
 from images.store.files import LocalFileStore, get_file_store
 from images.store.repository import ImageRepository
+from tests.archives_helpers import make_zip, post_archive, stored_keys
 from tests.helpers import image_bytes, upload
 
 # Archives exported by the original service, kept as test data.
@@ -36,21 +37,6 @@ JPEG = image_bytes()
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def make_zip(entries: dict[str, bytes | None], method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    """A zip with the given entries in order (None: a directory entry)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", method) as archive:
-        for name, content in entries.items():
-            archive.writestr(zipfile.ZipInfo(name), content if content is not None else b"")
-    return buffer.getvalue()
-
-
-def post_archive(api, content: bytes, name: str = "archive.zip", field: str = "archive", **extra):
-    file = io.BytesIO(content)
-    file.name = name
-    return api.post("/import", {field: file, **extra}, format="multipart")
-
-
 def export(api, query: str = "") -> zipfile.ZipFile:
     response = api.get(f"/export{query}")
     assert response.status_code == 200, response.content
@@ -68,10 +54,6 @@ def all_documents(api) -> list[dict]:
 
 def stored_bytes(file: str) -> bytes:
     return b"".join(get_file_store().read_chunks(file))
-
-
-def stored_keys() -> list[str]:
-    return sorted(get_file_store().iter_keys())
 
 
 def assert_nothing_written(collection) -> None:

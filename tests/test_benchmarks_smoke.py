@@ -6,8 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks.scenarios import SCENARIO_GROUPS
 from tests.helpers import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # runs the benchmarks, each starting `serve`
 
 
 def test_quick_benchmark_prints_a_row_for_every_scenario():

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from images.store import repository
-from tests.conftest import DatabaseServer
+from testing.harness import DatabaseServer
+from tests.conftest import TEST_DATABASE
 from tests.helpers import image_bytes, upload
 
 
@@ -158,7 +159,7 @@ def test_a_cursor_older_than_the_oplog_is_410(api, service, settings, tmp_path):
     )
     server.start()
     try:
-        settings.MONGODB_CONNECTION_STRING = server.uri
+        settings.MONGODB_CONNECTION_STRING = server.uri(TEST_DATABASE)
         repository.close_client()
         cursor = current_cursor(api)
         stored(api, "a.jpg")

@@ -11,6 +11,8 @@ from django.core.management import call_command
 
 from tests.helpers import image_bytes
 
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
+
 
 def download(base: str, image_id: str) -> bytes:
     return requests.get(f"{base}/images/{image_id}/image", timeout=30).content

@@ -19,6 +19,8 @@ from playwright.sync_api import Page
 
 from tests.helpers import image_bytes
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # drives Chromium against `serve`
+
 PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>another origin</title></head><body>
 <script>

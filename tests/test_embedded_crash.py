@@ -18,7 +18,8 @@ from django.core.management import call_command
 
 from images.runtime import embedded_db
 from images.store import repository
-from tests.helpers import image_bytes, start_service
+from testing.harness import ServeProcess
+from tests.helpers import image_bytes, storage_settings
 
 pytestmark = pytest.mark.slow
 
@@ -49,10 +50,9 @@ def uploads_until(
 
 def test_killing_the_embedded_database_loses_no_acknowledged_upload(tmp_path, settings):
     data, uploads = tmp_path / "data", tmp_path / "uploads"
-    port = embedded_db.free_port()
-    env = {"DATA_DIRECTORY": str(data), "UPLOADS_DIRECTORY": str(uploads), "WEB_CONCURRENCY": "2"}
-    service = start_service(env, tmp_path, port)
-    base = f"http://127.0.0.1:{port}"
+    env = {"DATA_DIRECTORY": str(data), "UPLOADS_DIRECTORY": str(uploads)}
+    service = ServeProcess(env, tmp_path, workers=2).start()
+    base = service.url
     stop = threading.Event()
     acknowledged: list[dict] = [{} for _ in range(3)]
     refusals: list[tuple[int, str | None]] = []
@@ -84,13 +84,7 @@ def test_killing_the_embedded_database_loses_no_acknowledged_upload(tmp_path, se
             restarted["pid"], restarted["port"], started_here=False
         ).uri
         settings.UPLOADS_DIRECTORY = uploads
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "default": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": str(uploads), "allow_overwrite": True},
-            },
-        }
+        settings.STORAGES = storage_settings("local", settings.STORAGES, location=uploads)
         repository.close_client()
         time.sleep(1)  # leases of writes cut off by the kill settle once the database is back
         stored = {
@@ -109,6 +103,5 @@ def test_killing_the_embedded_database_loses_no_acknowledged_upload(tmp_path, se
         assert "0 files not matching their sha256" in out.getvalue()
     finally:
         stop.set()
-        os.killpg(service.pid, signal.SIGTERM)
-        service.communicate(timeout=60)
+        service.stop()
         repository.close_client()

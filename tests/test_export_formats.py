@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import signal
 import tarfile
 import tempfile
 import uuid
@@ -27,10 +25,10 @@ from images.api.export_parameters import export_request
 from images.archives import folder_names
 from images.archives import streams as archive_streams
 from images.archives import webdataset as webdataset_export
-from images.runtime import embedded_db
 from images.store.files import get_file_store
 from images.store.repository import ImageRepository
-from tests.helpers import image_bytes, start_service, upload
+from testing.harness import ServeProcess
+from tests.helpers import image_bytes, upload
 from tests.test_scope import relative
 from tests.test_scope import world as scope_world
 
@@ -497,14 +495,13 @@ def served(tmp_path, mongodb_uri):
     """`manage.py serve` on a database and an uploads folder of its own."""
     uri = mongodb_uri.rsplit("/", 1)[0] + f"/exports_{uuid.uuid4().hex[:8]}"
     uploads = tmp_path / "served-uploads"
-    port = embedded_db.free_port()
     env = {"MONGODB_CONNECTION_STRING": uri, "UPLOADS_DIRECTORY": str(uploads)}
-    process = start_service(env, tmp_path, port)
-    yield f"http://127.0.0.1:{port}"
-    os.killpg(process.pid, signal.SIGTERM)
-    process.communicate(timeout=60)
+    service = ServeProcess(env, tmp_path).start()
+    yield service.url
+    service.stop()
 
 
+@pytest.mark.slow
 def test_served_exports_stream_and_read_back(served, tmp_path):
     contents = [image_bytes(size=(16 + i, 12), color=(i * 20, 0, 0)) for i in range(6)]
     for index, content in enumerate(contents):

@@ -11,7 +11,6 @@ import collections
 import contextlib
 import hashlib
 import io
-import os
 import random
 import signal
 import threading
@@ -32,7 +31,8 @@ from pymongo.errors import PyMongoError
 from images.runtime import embedded_db
 from images.store import repository
 from images.store.files import STAGING_PREFIX
-from tests.helpers import image_bytes, start_service
+from testing.harness import ServeProcess
+from tests.helpers import image_bytes, storage_settings
 
 pytestmark = [pytest.mark.replica_set, pytest.mark.slow]
 
@@ -206,15 +206,13 @@ def test_losing_the_primary_loses_nothing_acknowledged(replica_set, tmp_path, se
     database = f"failover_{uuid.uuid4().hex[:8]}"
     uri = replica_set.uri(database)
     uploads = tmp_path / "uploads"
-    port = embedded_db.free_port()
     env = {
         "MONGODB_CONNECTION_STRING": uri,
         "UPLOADS_DIRECTORY": str(uploads),
         "DATA_DIRECTORY": str(tmp_path / "data"),
-        "WEB_CONCURRENCY": "2",
     }
-    service = start_service(env, tmp_path, port)
-    base = f"http://127.0.0.1:{port}"
+    service = ServeProcess(env, tmp_path, workers=2).start()
+    base = service.url
     journal, stop = Journal(), threading.Event()
     try:
         for n in range(40):  # what the bulk delete will remove
@@ -280,8 +278,7 @@ def test_losing_the_primary_loses_nothing_acknowledged(replica_set, tmp_path, se
                 time.sleep(0.2)
     finally:
         stop.set()
-        os.killpg(service.pid, signal.SIGTERM)
-        service.communicate(timeout=60)
+        service.stop()
 
     # No 500, and every 503 says when to retry.
     assert [s for s in journal.statuses if s[0] >= 500 and s[0] != 503] == []
@@ -291,13 +288,7 @@ def test_losing_the_primary_loses_nothing_acknowledged(replica_set, tmp_path, se
 
     settings.MONGODB_CONNECTION_STRING = uri
     settings.UPLOADS_DIRECTORY = uploads
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(uploads), "allow_overwrite": True},
-        },
-    }
+    settings.STORAGES = storage_settings("local", settings.STORAGES, location=uploads)
     repository.close_client()
     collection = repository.get_collection()
     documents = {d["file"]: d for d in collection.find({}, {"file": 1, "sha256": 1})}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import signal
 import threading
 import time
 import uuid
 
+import pytest
 import requests
 from django.core.management import CommandError, call_command
 from pymongo.read_concern import ReadConcern
@@ -17,7 +17,8 @@ from pymongo.read_concern import ReadConcern
 from images.core.errors import RETRY_AFTER_SECONDS
 from images.runtime import embedded_db
 from images.store import repository
-from tests.helpers import image_bytes, start_service, upload
+from testing.harness import ServeProcess
+from tests.helpers import image_bytes, storage_settings, upload
 
 
 def test_database_going_away_gives_503_and_recovers(api, own_database):
@@ -41,24 +42,23 @@ def test_database_going_away_gives_503_and_recovers(api, own_database):
     assert api.get("/health/ready").status_code == 200
 
 
+@pytest.mark.slow
 def test_service_starts_with_the_database_down(tmp_path):
     closed = embedded_db.free_port()
-    port = embedded_db.free_port()
     env = {
         "MONGODB_CONNECTION_STRING": f"mongodb://127.0.0.1:{closed}/x",
         "MONGODB_TIMEOUT_MS": "300",
         "UPLOADS_DIRECTORY": str(tmp_path / "uploads"),
     }
-    process = start_service(env, tmp_path, port)
+    service = ServeProcess(env, tmp_path).start()
     try:
-        base = f"http://127.0.0.1:{port}"
+        base = service.url
         assert requests.get(f"{base}/", timeout=10).json()["mongodb"]["connected"] is False
         response = requests.get(f"{base}/images", timeout=10)
         assert response.status_code == 503 and response.json()["detail"]
         assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.communicate(timeout=60)
+        service.stop()
 
 
 def test_s3_unreachable_gives_503_and_no_document(api, s3_bucket, settings, collection):
@@ -89,19 +89,14 @@ def wait_until_settled(collection, timeout: float = 30) -> None:
     raise AssertionError(f"still running after {timeout} s: {running}")
 
 
+@pytest.mark.slow
 def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
     tmp_path, mongodb_uri, settings
 ):
     uri = mongodb_uri.rsplit("/", 1)[0] + f"/killed_{uuid.uuid4().hex[:8]}"
     uploads = tmp_path / "uploads"
     settings.MONGODB_CONNECTION_STRING = uri
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(uploads), "allow_overwrite": True},
-        },
-    }
+    settings.STORAGES = storage_settings("local", settings.STORAGES, location=uploads)
     collection = repository.get_collection()
     content = image_bytes()
     documents = []
@@ -112,21 +107,19 @@ def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
         documents.append({"file": f"d{i % 10}/{i}.jpg", "userId": None, "data": {"n": i}})
     collection.insert_many(documents)
 
-    port = embedded_db.free_port()
     env = {"MONGODB_CONNECTION_STRING": uri, "UPLOADS_DIRECTORY": str(uploads)}
-    process = start_service({**env, "WRITE_LEASE_SECONDS": "1"}, tmp_path, port)
+    service = ServeProcess({**env, "WRITE_LEASE_SECONDS": "1"}, tmp_path).start()
 
     def delete_all() -> None:
         with contextlib.suppress(requests.ConnectionError):  # the server dies mid-request
-            requests.delete(f"http://127.0.0.1:{port}/images", params={"all": "true"}, timeout=60)
+            requests.delete(f"{service.url}/images", params={"all": "true"}, timeout=60)
 
     worker = threading.Thread(target=delete_all, daemon=True)
     worker.start()
     deadline = time.monotonic() + 30
     while collection.count_documents({}) == 3000 and time.monotonic() < deadline:
         time.sleep(0.005)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.communicate(timeout=30)
+    service.stop(signal.SIGKILL, timeout=30)
     wait_until_settled(collection)  # a delete_many the database began goes on without its client
 
     out = io.StringIO()

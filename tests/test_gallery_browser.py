@@ -19,6 +19,8 @@ from playwright.sync_api import Page, expect
 from tests.helpers import REPO_ROOT, Server
 from tests.oidc import IdentityProvider, rsa_key
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # drives Chromium against `serve`
+
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 
 

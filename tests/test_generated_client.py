@@ -22,6 +22,8 @@ from PIL import Image
 
 from tests.helpers import REPO_ROOT, image_bytes
 
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
+
 CONFIG = REPO_ROOT / "docs" / "openapi-python-client.yaml"
 PACKAGE = "imagestore_openapi"  # as the config names it
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")

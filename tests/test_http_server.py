@@ -14,28 +14,26 @@ import requests
 
 from benchmarks import slow_clients
 from images.core.query import MAX_FILTER_LENGTH
-from images.runtime import embedded_db
 from images.runtime.serving import http_errors
-from tests.helpers import noise_image, start_service
+from testing.harness import ServeProcess
+from tests.helpers import noise_image
+
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, mongodb_uri):
     """One `serve` (2 gevent workers) on a database of its own, for the whole module."""
     workdir = tmp_path_factory.mktemp("http-server")
-    port = embedded_db.free_port()
     env = {
         "MONGODB_CONNECTION_STRING": mongodb_uri.rsplit("/", 1)[0] + "/http_server_test",
         "UPLOADS_DIRECTORY": str(workdir / "uploads"),
         "DATA_DIRECTORY": str(workdir / "data"),
-        "WEB_CONCURRENCY": "2",
         "LOG_LEVEL": "WARNING",
     }
-    with open(workdir / "serve.log", "wb") as log:
-        process = start_service(env, workdir, port, output=log)
-    yield f"http://127.0.0.1:{port}", port
-    process.terminate()
-    process.wait(timeout=60)
+    served = ServeProcess(env, workdir, workers=2, log_path=workdir / "serve.log").start()
+    yield served.url, served.port
+    served.stop()
 
 
 def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -144,7 +142,6 @@ def test_downloads_leave_whole_while_other_requests_go_on(server):
 
 
 def test_a_silent_client_is_dropped_after_the_idle_timeout(tmp_path, mongodb_uri):
-    port = embedded_db.free_port()
     env = {
         "MONGODB_CONNECTION_STRING": mongodb_uri.rsplit("/", 1)[0] + "/http_idle_test",
         "UPLOADS_DIRECTORY": str(tmp_path / "uploads"),
@@ -153,20 +150,19 @@ def test_a_silent_client_is_dropped_after_the_idle_timeout(tmp_path, mongodb_uri
         "HTTP_KEEPALIVE_TIMEOUT": "1",
         "LOG_LEVEL": "ERROR",
     }
-    process = start_service(env, tmp_path, port)
+    served = ServeProcess(env, tmp_path).start()
     try:
         for opening in (
             b"GET /images HTTP/1.1\r\nHost: x\r\nX-Slow: ",  # a head that never ends
             b"POST /images HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n",  # a body
         ):
-            with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
                 sock.sendall(opening)
                 started = os.times().elapsed
                 while sock.recv(65536):
                     pass
                 assert os.times().elapsed - started < 10
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=60)
-    assert b"Traceback" not in output, output.decode()[-3000:]
+        served.stop()
+    assert "Traceback" not in served.output, served.output[-3000:]

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
-from tests.helpers import image_bytes, upload
+from tests.helpers import client_for, image_bytes, upload
 
 SERVICE_ACCOUNT_A = "system:serviceaccount:team-a:default"
 SERVICE_ACCOUNT_B = "system:serviceaccount:team-b:default"
-
-
-def client_for(oidc, user: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {oidc.token(preferred_username=user)}")
-    return client
 
 
 @pytest.fixture

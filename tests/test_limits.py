@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from images.limits.bounded_json import DepthGauge
-from images.store.files import LocalFileStore, get_file_store
+from images.store.files import LocalFileStore
+from tests.archives_helpers import make_zip, post_archive, stored_keys
 from tests.helpers import image_bytes, noise_image, upload
 
 JPEG = image_bytes()
@@ -31,29 +32,11 @@ def detail(response, status: int) -> str:
     return text
 
 
-def make_zip(entries: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", method) as archive:
-        for name, content in entries.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
-def post_archive(api, content: bytes, **extra):
-    file = io.BytesIO(content)
-    file.name = "archive.zip"
-    return api.post("/import", {"archive": file, **extra}, format="multipart")
-
-
 def solid_bmp(width: int, height: int) -> bytes:
     """A valid image whose bytes compress almost to nothing."""
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), "white").save(buffer, "BMP")
     return buffer.getvalue()
-
-
-def stored_keys() -> list[str]:
-    return sorted(get_file_store().iter_keys())
 
 
 def nested(depth: int) -> str:
@@ -347,6 +330,7 @@ def test_documents_past_mongodb_limit_are_413_not_503(api, settings, collection)
     assert set(collection.find_one()["data"]) == {"a"}
 
 
+@pytest.mark.slow  # about 30 s: a manifest past MongoDB's 16 MB
 def test_manifest_data_past_mongodb_limit_is_413(api, settings, collection):
     settings.MAX_DATA_SIZE = 64 * 1024 * 1024
     settings.MAX_MANIFEST_ITEM_SIZE = 64 * 1024 * 1024

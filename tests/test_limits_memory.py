@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 import zipfile
 from pathlib import Path
 
 import pytest
 import requests
 
-from images.runtime import embedded_db
-from tests.helpers import image_bytes, start_service
+from testing.harness import ServeProcess
+from tests.helpers import image_bytes
+
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
 
 MiB = 1024 * 1024
 # 20,000 nested arrays in a 230-byte archive took a worker from 75 to ~1,000 MiB.
@@ -49,22 +49,20 @@ def manifest_bomb(depth: int) -> bytes:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, mongodb_uri):
     workdir = tmp_path_factory.mktemp("served")
-    port = embedded_db.free_port()
     env = {
         "MONGODB_CONNECTION_STRING": mongodb_uri,
         "UPLOADS_DIRECTORY": str(workdir / "uploads"),
         "DATA_DIRECTORY": str(workdir / "data"),
     }
-    process = start_service(env, workdir, port)
-    base = f"http://127.0.0.1:{port}"
+    service = ServeProcess(env, workdir).start()
+    base = service.url
     # Warm up: the first requests import what the routes need.
     created = requests.post(f"{base}/images", files={"image": ("w.jpg", image_bytes())}, timeout=30)
     requests.patch(f"{base}/images/{created.json()['_id']}", json={"a": 1}, timeout=30)
     requests.post(f"{base}/import", files={"archive": ("w.zip", manifest_bomb(2))}, timeout=30)
     requests.get(f"{base}/images", params={"filter": "{}"}, timeout=30)
-    yield base, process.pid, created.json()["_id"]
-    os.killpg(process.pid, signal.SIGTERM)
-    process.communicate(timeout=60)
+    yield base, service.pid, created.json()["_id"]
+    service.stop()
 
 
 def _send(base: str, image_id: str, route: str) -> requests.Response:

@@ -13,7 +13,8 @@ from django.http import HttpResponse
 
 from images.api.middleware.request_log import RequestLogMiddleware
 from images.runtime import embedded_db, metrics
-from tests.helpers import image_bytes, start_service, upload
+from testing.harness import ServeProcess
+from tests.helpers import image_bytes, upload
 
 
 def scrape(api) -> str:
@@ -209,10 +210,10 @@ def test_the_middleware_times_the_whole_request(rf, caplog):
     assert (record.method, record.status, record.route) == ("DELETE", 204, None)
 
 
+@pytest.mark.slow
 def test_json_log_lines_from_a_running_server(tmp_path, mongodb_uri):
-    port = embedded_db.free_port()
     database = mongodb_uri.rsplit("/", 1)[0] + "/logs_test"
-    process = start_service(
+    service = ServeProcess(
         {
             "MONGODB_CONNECTION_STRING": database,
             "UPLOADS_DIRECTORY": str(tmp_path / "uploads"),
@@ -220,15 +221,13 @@ def test_json_log_lines_from_a_running_server(tmp_path, mongodb_uri):
             "LOG_FORMAT": "json",
         },
         tmp_path,
-        port,
-    )
+    ).start()
     try:
         for path in ("/images?limit=1", "/images/nope"):
-            requests.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+            requests.get(f"{service.url}{path}", timeout=10)
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-    lines = [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
+        service.stop(timeout=30)
+    lines = [json.loads(line) for line in service.output.splitlines() if line.startswith("{")]
     request_lines = [line for line in lines if line.get("logger") == "imagestore.requests"]
     assert [(r["method"], r["route"], r["status"]) for r in request_lines] == [
         ("GET", "/images", 200),

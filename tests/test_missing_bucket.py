@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from images.runtime import embedded_db
-from tests.helpers import S3_CREDENTIALS, s3_client, start_service, upload, use_s3_storage
+from testing.harness import ServeProcess
+from tests.helpers import S3_CREDENTIALS, s3_client, upload, use_s3_storage
 
 
 @pytest.fixture
@@ -38,10 +38,10 @@ def test_readiness_names_the_missing_bucket_until_it_exists(api, missing_bucket,
     assert ready.status_code == 200 and "storageError" not in ready.json()
 
 
+@pytest.mark.slow  # starts `manage.py serve`
 def test_serve_names_the_missing_bucket_and_its_endpoint_at_start(
     tmp_path, mongodb_uri, s3_endpoint
 ):
-    port = embedded_db.free_port()
     env = dict(
         MONGODB_CONNECTION_STRING=mongodb_uri,
         S3_BUCKET="nobody-made-it",
@@ -50,12 +50,12 @@ def test_serve_names_the_missing_bucket_and_its_endpoint_at_start(
         S3_SECRET_ACCESS_KEY=S3_CREDENTIALS["secret_key"],
         S3_REGION=S3_CREDENTIALS["region_name"],
     )
-    process = start_service(env, tmp_path, port)
+    service = ServeProcess(env, tmp_path).start()
     try:
-        ready = requests.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
+        ready = requests.get(f"{service.url}/health/ready", timeout=10)
     finally:
-        process.terminate()
-        output = process.communicate(timeout=60)[0].decode()
+        service.stop()
+    output = service.output
     assert ready.status_code == 503 and "nobody-made-it" in ready.json()["storageError"]
     lines = [line for line in output.splitlines() if "nobody-made-it" in line]
     assert len(lines) == 1 and s3_endpoint in lines[0] and "serving anyway" in lines[0]

@@ -137,6 +137,8 @@ def try_it_out(page: Page, url: str, operation_id: str) -> Locator:
     return operation
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_swagger_try_it_out_lists_images_plainly(start_server, browser):
     server = start_server()
     context = browser.new_context()
@@ -153,6 +155,8 @@ def test_swagger_try_it_out_lists_images_plainly(start_server, browser):
         context.close()
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_swagger_try_it_out_uploads_an_image_with_only_a_file_chosen(
     start_server, browser, tmp_path
 ):

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 
 import pytest
 import requests
 
 from images.api.redaction import redacted_mongodb_uri
 from images.api.views.service import redacted_connection_string
-from images.runtime import embedded_db
 from images.runtime.log_escaping import EscapeControlCharacters, OneLineFormatter
-from tests.helpers import image_bytes, start_service, upload
+from testing.harness import ServeProcess
+from tests.helpers import image_bytes, upload
 from tests.samples import SAMPLES
 
 SECRET = "Sup3rSecretValue"
@@ -182,10 +181,10 @@ def test_links_on_a_host_that_allowed_hosts_names(signer, settings):
 FORGED = "2026-01-01 00:00:00,000 INFO imagestore.requests DELETE /images 200 1.0ms"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_a_logged_value_cannot_forge_a_line(tmp_path, mongodb_uri, log_format):
-    port = embedded_db.free_port()
-    process = start_service(
+    service = ServeProcess(
         {
             "MONGODB_CONNECTION_STRING": mongodb_uri.rsplit("/", 1)[0] + "/log_forging",
             "UPLOADS_DIRECTORY": str(tmp_path / "uploads"),
@@ -193,15 +192,13 @@ def test_a_logged_value_cannot_forge_a_line(tmp_path, mongodb_uri, log_format):
             "LOG_FORMAT": log_format,
         },
         tmp_path,
-        port,
-    )
+    ).start()
     try:
         forged = requests.utils.quote(f"/nope\n{FORGED}\r\x1b[2J\u2028x", safe="/")
-        assert requests.get(f"http://127.0.0.1:{port}{forged}", timeout=10).status_code == 404
+        assert requests.get(f"{service.url}{forged}", timeout=10).status_code == 404
     finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    lines = output.decode().splitlines()
+        service.stop(timeout=30)
+    lines = service.output.splitlines()
     assert not any(line.startswith(FORGED[:20]) for line in lines), lines
     assert not any("\x1b" in line or "\u2028" in line for line in lines)
     logged = [line for line in lines if "/nope" in line]

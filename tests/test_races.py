@@ -27,6 +27,7 @@ from images.store.repository import ImageRepository
 from images.writes.integrity import IntegrityChecker
 from tests.helpers import image_bytes
 
+pytestmark = pytest.mark.slow  # every interleaving, seconds each, in threads and across serves
 ROUNDS = int(os.environ.get("RACE_ROUNDS", "4"))
 PICTURES = [image_bytes(size=(24 + i, 16), color=(40 * i, 255 - 40 * i, 90)) for i in range(4)]
 

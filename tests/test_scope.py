@@ -19,7 +19,7 @@ from django.http import QueryDict
 from rest_framework.test import APIClient
 
 from images.api.auth import signing
-from tests.helpers import image_bytes, upload
+from tests.helpers import client_for, image_bytes, upload
 
 USERS = ("alice", "bob", "charlie")
 ALICE_RED = image_bytes(color="red")
@@ -42,12 +42,6 @@ class World:
             if path.is_file()
         }
         return documents, files
-
-
-def client_for(oidc, user: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {oidc.token(preferred_username=user)}")
-    return client
 
 
 def stored(client: APIClient, name: str, content: bytes, **data) -> str:

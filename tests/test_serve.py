@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
 import requests
 
 from images.runtime import embedded_db
-from tests.helpers import image_bytes, start_service
+from testing.harness import ServeProcess
+from tests.helpers import image_bytes
+
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
 
 
-def stop_service(process) -> str:
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=60)
-    return output.decode()
+def stop_service(served: ServeProcess) -> str:
+    served.stop()
+    return served.output
 
 
 @pytest.fixture
@@ -24,9 +25,8 @@ def workdir(tmp_path):
 
 
 def test_embedded_default_keeps_data_across_restarts(workdir):
-    port = embedded_db.free_port()
-    process = start_service({}, workdir, port)
-    base = f"http://127.0.0.1:{port}"
+    process = ServeProcess({}, workdir).start()
+    base = process.url
     try:
         state = json.loads((workdir / "data" / "db.json").read_text())
         created = requests.post(
@@ -45,7 +45,7 @@ def test_embedded_default_keeps_data_across_restarts(workdir):
     assert not (workdir / "data" / "db.json").exists()
     assert (workdir / "uploads" / "x.jpg").read_bytes() == image_bytes()
 
-    process = start_service({}, workdir, port)
+    process = ServeProcess({}, workdir, port=process.port).start()
     try:
         listed = requests.get(f"{base}/images", params={"label": "cat"}, timeout=10).json()
         assert [i["_id"] for i in listed["items"]] == [created["_id"]]
@@ -56,24 +56,19 @@ def test_embedded_default_keeps_data_across_restarts(workdir):
 
 
 def test_second_service_reuses_the_running_embedded_server(workdir):
-    first_port, second_port = embedded_db.free_port(), embedded_db.free_port()
-    first = start_service({}, workdir, first_port)
+    first = ServeProcess({}, workdir).start()
     try:
-        second = start_service({}, workdir, second_port)
+        second = ServeProcess({}, workdir).start()
         try:
             created = requests.post(
-                f"http://127.0.0.1:{first_port}/images",
+                f"{first.url}/images",
                 files={"image": ("y.jpg", image_bytes())},
                 timeout=10,
             ).json()
-            seen = requests.get(
-                f"http://127.0.0.1:{second_port}/images/{created['_id']}", timeout=10
-            )
+            seen = requests.get(f"{second.url}/images/{created['_id']}", timeout=10)
             assert seen.json()["file"] == "y.jpg"
         finally:
             assert "(reusing)" in stop_service(second)
-        assert (
-            requests.get(f"http://127.0.0.1:{first_port}/images", timeout=10).json()["total"] == 1
-        )
+        assert requests.get(f"{first.url}/images", timeout=10).json()["total"] == 1
     finally:
         stop_service(first)

@@ -16,31 +16,30 @@ import pytest
 import requests
 
 from images.runtime import embedded_db
-from tests.helpers import (
-    REPO_ROOT,
-    command_environment,
-    image_bytes,
-    project_copy,
-    start_service,
-)
+from testing.harness import REPO_ROOT, ServeProcess, command_environment, project_copy
+from tests.helpers import image_bytes
+
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
 
 QUIET = {"LOG_LEVEL": "WARNING"}
 
 
-class Served:
+class Served(ServeProcess):
     """A `serve` in its own process group, its output in a file that can be read meanwhile."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None, host="127.0.0.1"):
-        self.port = embedded_db.free_port()
-        self.log_path = workdir / f"serve-{self.port}.log"
-        with open(self.log_path, "wb") as log:
-            self.process = start_service({**QUIET, **(env or {})}, workdir, self.port, host, log)
-        self.workdir = workdir
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    @property
-    def output(self) -> str:
-        return self.log_path.read_text()
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        host="127.0.0.1",
+        root: Path = REPO_ROOT,
+        log_path: Path | None = None,
+    ):
+        port = embedded_db.free_port()
+        log_path = log_path or workdir / f"serve-{port}.log"
+        environment = {**QUIET, **(env or {})}
+        super().__init__(environment, workdir, port=port, host=host, log_path=log_path, root=root)
+        self.start()
 
     def get(self, path: str, timeout: float = 10) -> requests.Response:
         return requests.get(f"{self.url}{path}", timeout=timeout)
@@ -54,16 +53,16 @@ class Served:
                 except OSError:
                     continue
                 parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-                if parent == self.process.pid and "manage.py" in (entry / "cmdline").read_text():
+                if parent == self.pid and "manage.py" in (entry / "cmdline").read_text():
                     found.append(int(entry.name))
         return found
 
-    def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> float:
-        """Signal the whole group (as a terminal's Ctrl-C does); seconds until it exited."""
-        started = time.monotonic()
-        os.killpg(self.process.pid, sig)
-        self.process.wait(timeout=timeout)
-        return time.monotonic() - started
+
+def seconds_to_stop(served: Served, sig: signal.Signals, timeout: float) -> float:
+    """Signal the whole group (as a terminal's Ctrl-C does); seconds until it exited."""
+    started = time.monotonic()
+    served.stop(sig, timeout=timeout)
+    return time.monotonic() - started
 
 
 def database_pid(workdir: Path) -> int:
@@ -143,7 +142,7 @@ def test_ctrl_c_stops_serve_and_the_embedded_database_within_10_seconds_every_ti
         idle.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         busy = socket.create_connection(("127.0.0.1", served.port))  # a request half sent
         busy.sendall(b"POST /images HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab")
-        seconds = served.stop(signal.SIGINT, timeout=30)
+        seconds = seconds_to_stop(served, signal.SIGINT, timeout=30)
         idle.close()
         busy.close()
         assert seconds < 10, f"attempt {attempt}: {seconds:.1f} s"
@@ -239,11 +238,9 @@ def test_a_command_run_from_another_folder_finds_the_images_serve_stored(tmp_pat
     project = project_copy(tmp_path / "project")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    port = embedded_db.free_port()
-    with open(tmp_path / "serve.log", "wb") as log:
-        process = start_service(QUIET, project, port, output=log, project=project)
+    served = Served(project, root=project, log_path=tmp_path / "serve.log")
     try:
-        requests.post(f"http://127.0.0.1:{port}/images", files={"image": ("c.jpg", image_bytes())},
+        requests.post(f"{served.url}/images", files={"image": ("c.jpg", image_bytes())},
                       timeout=10)  # fmt: skip
         exported = subprocess.run(
             [sys.executable, str(project / "manage.py"), "export_images", "out.zip"],
@@ -254,8 +251,7 @@ def test_a_command_run_from_another_folder_finds_the_images_serve_stored(tmp_pat
             timeout=120,
         )
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
+        served.stop()
     assert exported.returncode == 0, exported.stderr
     assert "c.jpg" in zipfile.ZipFile(elsewhere / "out.zip").namelist()
     assert not (elsewhere / "data").exists() and not (elsewhere / "uploads").exists()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.helpers import REPO_ROOT
+import pytest
+
+from testing.harness import REPO_ROOT
 
 # Runs the script with `requests` unimportable: `make run` installs only requirements/base.txt.
 WITHOUT_REQUESTS = (
@@ -14,6 +16,7 @@ WITHOUT_REQUESTS = (
 )
 
 
+@pytest.mark.slow  # starts `manage.py serve`
 def test_smoke_script_passes_against_a_served_instance(start_server):
     server = start_server()
     completed = subprocess.run(

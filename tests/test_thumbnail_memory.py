@@ -11,17 +11,17 @@ VmHWM growth over its idle RSS, and its RSS afterwards, read from /proc/<pid>/st
 from __future__ import annotations
 
 import io
-import os
-import signal
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from PIL import Image
 
 from benchmarks.processes import MIB, children, peak_rss_bytes, reset_peak_rss, rss_bytes
-from images.runtime import embedded_db
-from tests.helpers import start_service
+from testing.harness import ServeProcess
+
+pytestmark = pytest.mark.slow  # starts `manage.py serve` subprocesses
 
 SIDE = 8000
 JPEG_MAGIC = b"\xff\xd8"
@@ -46,24 +46,23 @@ def progressive_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def serve(tmp_path, mongodb_uri, workers: int):
-    port = embedded_db.free_port()
+def serve(tmp_path, mongodb_uri, workers: int) -> ServeProcess:
     database = mongodb_uri.rsplit("/", 1)[0] + f"/thumbs_{uuid.uuid4().hex[:8]}"
     env = {
         "MONGODB_CONNECTION_STRING": database,
         "UPLOADS_DIRECTORY": str(tmp_path / "uploads"),
         "DATA_DIRECTORY": str(tmp_path / "data"),
-        "WEB_CONCURRENCY": str(workers),
         "GUNICORN_THREADS": "4",
     }
-    return start_service(env, tmp_path, port), f"http://127.0.0.1:{port}"
+    return ServeProcess(env, tmp_path, workers=workers).start()
 
 
-def peak_growth_of_thumbnails(process, base: str, pictures: list[bytes], sizes) -> dict:
+def peak_growth_of_thumbnails(service: ServeProcess, pictures: list[bytes], sizes) -> dict:
     """Upload the pictures, then ask for every size of each at once.
 
     Per worker, in MiB over its idle RSS: the peak during the requests and the RSS after them.
     """
+    base = service.url
     ids = []
     for index, content in enumerate(pictures):
         assert len(content) < 400_000
@@ -72,7 +71,7 @@ def peak_growth_of_thumbnails(process, base: str, pictures: list[bytes], sizes) 
         response = requests.post(f"{base}/images", files={"image": (name, content)}, timeout=60)
         assert response.status_code == 200, response.content
         ids.append(response.json()["_id"])
-    workers = children(process.pid)
+    workers = children(service.pid)
     requests.get(f"{base}/images", timeout=30)
     idle = {pid: rss_bytes(pid) for pid in workers}
     for pid in workers:
@@ -90,18 +89,13 @@ def peak_growth_of_thumbnails(process, base: str, pictures: list[bytes], sizes) 
     }
 
 
-def stop(process) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    process.communicate(timeout=60)
-
-
 def test_eight_concurrent_thumbnails_of_huge_pngs_stay_bounded(tmp_path, mongodb_uri):
-    process, base = serve(tmp_path, mongodb_uri, workers=2)
+    service = serve(tmp_path, mongodb_uri, workers=2)
     try:
         pictures = [flat_png((200, 30, 30)), flat_png((30, 30, 200))]
-        growth = peak_growth_of_thumbnails(process, base, pictures, (64, 128, 256, 512))
+        growth = peak_growth_of_thumbnails(service, pictures, (64, 128, 256, 512))
     finally:
-        stop(process)
+        service.stop()
     print(f"peak growth per worker (MiB): {growth}")
     assert len(growth) == 2
     assert all(peak < MAX_GROWTH_MIB for peak, _ in growth.values()), growth
@@ -110,11 +104,11 @@ def test_eight_concurrent_thumbnails_of_huge_pngs_stay_bounded(tmp_path, mongodb
 
 def test_pictures_decoded_whole_are_rendered_within_the_memory_budget(tmp_path, mongodb_uri):
     """4 at once of a picture needing ~190 MiB: the 320 MiB budget lets one run at a time."""
-    process, base = serve(tmp_path, mongodb_uri, workers=1)
+    service = serve(tmp_path, mongodb_uri, workers=1)
     try:
-        growth = peak_growth_of_thumbnails(process, base, [progressive_jpeg()], (64, 128, 256, 512))
+        growth = peak_growth_of_thumbnails(service, [progressive_jpeg()], (64, 128, 256, 512))
     finally:
-        stop(process)
+        service.stop()
     print(f"peak growth per worker (MiB): {growth}")
     assert all(peak < MAX_WHOLE_DECODE_GROWTH_MIB for peak, _ in growth.values()), growth
     assert all(kept < MAX_KEPT_MIB for _, kept in growth.values()), growth

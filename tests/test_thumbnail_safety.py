@@ -19,17 +19,11 @@ from rest_framework.test import APIClient
 from images.thumbnails import gate as gate_module
 from images.thumbnails import response as response_module
 from images.thumbnails.gate import RenderBusy, RenderGate
-from tests.helpers import image_bytes, s3_client, upload
+from tests.helpers import client_for, image_bytes, s3_client, upload
 
 THUMBNAILS = ".imagestore/thumbnails"
 PICTURE_P = image_bytes("PNG", (120, 80), (220, 20, 20))  # red
 PICTURE_Q = image_bytes("PNG", (120, 80), (20, 20, 220))  # blue
-
-
-def client_for(oidc, user: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {oidc.token(preferred_username=user)}")
-    return client
 
 
 def body_of(response) -> bytes:

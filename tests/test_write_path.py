@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,7 +26,8 @@ from images.store.files import get_file_store
 from images.store.repository import ImageRepository
 from images.writes import leases as leases_module
 from images.writes.integrity import IntegrityChecker
-from tests.helpers import image_bytes, s3_client, upload
+from tests.archives_helpers import make_zip, post_archive
+from tests.helpers import image_bytes, s3_client, storage_settings, upload
 
 OLD = image_bytes(color="red")
 NEW = image_bytes(color="blue")
@@ -46,20 +46,6 @@ def as_user(api, settings, user_id: str):
     settings.IMAGE_SCOPE = "user"
     api.force_authenticate(SimpleNamespace(user_id=user_id, is_authenticated=True))
     return api
-
-
-def zip_of(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in entries.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
-def post_archive(api, content: bytes):
-    archive = io.BytesIO(content)
-    archive.name = "a.zip"
-    return api.post("/import", {"archive": archive}, format="multipart")
 
 
 def integrity(fix: bool = False) -> str:
@@ -184,7 +170,7 @@ def test_import_under_scope_answers_alike_for_another_users_id_and_a_free_one(
     answers = []
     for name, image_id in (("one.jpg", bob_id), ("two.jpg", str(ObjectId()))):
         manifest = json.dumps([{"_id": image_id, "file": name}]).encode()
-        body = post_archive(alice, zip_of({name: OLD, "mongodb_data.json": manifest})).json()
+        body = post_archive(alice, make_zip({name: OLD, "mongodb_data.json": manifest})).json()
         answers.append({**body, "file": None})
     assert answers[0] == answers[1] == {"file": None, "imported": 1, "skipped": []}
     assert collection.find_one({"userId": "bob"}) == before
@@ -203,7 +189,7 @@ def test_the_final_key_with_the_users_prefix_is_checked_before_anything_is_writt
     assert "prefix" in response.json()["detail"] and "1024" in response.json()["detail"]
     assert collection.count_documents({}) == 0
     assert list(get_file_store().iter_all_keys()) == []
-    body = post_archive(alice, zip_of({name: OLD}))
+    body = post_archive(alice, make_zip({name: OLD}))
     assert body.status_code == 400 and collection.count_documents({}) == 0
 
 
@@ -277,13 +263,7 @@ def test_an_uploads_directory_reached_through_a_link_serves(api, settings, tmp_p
     real.mkdir()
     linked = tmp_path / "linked-uploads"
     linked.symlink_to(real, target_is_directory=True)
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(linked), "allow_overwrite": True},
-        },
-    }
+    settings.STORAGES = storage_settings("local", settings.STORAGES, location=linked)
     image_id = upload(api, "z.jpg", OLD, file="in/z.jpg").json()["_id"]
     assert (real / "in" / "z.jpg").read_bytes() == OLD
     response = api.get(f"/images/{image_id}/image")
@@ -293,9 +273,9 @@ def test_an_uploads_directory_reached_through_a_link_serves(api, settings, tmp_p
 
 def test_a_manifest_cannot_claim_a_file_it_did_not_bring(api, planted, collection):
     manifest = json.dumps([{"file": "planted/passwd"}]).encode()
-    body = post_archive(api, zip_of({"mongodb_data.json": manifest})).json()
+    body = post_archive(api, make_zip({"mongodb_data.json": manifest})).json()
     assert body["imported"] == 0 and collection.count_documents({}) == 0
-    body = post_archive(api, zip_of({"planted/evil.jpg": OLD})).json()
+    body = post_archive(api, make_zip({"planted/evil.jpg": OLD})).json()
     assert body["imported"] == 0
     assert "outside the uploads directory" in body["skipped"][0]["reason"]
     assert sorted(p.name for p in planted.iterdir()) == ["passwd"]

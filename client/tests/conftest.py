@@ -17,28 +17,36 @@ import httpx
 import pytest
 from PIL import Image
 
-from benchmarks.service import BenchDatabase, BenchService, ServerOptions
 from imagestore_client import Client
+from testing.harness import REPO_ROOT, DatabaseServer, ServeProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENT_SOURCE = REPO_ROOT / "client" / "src"
 
 
-class Service(BenchService):
-    """A mongod and a `manage.py serve` in their own folder, with extra environment."""
+class Service(ServeProcess):
+    """A mongod and a `manage.py serve` (2 workers) in their own folder, with extra
+    environment."""
 
-    def __init__(
-        self, workdir: Path, env: dict[str, str], database: BenchDatabase | None = None
-    ) -> None:
-        super().__init__(workdir, ServerOptions(workers=2), database)
-        self.extra = env
+    ready_path = "/health/live"
 
-    @property
-    def url(self) -> str:
-        return self.base_url
-
-    def environment(self) -> dict[str, str]:
-        return {**super().environment(), **self.extra}
+    def __init__(self, workdir: Path, env: dict[str, str], replica_set: str | None = None) -> None:
+        """`replica_set`: its database is a replica set of one member of that name."""
+        database = DatabaseServer(workdir / "db", replica_set=replica_set)
+        environment = {
+            "MONGODB_CONNECTION_STRING": database.uri("imagestore_client_test"),
+            "DATA_DIRECTORY": str(workdir / "data"),
+            "UPLOADS_DIRECTORY": str(workdir / "uploads"),
+            "IMAGE_SCOPE": "",
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        super().__init__(
+            environment,
+            workdir,
+            workers=2,
+            log_path=workdir / "serve.log",
+            owned_database=database,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -52,14 +60,10 @@ def service(tmp_path_factory) -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def feed_service(tmp_path_factory) -> Iterator[Service]:
     """A service on a replica set of one member, for the change feed (`pull --sync`, `watch`)."""
-    workdir = tmp_path_factory.mktemp("feed-service")
-    database = BenchDatabase(workdir, replica_set="rs0")
-    database.start()
-    running = Service(workdir, {}, database)
+    running = Service(tmp_path_factory.mktemp("feed-service"), {}, replica_set="rs0")
     running.start()
     yield running
     running.stop()
-    database.stop()
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ from imagestore_client import (
 )
 from imagestore_client.samples import prefetch_samples
 
+pytestmark = pytest.mark.slow  # talks to the `serve` conftest starts
+
 
 @pytest.fixture
 def thirty(client) -> list[dict]:

@@ -16,6 +16,8 @@ from conftest import LocalHTTPServer, Service, cli, cli_environment, image_bytes
 from imagestore_client import Client, ClientCredentials, Unauthorized
 from tests.oidc import IdentityProvider, rsa_key
 
+pytestmark = pytest.mark.slow  # talks to the `serve` conftest starts
+
 
 @pytest.fixture(scope="module")
 def identity() -> Iterator[IdentityProvider]:

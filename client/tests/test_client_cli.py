@@ -71,6 +71,7 @@ def test_global_options_go_before_or_after_the_command(monkeypatch):
     assert parse_arguments(["push", "d"]).no_progress is False
 
 
+@pytest.mark.slow  # talks to a `serve` of its own
 def test_url_after_the_command_reaches_the_service(client, service):
     client.upload(image_bytes(1), "one.png")
     wrong = f"http://127.0.0.1:{free_port()}"
@@ -85,6 +86,7 @@ def listed(result: subprocess.CompletedProcess) -> list[str]:
     return sorted(line.split()[2] for line in result.stdout.splitlines())
 
 
+@pytest.mark.slow  # talks to a `serve` of its own
 def test_regex_is_a_regular_expression(client, service):
     for index, (file, label) in enumerate(
         [
@@ -117,6 +119,7 @@ def test_regex_is_a_regular_expression(client, service):
     assert "400" in refused.stderr
 
 
+@pytest.mark.slow  # talks to a `serve` of its own
 def test_bulk_rm_and_patch_offer_no_limit(client, service):
     client.upload(image_bytes(1), "one.png", {"label": "cat"})
     client.upload(image_bytes(2), "two.png", {"label": "cat"})
@@ -144,6 +147,7 @@ def test_a_wrong_url_answers_at_once(url):
 
 
 # --- a query that matches nothing ---------------------------------------------------------------
+@pytest.mark.slow  # talks to a `serve` of its own
 def test_a_field_typo_that_matches_nothing_says_so(client, service, tmp_path):
     client.upload(image_bytes(1), "one.png", {"label": "cat", "camera": "cam1"})
     hint = "no image has a field 'lable'; known fields: camera, label"

@@ -11,6 +11,8 @@ from conftest import cli, cli_environment, image_bytes, image_tree
 
 from imagestore_client import Conflict
 
+pytestmark = pytest.mark.slow  # talks to the `serve` conftest starts
+
 
 def test_upload_on_duplicate_reject_and_skip(client):
     first = client.upload(image_bytes(1), "cam0/a.png")

@@ -13,6 +13,8 @@ from conftest import cli, image_bytes
 
 from imagestore_client.shards import write_shards
 
+pytestmark = pytest.mark.slow  # talks to the `serve` conftest starts
+
 
 @pytest.fixture
 def twelve(client) -> dict[str, dict]:

@@ -49,6 +49,7 @@ def presigned(tmp_path_factory) -> Iterator[Service]:
     s3.stop()
 
 
+@pytest.mark.slow  # talks to a `serve` of its own
 def test_downloads_follow_a_redirect_to_presigned_s3(presigned, tmp_path):
     with Client(presigned.url) as client:
         documents = [client.upload(image_bytes(i), f"s3/{i}.png", {"n": i}) for i in range(3)]

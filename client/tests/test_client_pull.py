@@ -15,6 +15,8 @@ from conftest import FaultyProxy, cli, image_bytes, image_tree, start_cli
 from imagestore_client.errors import ImagestoreError
 from imagestore_client.pull import Layout
 
+pytestmark = pytest.mark.slow  # talks to the `serve` conftest starts
+
 
 def outcome(stdout: str) -> dict[str, int]:
     found = re.findall(r"(\d+) (downloaded|skipped|failed)", stdout)

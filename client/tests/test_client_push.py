@@ -14,6 +14,8 @@ import time
 import pytest
 from conftest import FaultyProxy, cli, cli_environment, image_bytes, image_tree, start_cli
 
+pytestmark = pytest.mark.slow  # talks to the `serve` conftest starts
+
 TREE_SIZE = 200
 
 

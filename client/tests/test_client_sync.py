@@ -16,6 +16,8 @@ from imagestore_client import Client
 from imagestore_client.errors import Gone
 from imagestore_client.sync import STATE_FILE, Syncer
 
+pytestmark = pytest.mark.slow  # talks to the `serve` conftest starts
+
 
 @pytest.fixture
 def feed(feed_service) -> Client:

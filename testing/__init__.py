@@ -1,0 +1,1 @@
+"""The servers that tests, client tests and benchmarks start, shared by all three."""
