@@ -32,10 +32,11 @@ class Service(ServeProcess):
     def __init__(self, workdir: Path, env: dict[str, str], replica_set: str | None = None) -> None:
         """`replica_set`: its database is a replica set of one member of that name."""
         database = DatabaseServer(workdir / "db", replica_set=replica_set)
+        self.uploads = workdir / "uploads"
         environment = {
             "MONGODB_CONNECTION_STRING": database.uri("imagestore_client_test"),
             "DATA_DIRECTORY": str(workdir / "data"),
-            "UPLOADS_DIRECTORY": str(workdir / "uploads"),
+            "UPLOADS_DIRECTORY": str(self.uploads),
             "IMAGE_SCOPE": "",
             "LOG_LEVEL": "WARNING",
             **env,
