@@ -98,13 +98,23 @@ def render_thumbnail(
     source: IO[bytes], decoding: Decoding, size: int, output: OutputFormat
 ) -> bytes:
     """The picture scaled to fit a `size` by `size` square, encoded as `output`."""
+    with small_picture(source, decoding, size) as picture:
+        return _encoded(picture, output)
+
+
+@contextlib.contextmanager
+def small_picture(source: IO[bytes], decoding: Decoding, size: int) -> Iterator[Image.Image]:
+    """The picture upright, in 8-bit RGB, RGBA or L, scaled to fit a `size` by `size` square."""
     with _undecodable_as_422():
         picture = None
         if decoding.engine == "libvips":
             picture = _shrunk_by_libvips(source, size)
         if picture is None:
             picture = _opened_by_pillow(source, size)
-        return _encoded(picture, size, output)
+        with picture:
+            small = ImageOps.exif_transpose(_displayable(picture))
+            small.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+            yield small
 
 
 @contextlib.contextmanager
@@ -178,14 +188,11 @@ def _opened_by_pillow(source: IO[bytes], size: int) -> Image.Image:
     return image
 
 
-def _encoded(image: Image.Image, size: int, output: OutputFormat) -> bytes:
-    with image:
-        picture = ImageOps.exif_transpose(_displayable(image))
-        picture.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        if output is JPEG:
-            picture = _without_alpha(picture)
-        buffer = io.BytesIO()
-        picture.save(buffer, output.pillow_format, **output.save_options)
+def _encoded(picture: Image.Image, output: OutputFormat) -> bytes:
+    if output is JPEG:
+        picture = _without_alpha(picture)
+    buffer = io.BytesIO()
+    picture.save(buffer, output.pillow_format, **output.save_options)
     return buffer.getvalue()
 
 
