@@ -17,6 +17,7 @@ import contextlib
 import functools
 import io
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -177,6 +178,9 @@ def _shrunk_by_libvips(source: IO[bytes], size: int) -> Image.Image | None:
 
 
 def _vips_source(vips: ModuleType, source: IO[bytes]):
+    # libvips reads the descriptor itself: Python's read buffer is dropped first (a seek from
+    # the end always reaches the OS), or a later seek relative to it would land before 0.
+    source.seek(0, os.SEEK_END)
     source.seek(0)
     return vips.Source.new_from_descriptor(source.fileno())
 

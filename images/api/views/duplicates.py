@@ -61,7 +61,10 @@ class DuplicateListView(APIView):
         page = validated(NearPageParameters(data=request.query_params))
         within = page.get("distance", DEFAULT_DISTANCE)
         found = near_groups(
-            repository_for(request), within, page.get("after"), page.get("limit", DEFAULT_PAGE)
+            repository_for(request),
+            within,
+            page.get("after") or None,  # blank: from the start
+            page.get("limit", DEFAULT_PAGE),
         )
         return Response(found.as_json())
 
@@ -121,7 +124,7 @@ class LeakListView(APIView):
             repository_for(request),
             field,
             within,
-            page.get("after"),
+            page.get("after") or None,
             page.get("limit", DEFAULT_PAGE),
         )
         return Response(found.as_json(field=field))
