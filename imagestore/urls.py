@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from images.api.views.archives import ExportView, ImportView
 from images.api.views.changes import ChangeFeedView
-from images.api.views.duplicates import DuplicateListView
+from images.api.views.duplicates import DuplicateListView, LeakListView, SimilarImageListView
 from images.api.views.fields import FieldListView, FieldValuesView
 from images.api.views.gallery import GalleryView
 from images.api.views.images import ImageViewSet
@@ -29,11 +29,13 @@ urlpatterns = [
     path("", InfoView.as_view(), name="info"),
     path("images", images, name="images"),
     path("images/duplicates", DuplicateListView.as_view(), name="image-duplicates"),
+    path("images/leaks", LeakListView.as_view(), name="image-leaks"),
     path("images/<str:pk>", image, name="image"),
     path("images/<str:pk>/image", image_file, name="image-file"),
     path("images/<str:pk>/file", image_file, name="image-file-alias"),
     path("images/<str:pk>/thumbnail", image_thumbnail, name="image-thumbnail"),
     path("images/<str:pk>/url", SignedImageUrlView.as_view(), name="image-url"),
+    path("images/<str:pk>/similar", SimilarImageListView.as_view(), name="image-similar"),
     path("export/url", SignedExportUrlView.as_view(), name="export-url"),
     path("changes", ChangeFeedView.as_view(), name="changes"),
     path("fields", FieldListView.as_view(), name="fields"),

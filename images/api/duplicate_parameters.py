@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from bson import ObjectId
 from rest_framework import serializers
 
 from images.api.parameters import Count, EnumChoice, ParameterText
 from images.duplicates import OnDuplicate
 from images.duplicates.groups import MAX_AFTER_LENGTH, MAX_LIMIT
+from images.duplicates.near_copies import MAX_LIMIT as NEAR_MAX_LIMIT
+from images.duplicates.perceptual import DEFAULT_DISTANCE, MAX_DISTANCE
 
 
 class OnDuplicateField(EnumChoice):
@@ -26,6 +29,58 @@ class OnDuplicateParameters(serializers.Serializer):
         "`reject` answers 409 with that image's `_id` and `file`, `skip` answers 200 with its "
         "document; nothing is stored. Absent: stored anyway (the original's behaviour)."
     )
+
+
+class Distance(Count):
+    """A Hamming distance between perceptual hashes, 0 to MAX_DISTANCE."""
+
+    def __init__(self, **options: Any) -> None:
+        message = f"must be an integer from 0 to {MAX_DISTANCE} (bits of the perceptual hash)"
+        super().__init__(
+            min_value=0,
+            max_value=MAX_DISTANCE,
+            error_messages=dict.fromkeys(
+                ("invalid", "max_string_length", "min_value", "max_value"), message
+            ),
+            **options,
+        )
+
+
+class DataField(ParameterText):
+    """A path under `data` (dotted for nested values), such as `split`."""
+
+    def to_internal_value(self, data: Any) -> str:
+        path = super().to_internal_value(data)
+        parts = path.split(".")
+        if len(path) > 200 or any(
+            not part or part.startswith("$") or "\x00" in part for part in parts
+        ):
+            raise serializers.ValidationError(
+                "must name a field of `data` (dotted for nested ones), such as 'split'"
+            )
+        return path
+
+
+SIMILAR_HELP = (
+    "With `on_duplicate`: a stored picture whose perceptual hash (`phash`) is within this many "
+    f"bits (0 to {MAX_DISTANCE}) counts as a copy too, the nearest one is named."
+)
+LEAK_HELP = (
+    "A field of `data` that splits the dataset (e.g. `split`): 409 when a near-copy of the "
+    "picture (within `similar`, default "
+    f"{DEFAULT_DISTANCE}) is stored with another value of it, naming that image."
+)
+
+
+class CopyCheckParameters(OnDuplicateParameters):
+    similar = Distance(help_text=SIMILAR_HELP)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "similar" in attrs and "on_duplicate" not in attrs and not attrs.get("check_leak"):
+            raise serializers.ValidationError(
+                {"similar": ["needs 'on_duplicate' (reject or skip) to say what a near-copy does"]}
+            )
+        return attrs
 
 
 class DuplicatePageParameters(serializers.Serializer):
@@ -49,3 +104,55 @@ class DuplicatePageParameters(serializers.Serializer):
                 f"must be the 'next' of a page (a sha256), at most {MAX_AFTER_LENGTH} characters"
             )
         return value
+
+
+class ImageCursor(ParameterText):
+    """The `next` of the previous page: an image `_id`."""
+
+    def to_internal_value(self, data: Any) -> ObjectId | None:  # type: ignore[override]
+        text = super().to_internal_value(data)
+        if not text:
+            return None
+        if not ObjectId.is_valid(text):
+            raise serializers.ValidationError("must be the 'next' of a page (an image _id)")
+        return ObjectId(text)
+
+
+def _page_limit() -> Count:
+    return Count(
+        min_value=1,
+        max_value=NEAR_MAX_LIMIT,
+        error_messages=dict.fromkeys(
+            ("invalid", "max_string_length", "min_value", "max_value"),
+            f"must be an integer from 1 to {NEAR_MAX_LIMIT}",
+        ),
+        help_text=f"At most this many items (1 to {NEAR_MAX_LIMIT}, default 100).",
+    )
+
+
+DISTANCE_HELP = (
+    f"Largest Hamming distance between perceptual hashes, 0 to {MAX_DISTANCE} "
+    f"(default {DEFAULT_DISTANCE}; see docs/near-duplicates.md for what each catches)."
+)
+
+
+class SimilarParameters(serializers.Serializer):
+    distance = Distance(help_text=DISTANCE_HELP)
+    limit = _page_limit()
+
+
+class NearPageParameters(serializers.Serializer):
+    distance = Distance(help_text=DISTANCE_HELP)
+    after = ImageCursor(help_text="The `next` of the previous page.")
+    limit = _page_limit()
+
+
+class LeakParameters(NearPageParameters):
+    field = DataField(help_text="Required: the field of `data` that splits the dataset.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("field"):
+            raise serializers.ValidationError(
+                {"field": ["is required: the field of `data` that splits the dataset, e.g. split"]}
+            )
+        return attrs

@@ -17,12 +17,13 @@ from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
+    PolymorphicProxySerializer,
     extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers
 
-from images.api.duplicate_parameters import OnDuplicateField
+from images.api.duplicate_parameters import Distance, OnDuplicateField
 
 EXAMPLE_ID = "6564a1f0c2a4b1d2e3f40512"
 EXAMPLE_IMAGE = {
@@ -70,6 +71,11 @@ def _image_fields(required: bool) -> dict[str, serializers.Field]:
         "format": serializers.CharField(required=False),
         "mode": serializers.CharField(required=False),
         "contentType": serializers.CharField(required=False),
+        "phash": serializers.CharField(
+            required=False,
+            help_text="Perceptual hash (imagehash pHash, 16 hex digits) of a decodable picture: "
+            "near-copies differ in few bits (`GET /images/{id}/similar`).",
+        ),
         "integrity": _integrity_mark(),
     }
 
@@ -160,6 +166,11 @@ IMPORT_REQUEST_SCHEMA = inline_serializer(
             "earlier entry brought) is not stored and is listed in `duplicates`; with `reject` "
             "it is listed in `skipped` too. Absent: stored anyway.",
         ),
+        "similar": Distance(
+            help_text="With `on_duplicate`: an entry within this perceptual distance of a "
+            "stored picture or of an earlier entry counts as a copy too (listed with its "
+            "`distance`)."
+        ),
     },
 )
 IMPORT_RESULT_SCHEMA = inline_serializer(
@@ -178,7 +189,8 @@ IMPORT_RESULT_SCHEMA = inline_serializer(
             child=serializers.DictField(),
             required=False,
             help_text="With `on_duplicate`: `{entry, _id, file}` of the image each entry "
-            "repeats (`_id` null when it is an earlier entry of the same archive).",
+            "repeats (`_id` null when it is an earlier entry of the same archive), with "
+            "`distance` for a near-copy (`similar`).",
         ),
         "duplicatesCount": serializers.IntegerField(
             required=False, help_text="Present when more duplicates were found than listed."
@@ -227,6 +239,70 @@ DUPLICATE_CONFLICT_SCHEMA = inline_serializer(
         "detail": serializers.CharField(),
         "_id": serializers.CharField(help_text="The image already holding these bytes."),
         "file": serializers.CharField(),
+        "distance": serializers.IntegerField(
+            required=False, help_text="A near-copy (`similar`, `check_leak`): its distance."
+        ),
+        "field": serializers.CharField(required=False, help_text="`check_leak`: the field."),
+        "value": serializers.JSONField(
+            required=False, help_text="`check_leak`: the near-copy's value of that field."
+        ),
+    },
+)
+_NEAR_ITEM: dict[str, serializers.Field] = {
+    "_id": serializers.CharField(),
+    "file": serializers.CharField(),
+    "distance": serializers.IntegerField(help_text="Bits in which the perceptual hashes differ."),
+}
+SIMILAR_PAGE_SCHEMA = inline_serializer(
+    "SimilarImages",
+    {
+        "distance": serializers.IntegerField(),
+        "items": inline_serializer(
+            "SimilarImage", {**_image_fields(required=True), **_NEAR_ITEM}, many=True
+        ),
+    },
+)
+_NEXT = serializers.CharField(
+    allow_null=True, help_text="`after` for the next page; null once every image was scanned."
+)
+NEAR_GROUP_PAGE_SCHEMA = inline_serializer(
+    "NearDuplicatePage",
+    {
+        "limit": serializers.IntegerField(),
+        "distance": serializers.IntegerField(),
+        "items": inline_serializer(
+            "NearDuplicateGroup",
+            {
+                "phash": serializers.CharField(),
+                "count": serializers.IntegerField(),
+                "items": inline_serializer("NearDuplicate", _NEAR_ITEM, many=True),
+            },
+            many=True,
+        ),
+        "next": _NEXT,
+    },
+)
+_LEAK_SIDE: dict[str, serializers.Field] = {
+    "_id": serializers.CharField(),
+    "file": serializers.CharField(),
+    "value": serializers.JSONField(help_text="Its value of the field."),
+}
+LEAK_PAGE_SCHEMA = inline_serializer(
+    "LeakPage",
+    {
+        "limit": serializers.IntegerField(),
+        "field": serializers.CharField(),
+        "distance": serializers.IntegerField(),
+        "items": inline_serializer(
+            "Leak",
+            {
+                "a": inline_serializer("LeakOlder", _LEAK_SIDE),
+                "b": inline_serializer("LeakNewer", _LEAK_SIDE),
+                "distance": serializers.IntegerField(),
+            },
+            many=True,
+        ),
+        "next": _NEXT,
     },
 )
 # --- errors --------------------------------------------------------------------------------------
@@ -241,7 +317,7 @@ _ERROR_MEANINGS = {
     415: "The body is not `application/json`.",
     410: "The cursor is older than the database's history of changes: do a full resync.",
     416: "The `Range` is outside the file (`Content-Range: bytes */size` says its size).",
-    422: "The file is not an image a thumbnail can be made of.",
+    422: "The file is not a picture this service can decode (no thumbnail, no `phash`).",
     501: "The change feed needs MongoDB as a replica set (6.0 or newer under IMAGE_SCOPE=user).",
     503: "MongoDB, the storage or the identity provider cannot be reached.",
     507: "The storage is full: nothing was written.",
@@ -408,7 +484,16 @@ IMPORT_RESPONSES = {
 }
 IMAGE_LINKS_RESPONSES = {200: IMAGE_LINKS_SCHEMA, **errors(*_ONE)}
 EXPORT_LINK_RESPONSES = {200: EXPORT_LINK_SCHEMA, **errors(*_READ)}
-DUPLICATES_RESPONSES = {200: DUPLICATE_PAGE_SCHEMA, **errors(*_READ)}
+DUPLICATES_RESPONSES = {
+    200: PolymorphicProxySerializer(
+        "DuplicatesAnswer",
+        serializers=[DUPLICATE_PAGE_SCHEMA, NEAR_GROUP_PAGE_SCHEMA],
+        resource_type_field_name=None,
+    ),
+    **errors(*_READ),
+}
+SIMILAR_RESPONSES = {200: SIMILAR_PAGE_SCHEMA, **errors(*_ONE, 422)}
+LEAKS_RESPONSES = {200: LEAK_PAGE_SCHEMA, **errors(*_READ)}
 CHANGE_SCHEMA = inline_serializer(
     "Change",
     {

@@ -36,6 +36,7 @@ from images.core.errors import InvalidInput
 from images.core.paths import storage_key, validate_file_path
 from images.core.query import parse_object_id
 from images.duplicates.imports import ImportDuplicates
+from images.duplicates.perceptual import perceptual_facts
 from images.duplicates.policy import OnDuplicate
 from images.limits.disk import ensure_room
 from images.limits.documents import check_data
@@ -104,6 +105,7 @@ class ArchiveImporter:
         batch_size: int | None = None,
         progress: Progress | None = None,
         on_duplicate: OnDuplicate | None = None,
+        similar: int | None = None,
     ) -> None:
         self.repository = repository
         self.files = files
@@ -113,6 +115,7 @@ class ArchiveImporter:
         self.progress = progress
         self.file_writer = FileWriter(files)
         self.on_duplicate = on_duplicate
+        self.similar = similar
         self.duplicates: ImportDuplicates | None = None
 
     def run(self, archive_path: str | Path, name: str) -> ImportResult:
@@ -131,7 +134,9 @@ class ArchiveImporter:
                 if self.on_duplicate is not None:
                     result.duplicates = []
                     hashes = Path(scratch) / "hashes.sqlite3"
-                    self.duplicates = ImportDuplicates(self.repository, self.on_duplicate, hashes)
+                    self.duplicates = ImportDuplicates(
+                        self.repository, self.on_duplicate, hashes, self.similar
+                    )
                 try:
                     self._import(archive, plan, index, scratch, result)
                 finally:
@@ -265,8 +270,11 @@ class ArchiveImporter:
             except InvalidInput as error:
                 result.skip(info.filename, str(error.detail))
                 return None
+            if "width" in facts:  # a picture: its perceptual hash, if it decodes
+                facts.update(perceptual_facts(spool))
+            phash = facts.get("phash")
             if self.duplicates is not None and self.duplicates.found(
-                info.filename, sha256, key, result
+                info.filename, sha256, phash, key, result
             ):
                 index.add_duplicate(key)
                 return None
@@ -280,7 +288,7 @@ class ArchiveImporter:
                 result.skip(info.filename, "its path conflicts with a stored file or folder")
                 return None
             if self.duplicates is not None:
-                self.duplicates.remember(sha256, key)
+                self.duplicates.remember(sha256, phash, key)
         return staged, {**facts, "size": size, "sha256": sha256}
 
     # --- documents --------------------------------------------------------------------------

@@ -10,7 +10,11 @@ from bson import Decimal128, ObjectId
 from bson.regex import Regex
 
 # Top-level fields the service owns; everything a user sends lives under `data`.
-FACT_FIELDS = ("size", "sha256", "width", "height", "format", "mode", "contentType")
+# `phashBands`: the perceptual hash's bands, kept for its index (images.duplicates.perceptual);
+# never printed.
+PHASH_BANDS = "phashBands"
+FACT_FIELDS: tuple[str, ...] = ("size", "sha256", "width", "height", "format", "mode")
+FACT_FIELDS += ("contentType", "phash", PHASH_BANDS)
 # Set by `check_integrity --fix` on an image whose file is lost or holds other bytes:
 # `{"status": "missing" | "mismatched", "checked": <date>, "foundSha256": <hash, if mismatched>}`.
 # Removed when the right bytes are back (restored, or uploaded again to the same `file`).
@@ -60,7 +64,7 @@ def to_api(document: dict[str, Any]) -> dict[str, Any]:
     """
     printed: dict[str, Any] = {}
     ordered = [k for k in _PRINT_ORDER if k in document]
-    ordered += [k for k in document if k not in _PRINT_ORDER]
+    ordered += [k for k in document if k not in _PRINT_ORDER and k != PHASH_BANDS]
     for key in ordered:
         value = document[key]
         if key == "_id":

@@ -5,7 +5,7 @@ management commands into one line and a non-zero exit."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 # What a 503 asks the client to wait before retrying. Most causes (a held write lease, a
 # database election, a storage blip) clear within a second or two; a longer wait would keep
@@ -26,7 +26,7 @@ class ImageStoreError(Exception):
         if status is not None:
             cls.status = status
 
-    def __init__(self, detail: str | None = None, fields: Mapping[str, str] | None = None) -> None:
+    def __init__(self, detail: str | None = None, fields: Mapping[str, Any] | None = None) -> None:
         self.detail = detail if detail is not None else self.default_detail
         self.fields = dict(fields or {})
         super().__init__(self.detail)

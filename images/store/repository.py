@@ -30,7 +30,7 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_uri
 
-from images.core.documents import FACT_FIELDS, INTEGRITY
+from images.core.documents import FACT_FIELDS, INTEGRITY, PHASH_BANDS
 from images.core.errors import Conflict
 from images.core.query import ImageQuery
 from images.limits.documents import refuse_growth
@@ -141,6 +141,8 @@ def ensure_indexes(
         # Duplicates of one owner, read in hash order (images.duplicates).
         collection.create_index([("userId", ASCENDING), ("sha256", ASCENDING)]),
         collection.create_index([("file", ASCENDING)]),
+        # Near-copies: every band of the perceptual hash (images.duplicates.near_copies).
+        collection.create_index([(PHASH_BANDS, ASCENDING), ("userId", ASCENDING)]),
     ]
     names += [collection.create_index([(f"data.{name}", ASCENDING)]) for name in data_fields]
     names.append(
@@ -330,6 +332,14 @@ class ImageRepository:
         found = list(self.collection.aggregate(pipeline, maxTimeMS=self.max_time_ms))
         return found[0]["_id"] if found else None
 
+    def get_many(self, image_ids: list[ObjectId]) -> list[dict[str, Any]]:
+        if not image_ids:
+            return []
+        found = self.collection.find(
+            self.scoped({"_id": {"$in": image_ids}}), max_time_ms=self.max_time_ms
+        )
+        return list(found)
+
     def get_by_file(self, file: str) -> dict[str, Any] | None:
         return self.collection.find_one({"userId": self.owner, "file": file})
 
@@ -383,6 +393,37 @@ class ImageRepository:
                 {"_id": str(doc["_id"]), "file": doc.get("file")}
             )
         return listed
+
+    def phash_candidates(
+        self, keys: list[int], projection: dict[str, Any], after: ObjectId | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Documents in scope with one of these perceptual-hash band values, through their
+        index (images.duplicates.near_copies compares the hashes); after `after` when given."""
+        query: dict[str, Any] = {PHASH_BANDS: {"$in": keys}}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.collection.find(
+            self.scoped(query), projection, batch_size=1000, max_time_ms=self.max_time_ms
+        )
+        with cursor:
+            yield from cursor
+
+    def iter_hashed(
+        self, after: ObjectId | None, projection: dict[str, Any]
+    ) -> Generator[dict[str, Any], None, None]:
+        """Documents in scope with a perceptual hash, in `_id` order after `after`."""
+        query: dict[str, Any] = {"phash": {"$type": "string"}}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.collection.find(
+            self.scoped(query),
+            projection,
+            sort=[("_id", ASCENDING)],
+            batch_size=200,
+            max_time_ms=self.max_time_ms,
+        )
+        with cursor:
+            yield from cursor
 
     def take_claim(self, name: str, token: str, stale_seconds: int) -> bool:
         """Hold the claim `name` (see images.duplicates.claims); False while another holds it."""

@@ -23,7 +23,8 @@ from images.core.errors import Conflict, InvalidInput, TooLarge
 from images.core.paths import storage_key, upload_file_name, validate_file_path
 from images.core.query import parse_object_id
 from images.duplicates.claims import claimed
-from images.duplicates.policy import OnDuplicate, rejection, stored_copy
+from images.duplicates.perceptual import perceptual_facts
+from images.duplicates.policy import CopyChecks, OnDuplicate, check_leak, copy_of, rejection
 from images.limits import bounded_json
 from images.limits.disk import ensure_room
 from images.limits.documents import check_data
@@ -202,6 +203,9 @@ def _guess_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
+NO_CHECKS = CopyChecks()
+
+
 class UploadStore:
     """Stores one uploaded file and its document through the write path (`images.writes`)."""
 
@@ -215,28 +219,33 @@ class UploadStore:
         upload: UploadedFile,
         meta: UploadMetadata,
         digest: tuple[str, int] | None,
-        on_duplicate: OnDuplicate | None = None,
+        checks: CopyChecks = NO_CHECKS,
     ) -> dict[str, Any]:
         """The stored document; with `on_duplicate`, bytes the owner already stores at another
-        path are not stored again: 409 (reject) or that image's document (skip)."""
+        path (or, with `similar`, a near-copy) are not stored again: 409 (reject) or that
+        image's document (skip); with `leak_field`, 409 for a near-copy in another split."""
         key = storage_key(meta.file or upload_file_name(upload.name), self.repository.owner)
         if upload.size == 0:
             raise InvalidInput("The uploaded file is empty")
         facts = inspect_image(upload, key)
+        if "width" in facts:  # a picture: its perceptual hash, if it decodes
+            facts.update(perceptual_facts(upload))
         sha256, size = digest or _digest(upload)
         facts.update(size=size, sha256=sha256)
         ensure_room(self.files, size)
         if meta.image_id is not None:
             self._check_chosen_id(key, meta.image_id)
-        if on_duplicate is None:
+        phash = facts.get("phash")
+        check_leak(self.repository, phash, meta.data, key, checks)
+        if checks.on_duplicate is None:
             return self._write(key, upload, meta, facts)
         with claimed(self.repository, sha256):
-            existing = stored_copy(self.repository, sha256, key)
+            existing = copy_of(self.repository, sha256, phash, key, checks.similar)
             if existing is None:
                 return self._write(key, upload, meta, facts)
-        if on_duplicate is OnDuplicate.REJECT:
+        if checks.on_duplicate is OnDuplicate.REJECT:
             raise rejection(existing)
-        return existing
+        return existing.document
 
     def _write(
         self, key: str, upload: UploadedFile, meta: UploadMetadata, facts: dict[str, Any]

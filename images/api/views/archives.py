@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from images.api.duplicate_parameters import OnDuplicateParameters
+from images.api.duplicate_parameters import CopyCheckParameters
 from images.api.export_parameters import EXPORT_PARAMETERS, export_request
 from images.api.openapi import (
     EXPORT_RESPONSES,
@@ -28,8 +28,8 @@ from images.api.scope import repository_for
 from images.api.views.images import single_file
 from images.archives import ArchiveImporter, ExportRequest, archive_file_name
 from images.core.errors import InvalidInput, TooLarge
-from images.duplicates import OnDuplicate
 from images.duplicates.policy import PARAMETER as ON_DUPLICATE
+from images.duplicates.policy import SIMILAR
 from images.store.files import get_file_store
 from images.writes.uploads import MULTIPART_OVERHEAD, parse_metadata
 
@@ -109,8 +109,8 @@ class ImportView(APIView):
         # ArchiveUploadHandler keeps every upload in a temporary file.
         archive = cast(TemporaryUploadedFile, single_file(request, ARCHIVE_FIELD))
         try:
-            on_duplicate = _on_duplicate(request)
-            meta = parse_metadata(request.POST, ignore=(ON_DUPLICATE,))
+            checks = _copy_checks(request)
+            meta = parse_metadata(request.POST, ignore=(ON_DUPLICATE, SIMILAR))
             if meta.file is not None or meta.image_id is not None:
                 raise InvalidInput("'file' and '_id' cannot be given for a whole archive")
             importer = ArchiveImporter(
@@ -118,7 +118,8 @@ class ImportView(APIView):
                 get_file_store(),
                 extra_data=meta.data,
                 time=meta.time,
-                on_duplicate=on_duplicate,
+                on_duplicate=checks.get("on_duplicate"),
+                similar=checks.get("similar"),
             )
             result = importer.run(archive.temporary_file_path(), archive.name or "")
         finally:
@@ -126,10 +127,11 @@ class ImportView(APIView):
         return Response(result.as_json())
 
 
-def _on_duplicate(request: Request) -> OnDuplicate | None:
-    """`on_duplicate` of the form, else of the query string."""
-    source = request.POST if ON_DUPLICATE in request.POST else request.query_params
-    return validated(OnDuplicateParameters(data=source)).get("on_duplicate")
+def _copy_checks(request: Request) -> dict[str, Any]:
+    """`on_duplicate` and `similar` of the form, else of the query string."""
+    given = {name for name in (ON_DUPLICATE, SIMILAR) if name in request.POST}
+    source = request.POST if given else request.query_params
+    return validated(CopyCheckParameters(data=source))
 
 
 def _started(stream: Generator[bytes, None, None]) -> Iterator[bytes]:

@@ -1,4 +1,6 @@
-"""`GET /images/duplicates`: groups of the caller's images that share their bytes."""
+"""Copies among the caller's images: the same bytes (`GET /images/duplicates`), near-copies by
+perceptual hash (`?distance=N` there, `GET /images/<id>/similar`) and near-copies across the
+values of a split field (`GET /images/leaks`)."""
 
 from __future__ import annotations
 
@@ -7,26 +9,119 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from images.api.duplicate_parameters import DuplicatePageParameters
-from images.api.openapi import DUPLICATES_RESPONSES
+from images.api.duplicate_parameters import (
+    DuplicatePageParameters,
+    LeakParameters,
+    NearPageParameters,
+    SimilarParameters,
+)
+from images.api.openapi import (
+    DUPLICATES_RESPONSES,
+    ID_PARAMETER,
+    LEAKS_RESPONSES,
+    SIMILAR_RESPONSES,
+)
 from images.api.parameters import validated
 from images.api.scope import repository_for
+from images.core.documents import to_api
+from images.core.errors import ImageNotFound, Unprocessable
+from images.core.query import parse_object_id
 from images.duplicates import duplicate_groups
 from images.duplicates.groups import DEFAULT_LIMIT
+from images.duplicates.near_copies import near_copies
+from images.duplicates.near_groups import DEFAULT_PAGE, leaks, near_groups
+from images.duplicates.perceptual import DEFAULT_DISTANCE
 
 
 class DuplicateListView(APIView):
     @extend_schema(
-        summary="Groups of images with the same bytes (sha256), a page at a time",
+        summary="Groups of images with the same bytes (sha256), or near-copies, a page at a time",
         description=(
             "Each group is `{sha256, count, items: [{_id, file}]}` (items oldest first, at most "
             "1,000; `count` is the full number). Groups come in sha256 order; pass `next` as "
-            "`after` for the following page (`next` is null on the last page)."
+            "`after` for the following page (`next` is null on the last page).\n\n"
+            "With `distance=N`: near-copies by perceptual hash instead. Each group is `{phash, "
+            "count, items: [{_id, file, distance}]}`: an image (first, distance 0) and every "
+            "later image (by `_id`) within `N` bits of it, so each near pair is listed once, "
+            "in the group of its older image. `after` and `next` are then image ids; a page "
+            "scans a bounded number of images, so it may hold fewer than `limit` groups while "
+            "`next` is not null: go on until it is."
         ),
-        parameters=[DuplicatePageParameters],
+        parameters=[DuplicatePageParameters, NearPageParameters],
         responses=DUPLICATES_RESPONSES,
     )
     def get(self, request: Request) -> Response:
+        if "distance" in request.query_params:
+            return self._near(request)
         page = validated(DuplicatePageParameters(data=request.query_params))
         after, limit = page.get("after", ""), page.get("limit", DEFAULT_LIMIT)
         return Response(duplicate_groups(repository_for(request), after, limit).as_json())
+
+    def _near(self, request: Request) -> Response:
+        page = validated(NearPageParameters(data=request.query_params))
+        within = page.get("distance", DEFAULT_DISTANCE)
+        found = near_groups(
+            repository_for(request), within, page.get("after"), page.get("limit", DEFAULT_PAGE)
+        )
+        return Response(found.as_json())
+
+
+class SimilarImageListView(APIView):
+    @extend_schema(
+        summary="The caller's images that are near-copies of one image, nearest first",
+        description=(
+            "Every image whose perceptual hash (`phash`) differs from this one's in at most "
+            "`distance` bits, as `GET /images/{id}` prints it plus its `distance`; nearest "
+            "first, then oldest. The image itself is not listed. 422 when the image has no "
+            "`phash` (its file is not a picture the service decodes)."
+        ),
+        parameters=[ID_PARAMETER, SimilarParameters],
+        responses=SIMILAR_RESPONSES,
+    )
+    def get(self, request: Request, pk: str) -> Response:
+        parameters = validated(SimilarParameters(data=request.query_params))
+        repository = repository_for(request)
+        image = repository.get(parse_object_id(pk))
+        if image is None:
+            raise ImageNotFound(pk)
+        if not isinstance(image.get("phash"), str):
+            raise Unprocessable(
+                f"Image {pk} has no perceptual hash: its file is not a picture this service "
+                "decodes (or `manage.py backfill_facts` has not reached it yet)"
+            )
+        within = parameters.get("distance", DEFAULT_DISTANCE)
+        limit = parameters.get("limit", DEFAULT_PAGE)
+        found = near_copies(repository, image["phash"], within, limit, exclude=image["_id"])
+        documents = {doc["_id"]: doc for doc in repository.get_many([n.id for n in found])}
+        items = [
+            {**to_api(documents[near.id]), "distance": near.distance}
+            for near in found
+            if near.id in documents
+        ]
+        return Response({"distance": within, "items": items})
+
+
+class LeakListView(APIView):
+    @extend_schema(
+        summary="Near-copies whose split differs: pairs that leak across train, test...",
+        description=(
+            "Pairs of the caller's images within `distance` of each other whose `data.<field>` "
+            "are both set and differ: `{a: {_id, file, value}, b: {...}, distance}`, `a` the "
+            "older. Each pair is listed once. Paged like `GET /images/duplicates?distance=N`: "
+            "a page ends after the image whose pairs reach `limit` (one image's pairs are "
+            "never split), or after a bounded scan; go on until `next` is null."
+        ),
+        parameters=[LeakParameters],
+        responses=LEAKS_RESPONSES,
+    )
+    def get(self, request: Request) -> Response:
+        page = validated(LeakParameters(data=request.query_params))
+        field, within = page["field"], page.get("distance", DEFAULT_DISTANCE)
+        found = leaks(
+            repository_for(request),
+            field,
+            within,
+            page.get("after"),
+            page.get("limit", DEFAULT_PAGE),
+        )
+        return Response(found.as_json(field=field))

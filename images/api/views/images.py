@@ -38,7 +38,7 @@ from images.api.renderers import dumps
 from images.api.responses import served_content_type, stored_file_response
 from images.api.scope import repository_for
 from images.api.thumbnail_parameters import ThumbnailParameters, thumbnail_size
-from images.api.upload_parameters import UploadParameters
+from images.api.upload_parameters import UploadParameters, copy_checks
 from images.core.documents import to_api
 from images.core.errors import ImageNotFound, InvalidInput
 from images.core.query import (
@@ -105,8 +105,8 @@ class ImageViewSet(viewsets.ViewSet):
         meta.mode = parameters.get("metadata", MetadataMode.REPLACE)
         digests = request._request.__dict__.get("upload_digests", {}).get("image")
         store = UploadStore(repository_for(request), get_file_store())
-        on_duplicate = parameters.get("on_duplicate")
-        document = store.store(upload, meta, digests[0] if digests else None, on_duplicate)
+        checks = copy_checks(parameters)
+        document = store.store(upload, meta, digests[0] if digests else None, checks)
         return Response(to_api(document))
 
     @extend_schema(

@@ -1,0 +1,79 @@
+"""Near-copies: the caller's pictures whose perceptual hash is within a Hamming distance.
+
+Candidates come from the `phashBands` index (every band value within `distance // BANDS` bits
+of the hash's own, images.duplicates.perceptual), never from a scan; their hashes are then
+compared exactly. Candidates stream from the database and only the `limit` nearest are kept
+(a heap), so a picture with a hundred thousand identical copies costs time, not memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+
+from images.duplicates.perceptual import band_keys, distance
+from images.store.repository import ImageRepository
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+# Larger is nearer: (-distance, -id, arrival, document); the heap's top is the one to drop.
+Ranked = tuple[int, int, int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class NearCopy:
+    distance: int
+    document: dict[str, Any]
+
+    @property
+    def id(self) -> ObjectId:
+        return self.document["_id"]
+
+
+def near_copies(
+    repository: ImageRepository,
+    phash: str,
+    within: int,
+    limit: int = DEFAULT_LIMIT,
+    *,
+    after: ObjectId | None = None,
+    projection: dict[str, Any] | None = None,
+    exclude: ObjectId | None = None,
+    exclude_file: str | None = None,
+) -> list[NearCopy]:
+    """The `limit` nearest pictures in scope within `within` of `phash`, nearest first, then
+    oldest; only those with an `_id` greater than `after`, when given."""
+    fields = {"_id": 1, "file": 1, "phash": 1, **(projection or {})}
+    candidates = repository.phash_candidates(band_keys(phash, within), fields, after)
+    nearest: list[Ranked] = []
+    for order, document in enumerate(candidates):
+        found = distance(phash, document["phash"])
+        if found > within or document["_id"] == exclude or document["file"] == exclude_file:
+            continue
+        entry: Ranked = (-found, _negated(document["_id"]), order, document)
+        if len(nearest) < limit:
+            heapq.heappush(nearest, entry)
+        elif entry > nearest[0]:
+            heapq.heapreplace(nearest, entry)
+    ranked = sorted(nearest, reverse=True)
+    return [NearCopy(-negative, document) for negative, _, _, document in ranked]
+
+
+def _negated(image_id: ObjectId) -> int:
+    """A key ordering newer ids first, so that the heap's smallest is the one to drop."""
+    return -int(str(image_id), 16)
+
+
+def nearest_copy(
+    repository: ImageRepository, phash: str, within: int, file: str
+) -> NearCopy | None:
+    """The stored picture nearest to `phash` (the oldest among equals) at a path other than
+    `file`, as a whole document; None when none is within `within`."""
+    found = near_copies(repository, phash, within, limit=1, exclude_file=file)
+    if not found:
+        return None
+    document = repository.get(found[0].id)
+    return None if document is None else NearCopy(found[0].distance, document)
