@@ -9,13 +9,15 @@ import json
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import cli
 from PIL import Image, ImageEnhance
 from skimage import data as photos
 
-from imagestore_client import Conflict, NotFound
+from imagestore_client import Conflict, NotFound, Unprocessable
 from imagestore_client.cli import parse_arguments
+from imagestore_client.errors import error_for
 
 pytestmark = pytest.mark.slow  # talks to the `serve` conftest starts
 
@@ -145,10 +147,15 @@ def test_near_copy_groups_are_paged_through_and_exact_groups_stay_apart(client, 
 
     groups = list(client.duplicates(page_size=1, distance=10))
     by_file = {doc["file"]: doc for doc in stored.values()}
-    assert sorted(sorted(item["file"] for item in group["items"]) for group in groups) == [
-        ["a/astronaut.jpg", "a/astronaut_q50.jpg", "b/astronaut_half.jpg"],
-        ["c/coffee.jpg", "c/coffee_q50.jpg"],
-    ]
+    # Each image anchors a group of the later images near it: every near pair is listed once.
+    first, second, third = sorted(
+        ("astronaut", "astronaut_q50", "astronaut_half"), key=lambda name: stored[name]["_id"]
+    )
+    coffees = sorted(("coffee", "coffee_q50"), key=lambda name: stored[name]["_id"])
+    assert sorted(
+        [stored[name]["file"] for name in names]
+        for names in ((first, second, third), (second, third), coffees)
+    ) == sorted([item["file"] for item in group["items"]] for group in groups)
     for group in groups:
         anchor, *others = group["items"]
         assert group["count"] == len(group["items"])
@@ -160,16 +167,16 @@ def test_near_copy_groups_are_paged_through_and_exact_groups_stay_apart(client, 
 
     listed = cli(service.url, "duplicates", "--distance", "10")
     assert listed.returncode == 0, listed.stderr
-    lines = sorted(listed.stdout.splitlines())
-    assert len(lines) == 2
-    assert "2 groups of near-copies within distance 10" in listed.stderr
-    astronauts = next(line for line in lines if "astronaut" in line)
-    assert astronauts.split("  ")[1] == "3"
-    assert re.search(r"astronaut_half\.jpg \(\d+\)", astronauts)
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 3
+    assert "3 groups of near-copies within distance 10" in listed.stderr
+    astronauts = next(line for line in lines if line.split("  ")[1] == "3")
+    assert astronauts.split("  ")[2] == stored[first]["file"]
+    assert re.search(rf"{re.escape(stored[third]['file'])} \(\d+\)$", astronauts)
     exact = cli(service.url, "duplicates")
     assert exact.stdout == "" and "0 groups of images with the same bytes" in exact.stderr
     as_json = cli(service.url, "duplicates", "--distance", "10", "--json")
-    assert sorted(json.loads(line)["count"] for line in as_json.stdout.splitlines()) == [2, 3]
+    assert sorted(json.loads(line)["count"] for line in as_json.stdout.splitlines()) == [2, 2, 3]
 
 
 def test_leaks_pair_near_copies_in_different_splits_only(client, service):
@@ -332,3 +339,10 @@ def test_distances_are_checked_before_anything_is_sent(capsys):
         assert exit.value.code == 2
         assert "is not a distance from 0 to 12" in capsys.readouterr().err
     assert parse_arguments(["leaks", "--field", "split", "--distance", "0"]).distance == 0
+
+
+def test_a_picture_without_a_hash_is_unprocessable_and_either_error_key_is_read():
+    error = error_for(httpx.Response(422, json={"detail": "Image x has no perceptual hash"}))
+    assert isinstance(error, Unprocessable)
+    assert error.detail == "Image x has no perceptual hash"
+    assert error_for(httpx.Response(400, json={"error": "bad distance"})).detail == "bad distance"
