@@ -17,6 +17,7 @@ from imagestore_client.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     Unauthorized,
+    Unprocessable,
 )
 from imagestore_client.transport import RetryPolicy
 
@@ -35,4 +36,5 @@ __all__ = [
     "RetryPolicy",
     "ServiceUnavailable",
     "Unauthorized",
+    "Unprocessable",
 ]

@@ -18,6 +18,8 @@ from imagestore_client.push_plan import PlanError
 
 DEFAULT_URL = "http://localhost:3000"
 CONNECTION_HINT = "is the service running? set --url or IMAGESTORE_URL"
+# The largest pHash distance (of 64 bits) the service compares pictures within.
+MAX_DISTANCE = 12
 
 
 class Parser(argparse.ArgumentParser):
@@ -32,6 +34,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
+
+
+def distance(text: str) -> int:
+    """A pHash distance as the service takes it: 0 (the same picture) to MAX_DISTANCE bits."""
+    value = int(text)
+    if not 0 <= value <= MAX_DISTANCE:
+        raise argparse.ArgumentTypeError(f"{text} is not a distance from 0 to {MAX_DISTANCE}")
     return value
 
 
@@ -117,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--folders-as", default="", metavar="a,b", help="folder levels as fields")
     push.add_argument("--jobs", type=positive_int, default=8, help="concurrent uploads (default 8)")
     push.add_argument("--on-duplicate", choices=["upload", "skip", "reject"], default="upload")
+    push.add_argument(
+        "--similar",
+        type=distance,
+        metavar="N",
+        help="with --on-duplicate skip|reject: a picture within pHash distance N (0-12) of one "
+        "stored at another path is a duplicate too; with --check-leak: how near a near-copy is",
+    )
+    push.add_argument(
+        "--check-leak",
+        metavar="FIELD",
+        help="refuse (fail) a file whose near-copy is stored with another value of data.FIELD "
+        "(e.g. split: the same picture in train and test)",
+    )
     push.add_argument("--all-files", action="store_true", help="not only image extensions")
     push.add_argument(
         "--replace-metadata",
@@ -182,8 +205,47 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("archive")
     imp.add_argument("--meta", action="append", default=[], metavar="key=value")
     imp.add_argument("--on-duplicate", choices=["skip", "reject"])
+    imp.add_argument(
+        "--similar",
+        type=distance,
+        metavar="N",
+        help="with --on-duplicate: a picture within pHash distance N (0-12) counts as a duplicate",
+    )
 
-    command("duplicates", commands.run_duplicates, "groups of stored images with the same bytes")
+    duplicates = command(
+        "duplicates",
+        commands.run_duplicates,
+        "groups of stored images with the same bytes (or near-copies: --distance)",
+    )
+    duplicates.add_argument(
+        "--distance",
+        type=distance,
+        metavar="N",
+        help="groups of near-copies instead: pictures within pHash distance N (0-12)",
+    )
+    duplicates.add_argument("--json", action="store_true", help="one JSON group per line")
+
+    similar = command(
+        "similar", commands.run_similar, "stored pictures near one image's, nearest first"
+    )
+    similar.add_argument("id")
+    similar.add_argument(
+        "--distance", type=distance, metavar="N", help="pHash distance, 0-12 (default 10)"
+    )
+    similar.add_argument(
+        "--limit", type=positive_int, metavar="N", help="at most N images (default 100)"
+    )
+    similar.add_argument("--json", action="store_true", help="one JSON document per line")
+
+    leaks = command(
+        "leaks", commands.run_leaks, "near-copies stored with different values of a field"
+    )
+    leaks.add_argument("--field", required=True, help="the data field that must agree, e.g. split")
+    leaks.add_argument(
+        "--distance", type=distance, metavar="N", help="pHash distance, 0-12 (default 10)"
+    )
+    leaks.add_argument("--json", action="store_true", help="one JSON pair per line")
+
     command("info", commands.run_info, "the service's description of itself")
     return parser
 

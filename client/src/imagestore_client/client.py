@@ -76,18 +76,29 @@ class Client:
         time: dt.datetime | str | None = None,
         on_duplicate: str | None = None,
         metadata: str | None = None,
+        similar: int | None = None,
+        check_leak: str | None = None,
     ) -> dict[str, Any]:
         """Store one image (a path, bytes or a binary file) with its `data`; returns the document.
 
         `file` is the stored path (default: the file's name); an existing `file` is replaced,
         its `data` too unless `metadata="merge"` (the stored keys kept, `data`'s set over them).
+        `on_duplicate="reject"|"skip"`: the same bytes stored at another path raise `Conflict`
+        or answer that stored document; with `similar=N` a picture within pHash distance N
+        counts too. `check_leak="split"` raises `Conflict` when a near-copy (within `similar`,
+        default 10) is stored with another `data.split` than `data`'s.
         """
         name = file or _source_name(source)
         form = {"json": json.dumps(dict(data or {}), default=str), "file": name}
         if time is not None:
             form["time"] = encode_value(time)
-        options = {"on_duplicate": on_duplicate, "metadata": metadata}
-        params = {option: value for option, value in options.items() if value}
+        options = {
+            "on_duplicate": on_duplicate,
+            "metadata": metadata,
+            "similar": similar,
+            "check_leak": check_leak,
+        }
+        params = {option: value for option, value in options.items() if value not in (None, "")}
 
         def body() -> dict[str, Any]:
             content = _open_source(source)
@@ -150,12 +161,42 @@ class Client:
         params = build_params(_without_all(query))
         return self._json("DELETE", "/images", params=params)["deletedCount"]
 
-    def duplicates(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Groups of the caller's images sharing bytes: `{sha256, count, items: [{_id, file}]}`."""
+    def duplicates(
+        self, page_size: int = 100, distance: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Groups of the caller's images sharing bytes: `{sha256, count, items: [{_id, file}]}`.
+
+        With `distance`, groups of near-copies instead: `{phash, count, items: [{_id, file,
+        distance}]}`, the first item the group's anchor, the others within `distance` of it.
+        """
+        return self._pages("/images/duplicates", {"distance": distance}, page_size)
+
+    def similar(
+        self, image_id: str, distance: int | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The documents of the pictures within pHash `distance` (service default 10) of the
+        image's, each with its `distance`, nearest first; the image itself is not listed."""
+        params = {"distance": distance, "limit": limit}
+        sent = {name: value for name, value in params.items() if value is not None}
+        return self._json("GET", f"/images/{image_id}/similar", params=sent)["items"]
+
+    def leaks(
+        self, field: str, distance: int | None = None, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Pairs of near-copies whose `data.<field>` differ (a train/test leak), over every page:
+        `{a: {_id, file, value}, b: {_id, file, value}, distance}`."""
+        return self._pages("/images/leaks", {"field": field, "distance": distance}, page_size)
+
+    def _pages(
+        self, path: str, params: Mapping[str, Any], page_size: int
+    ) -> Iterator[dict[str, Any]]:
+        """The items of every page of a route paged by `after`, until its `next` is null (a
+        page may be short, or empty, before the last)."""
+        sent = {name: value for name, value in params.items() if value is not None}
         after: str | None = None
         while True:
-            params = {"limit": page_size, **({"after": after} if after else {})}
-            page = self._json("GET", "/images/duplicates", params=params)
+            page_params = {**sent, "limit": page_size, **({"after": after} if after else {})}
+            page = self._json("GET", path, params=page_params)
             yield from page["items"]
             after = page.get("next")
             if not after:
@@ -248,13 +289,18 @@ class Client:
         archive: str | os.PathLike,
         data: Mapping[str, Any] | None = None,
         on_duplicate: str | None = None,
+        similar: int | None = None,
     ) -> dict[str, Any]:
-        """Upload a zip to `POST /import`; `data` is merged over every imported document."""
+        """Upload a zip to `POST /import`; `data` is merged over every imported document.
+
+        `on_duplicate` and `similar` as for `upload`, entry by entry."""
         form: dict[str, str] = {}
         if data:
             form["json"] = json.dumps(dict(data), default=str)
         if on_duplicate:
             form["on_duplicate"] = on_duplicate
+        if similar is not None:
+            form["similar"] = str(similar)
         path = Path(archive)
 
         def body() -> dict[str, Any]:

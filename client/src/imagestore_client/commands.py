@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from imagestore_client.client import Client
 from imagestore_client.pull import Layout, Puller
-from imagestore_client.push import Pusher
+from imagestore_client.push import Pusher, shown
 from imagestore_client.push_plan import PlanError, PushPlan, read_metadata_csv
 from imagestore_client.query import parse_pairs
 from imagestore_client.shards import write_shards
@@ -116,6 +116,8 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
         csv_rows=read_metadata_csv(Path(args.metadata_csv)) if args.metadata_csv else {},
         all_files=args.all_files,
     )
+    if args.similar is not None and args.on_duplicate == "upload" and not args.check_leak:
+        raise PlanError("--similar goes with --on-duplicate skip|reject or --check-leak")
     files = plan.files()
     report_left_out(args.folder, plan)
     scoped = client.info().get("image_scope") == "user"
@@ -128,6 +130,8 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
             progress=bar.update,
             replace_metadata=args.replace_metadata,
             verify=args.verify,
+            similar=args.similar,
+            check_leak=args.check_leak,
         )
         summary = pusher.run(plan.item(path, relative) for path, relative in files)
     handled = summary.done
@@ -139,7 +143,7 @@ def run_push(client: Client, args: argparse.Namespace) -> int:
         f"{summary.seconds:.1f} s ({rate(handled, summary.seconds)})"
     )
     kept = sorted(summary.kept)
-    listed("duplicate", [(name, f"not stored, same bytes as {file} (kept)") for name, file in kept])
+    listed("duplicate", [(name, f"not stored, {copy} (kept)") for name, copy in kept])
     return finish(summary.failed, summary.interrupted)
 
 
@@ -350,7 +354,11 @@ def _export_shards(client: Client, args: argparse.Namespace, query: dict[str, An
 
 
 def run_import(client: Client, args: argparse.Namespace) -> int:
-    result = client.import_archive(args.archive, parse_pairs(args.meta), args.on_duplicate)
+    if args.similar is not None and not args.on_duplicate:
+        raise PlanError("--similar goes with --on-duplicate skip|reject")
+    result = client.import_archive(
+        args.archive, parse_pairs(args.meta), args.on_duplicate, args.similar
+    )
     skipped = result.get("skippedCount", len(result.get("skipped", [])))
     duplicates = result.get("duplicatesCount", len(result.get("duplicates", [])))
     print(
@@ -365,13 +373,69 @@ def run_import(client: Client, args: argparse.Namespace) -> int:
 
 
 def run_duplicates(client: Client, args: argparse.Namespace) -> int:
+    """Groups of the same bytes; with `--distance`, of near-copies: each later file is followed
+    by its distance to the group's first."""
     groups = 0
-    for group in client.duplicates():
+    for group in client.duplicates(distance=args.distance):
         groups += 1
-        files = "  ".join(item["file"] for item in group["items"])
-        print(f"{group['sha256'][:12]}  {group['count']}  {files}")
-    print(f"{groups} groups of images with the same bytes", file=sys.stderr)
+        if args.json:
+            print(json.dumps(group, ensure_ascii=False))
+        elif args.distance is None:
+            files = "  ".join(item["file"] for item in group["items"])
+            print(f"{group['sha256'][:12]}  {group['count']}  {files}")
+        else:
+            anchor, *others = group["items"]
+            files = "  ".join(
+                [anchor["file"], *(f"{item['file']} ({item['distance']})" for item in others)]
+            )
+            print(f"{group['phash']}  {group['count']}  {files}")
+    sys.stdout.flush()
+    if args.distance is None:
+        print(f"{groups} groups of images with the same bytes", file=sys.stderr)
+    else:
+        print(f"{groups} groups of near-copies{within(args.distance)}", file=sys.stderr)
     return EXIT_OK
+
+
+def within(distance: int | None) -> str:
+    return f" within distance {distance}" if distance is not None else ""
+
+
+def run_similar(client: Client, args: argparse.Namespace) -> int:
+    found = client.similar(args.id, args.distance, args.limit)
+    for document in found:
+        if args.json:
+            print(json.dumps(document, ensure_ascii=False))
+        else:
+            data = json.dumps(document.get("data", {}), ensure_ascii=False)
+            print(
+                f"{document['distance']}  {document['_id']}  {document.get('time', '')}  "
+                f"{document.get('file', '')}  {data}"
+            )
+    sys.stdout.flush()
+    print(f"({len(found)} similar to {args.id}{within(args.distance)})", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_leaks(client: Client, args: argparse.Namespace) -> int:
+    """Pairs of near-copies whose `--field` differs: `distance  a-file (field=value)  b-file ...`."""
+    pairs = 0
+    for pair in client.leaks(args.field, args.distance):
+        pairs += 1
+        if args.json:
+            print(json.dumps(pair, ensure_ascii=False))
+        else:
+            a, b = (
+                f"{side['file']} ({args.field}={shown(side.get('value'))})"
+                for side in (pair["a"], pair["b"])
+            )
+            print(f"{pair['distance']}  {a}  {b}")
+    sys.stdout.flush()
+    print(
+        f"{pairs} pairs of near-copies with different {args.field}{within(args.distance)}",
+        file=sys.stderr,
+    )
+    return explain_no_match(client, {args.field: True}) if pairs == 0 else EXIT_OK
 
 
 def run_info(client: Client, args: argparse.Namespace) -> int:

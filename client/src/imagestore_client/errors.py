@@ -31,11 +31,17 @@ class NotFound(ImagestoreError):
 
 
 class Conflict(ImagestoreError):
-    """409: e.g. the same bytes already stored elsewhere, refused by `on_duplicate=reject`."""
+    """409: e.g. the same bytes (or, with `similar`, a near-copy) already stored elsewhere,
+    refused by `on_duplicate=reject`, or a near-copy in another split (`check_leak`); `body`
+    holds the service's answer (`_id`, `file`, `distance`, `field`, `value`)."""
 
     def __init__(self, detail: str, status: int | None = None, body: dict | None = None) -> None:
         super().__init__(detail, status)
         self.body = body or {}
+
+
+class Unprocessable(ImagestoreError):
+    """422: e.g. similar pictures asked of an image that is not a decodable picture (no `phash`)."""
 
 
 class Gone(ImagestoreError):
@@ -66,12 +72,13 @@ STATUS_ERRORS: dict[int, type[ImagestoreError]] = {
     409: Conflict,
     410: Gone,
     413: PayloadTooLarge,
+    422: Unprocessable,
     503: ServiceUnavailable,
 }
 
 
 def error_for(response: httpx.Response) -> ImagestoreError:
-    """The typed error for a failed response, with the `detail` of its JSON body."""
+    """The typed error for a failed response, with the `detail` (or `error`) of its JSON body."""
     body: dict = {}
     try:
         parsed = response.json()
@@ -79,7 +86,7 @@ def error_for(response: httpx.Response) -> ImagestoreError:
             body = parsed
     except ValueError:
         pass
-    detail = body.get("detail")
+    detail = body.get("detail", body.get("error"))
     if not isinstance(detail, str):
         detail = response.reason_phrase or f"HTTP {response.status_code}"
     kind = STATUS_ERRORS.get(response.status_code, ImagestoreError)

@@ -13,10 +13,17 @@ push brings, in both cases (a plain upload, a PUT).
 `verify`: a file skipped because its bytes are stored is checked to be really there (a one-byte
 ranged GET of its file); one the service has lost is uploaded again (`restored`), which the
 service stores under the same `_id`.
+
+`similar` (with `on_duplicate` skip or reject): a picture within that pHash distance of one
+stored at another path is a duplicate too; the service decides at each upload, since only it
+knows the pHashes. `check_leak` (a data field such as `split`): the service refuses a file
+whose near-copy is stored with another value of that field, and the file fails with the
+reason, as a rejected duplicate does.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -25,7 +32,7 @@ from functools import partial
 from typing import Any
 
 from imagestore_client.client import Client
-from imagestore_client.errors import ImagestoreError
+from imagestore_client.errors import Conflict, ImagestoreError
 from imagestore_client.files import sha256_of
 from imagestore_client.push_plan import PushItem
 from imagestore_client.tally import RunSummary, Tally
@@ -41,7 +48,8 @@ class PushSummary(RunSummary):
     skipped: int = 0
     duplicates: int = 0
     restored: int = 0  # skipped files the service had lost, uploaded again (`verify`)
-    kept: list[tuple[str, str]] = field(default_factory=list)  # (file not stored, copy kept)
+    # (file not stored, what it duplicates: "same bytes as <kept>", "a near-copy of <kept>")
+    kept: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def done(self) -> int:
@@ -59,8 +67,12 @@ class Pusher:
         progress: Callable[[int], None] = lambda n: None,
         replace_metadata: bool = False,
         verify: bool = False,
+        similar: int | None = None,
+        check_leak: str | None = None,
     ) -> None:
         self.client = client
+        self.similar = similar
+        self.check_leak = check_leak
         self.jobs = jobs
         self.on_duplicate = on_duplicate
         self.replace_metadata = replace_metadata
@@ -128,7 +140,7 @@ class Pusher:
         if same_bytes and self.on_duplicate != "upload":
             elsewhere = same_bytes[0]["file"]
             if self.on_duplicate == "skip":
-                self._duplicate(item, elsewhere)
+                self._duplicate(item, f"same bytes as {elsewhere}")
             else:
                 self._failed(item, f"same bytes already stored as {elsewhere}")
             return None
@@ -182,8 +194,17 @@ class Pusher:
             on_duplicate = None if self.on_duplicate == "upload" else self.on_duplicate
             metadata = None if self.replace_metadata else "merge"
             document = self.client.upload(
-                item.path, item.target, item.data, item.time, on_duplicate, metadata
+                item.path,
+                item.target,
+                item.data,
+                item.time,
+                on_duplicate,
+                metadata,
+                similar=self.similar,
+                check_leak=self.check_leak,
             )
+        except Conflict as error:
+            self._failed(item, _refusal(error))
         except ImagestoreError as error:
             self._failed(item, str(error))
         except OSError as error:
@@ -194,20 +215,47 @@ class Pusher:
             # With on_duplicate=skip the service answers the copy it already holds.
             if self._stored_path(document) == item.target:
                 self._count(outcome)
+            elif document.get("sha256") == item.sha256:
+                self._duplicate(item, f"same bytes as {document['file']}")
             else:
-                self._duplicate(item, document["file"])
+                self._duplicate(item, f"a near-copy of {document['file']}{_at(document)}")
 
     def _count(self, outcome: str) -> None:
         self.tally.add(**{outcome: 1})
 
     def _duplicate(self, item: PushItem, kept: str) -> None:
-        """`item` was not stored: the same bytes are kept as `kept`."""
+        """`item` was not stored: `kept` says which stored copy stands for it."""
         with self.tally.lock:
             self.summary.kept.append((item.relative, kept))
         self._count("duplicates")
 
     def _failed(self, item: PushItem, reason: str) -> None:
         self.tally.fail(item.relative, reason)
+
+
+def _refusal(error: Conflict) -> str:
+    """Why the service refused an upload (409), from its answer: a near-copy in another split
+    (`check_leak`), a near-copy or the same bytes stored elsewhere (`on_duplicate=reject`)."""
+    body = error.body
+    file = body.get("file")
+    if file is None:
+        return str(error)
+    if body.get("field") is not None:
+        field, value = body["field"], body.get("value")
+        return f"409: a near-copy is stored as {file}{_at(body)} with {field}={shown(value)}"
+    if "distance" in body:
+        return f"409: a near-copy is already stored as {file}{_at(body)}"
+    return str(error)
+
+
+def _at(answer: dict[str, Any]) -> str:
+    distance = answer.get("distance")
+    return f" (distance {distance})" if isinstance(distance, int) else ""
+
+
+def shown(value: Any) -> str:
+    """A data value in a message: text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _hash(item: PushItem) -> None:
