@@ -116,7 +116,7 @@ def test_metadata_fields_say_null_means_none(schema):
 
 def test_upload_publishes_its_query_parameters(schema):
     parameters = {p["name"]: p for p in schema["paths"]["/images"]["post"]["parameters"]}
-    assert set(parameters) == {"on_duplicate", "metadata"}
+    assert set(parameters) == {"on_duplicate", "metadata", "similar", "check_leak"}
     assert parameters["metadata"]["in"] == "query"
     assert parameters["metadata"]["schema"]["enum"] == ["replace", "merge"]
     assert "merge" in parameters["metadata"]["description"]

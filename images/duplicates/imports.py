@@ -111,7 +111,7 @@ class ImportDuplicates:
 
 def _reason(copy: dict[str, Any]) -> str:
     if copy["file"] is None:
-        return "the same bytes are being stored by another request right now"
+        return "the same bytes are already stored by another request right now"
     if "distance" in copy:
         return f"a near-copy is already stored as '{copy['file']}' (distance {copy['distance']})"
     return f"the same bytes are already stored as '{copy['file']}'"
