@@ -17,7 +17,6 @@ from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
-    PolymorphicProxySerializer,
     extend_schema_field,
     inline_serializer,
 )
@@ -213,13 +212,23 @@ EXPORT_LINK_SCHEMA = inline_serializer(
 
 # --- duplicates (images.duplicates) ------------------------------------------------------------
 DUPLICATE_ITEM_SCHEMA = inline_serializer(
-    "DuplicateItem", {"_id": serializers.CharField(), "file": serializers.CharField()}
+    "DuplicateItem",
+    {
+        "_id": serializers.CharField(),
+        "file": serializers.CharField(),
+        "distance": serializers.IntegerField(
+            required=False, help_text="With `distance`: bits from the group's first image."
+        ),
+    },
 )
 DUPLICATE_GROUP_SCHEMA = inline_serializer(
     "DuplicateGroup",
     {
-        "sha256": serializers.CharField(),
-        "count": serializers.IntegerField(help_text="Images with these bytes."),
+        "sha256": serializers.CharField(required=False, help_text="Without `distance`."),
+        "phash": serializers.CharField(
+            required=False, help_text="With `distance`: the first image's perceptual hash."
+        ),
+        "count": serializers.IntegerField(help_text="Images in the group."),
         "items": DUPLICATE_ITEM_SCHEMA.__class__(many=True, help_text="Oldest first, ≤ 1000."),
     },
 )
@@ -227,6 +236,9 @@ DUPLICATE_PAGE_SCHEMA = inline_serializer(
     "DuplicatePage",
     {
         "limit": serializers.IntegerField(),
+        "distance": serializers.IntegerField(
+            required=False, help_text="Present when near-copies were asked for."
+        ),
         "items": DUPLICATE_GROUP_SCHEMA.__class__(many=True),
         "next": serializers.CharField(
             allow_null=True, help_text="`after` for the next page; null on the last page."
@@ -264,23 +276,6 @@ SIMILAR_PAGE_SCHEMA = inline_serializer(
 )
 _NEXT = serializers.CharField(
     allow_null=True, help_text="`after` for the next page; null once every image was scanned."
-)
-NEAR_GROUP_PAGE_SCHEMA = inline_serializer(
-    "NearDuplicatePage",
-    {
-        "limit": serializers.IntegerField(),
-        "distance": serializers.IntegerField(),
-        "items": inline_serializer(
-            "NearDuplicateGroup",
-            {
-                "phash": serializers.CharField(),
-                "count": serializers.IntegerField(),
-                "items": inline_serializer("NearDuplicate", _NEAR_ITEM, many=True),
-            },
-            many=True,
-        ),
-        "next": _NEXT,
-    },
 )
 _LEAK_SIDE: dict[str, serializers.Field] = {
     "_id": serializers.CharField(),
@@ -484,14 +479,7 @@ IMPORT_RESPONSES = {
 }
 IMAGE_LINKS_RESPONSES = {200: IMAGE_LINKS_SCHEMA, **errors(*_ONE)}
 EXPORT_LINK_RESPONSES = {200: EXPORT_LINK_SCHEMA, **errors(*_READ)}
-DUPLICATES_RESPONSES = {
-    200: PolymorphicProxySerializer(
-        "DuplicatesAnswer",
-        serializers=[DUPLICATE_PAGE_SCHEMA, NEAR_GROUP_PAGE_SCHEMA],
-        resource_type_field_name=None,
-    ),
-    **errors(*_READ),
-}
+DUPLICATES_RESPONSES = {200: DUPLICATE_PAGE_SCHEMA, **errors(*_READ)}
 SIMILAR_RESPONSES = {200: SIMILAR_PAGE_SCHEMA, **errors(*_ONE, 422)}
 LEAKS_RESPONSES = {200: LEAK_PAGE_SCHEMA, **errors(*_READ)}
 CHANGE_SCHEMA = inline_serializer(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from images.core.documents import SYSTEM_FIELDS
+from images.core.documents import PHASH_BANDS, SYSTEM_FIELDS
 from images.core.query import ImageQuery
 from images.store.repository import ImageRepository
 
@@ -53,6 +53,7 @@ def survey_keys(repository: ImageRepository, query: ImageQuery) -> SampleKeys:
     ]
     found = {row["_id"] for row in repository.aggregate_selection(query, stages)}
     top = {key.removeprefix(_TOP) for key in found if key.startswith(_TOP)} | {"data"}
+    top.discard(PHASH_BANDS)  # never printed (images.core.documents.to_api)
     data = sorted(key.removeprefix(_DATA) for key in found if key.startswith(_DATA))
     ordered = [key for key in SYSTEM_FIELDS if key in top]
     ordered += sorted(top - set(SYSTEM_FIELDS))
