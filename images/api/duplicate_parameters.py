@@ -83,19 +83,23 @@ class CopyCheckParameters(OnDuplicateParameters):
         return attrs
 
 
+def page_limit(maximum: int, help_text: str) -> Count:
+    return Count(
+        min_value=1,
+        max_value=maximum,
+        error_messages=dict.fromkeys(
+            ("invalid", "max_string_length", "min_value", "max_value"),
+            f"must be an integer from 1 to {maximum}",
+        ),
+        help_text=help_text,
+    )
+
+
 class DuplicatePageParameters(serializers.Serializer):
     after = ParameterText(
         help_text="The `next` of the previous page: groups with a greater sha256."
     )
-    limit = Count(
-        min_value=1,
-        max_value=MAX_LIMIT,
-        error_messages=dict.fromkeys(
-            ("invalid", "max_string_length", "min_value", "max_value"),
-            f"must be an integer from 1 to {MAX_LIMIT}",
-        ),
-        help_text=f"Groups per page, 1 to {MAX_LIMIT} (default 100).",
-    )
+    limit = page_limit(MAX_LIMIT, f"Groups per page, 1 to {MAX_LIMIT} (default 100).")
 
     def validate_after(self, value: str) -> str:
         # Any hash a page answered as `next` is accepted back, even one another service wrote.
@@ -118,16 +122,7 @@ class ImageCursor(ParameterText):
         return ObjectId(text)
 
 
-def _page_limit() -> Count:
-    return Count(
-        min_value=1,
-        max_value=NEAR_MAX_LIMIT,
-        error_messages=dict.fromkeys(
-            ("invalid", "max_string_length", "min_value", "max_value"),
-            f"must be an integer from 1 to {NEAR_MAX_LIMIT}",
-        ),
-        help_text=f"At most this many items (1 to {NEAR_MAX_LIMIT}, default 100).",
-    )
+NEAR_LIMIT_HELP = f"At most this many items (1 to {NEAR_MAX_LIMIT}, default 100)."
 
 
 DISTANCE_HELP = (
@@ -138,13 +133,13 @@ DISTANCE_HELP = (
 
 class SimilarParameters(serializers.Serializer):
     distance = Distance(help_text=DISTANCE_HELP)
-    limit = _page_limit()
+    limit = page_limit(NEAR_MAX_LIMIT, NEAR_LIMIT_HELP)
 
 
 class NearPageParameters(serializers.Serializer):
     distance = Distance(help_text=DISTANCE_HELP)
     after = ImageCursor(help_text="The `next` of the previous page.")
-    limit = _page_limit()
+    limit = page_limit(NEAR_MAX_LIMIT, NEAR_LIMIT_HELP)
 
 
 class LeakParameters(NearPageParameters):
