@@ -421,3 +421,13 @@ def test_backfill_facts_hashes_pictures_stored_without_a_hash(api, collection):
     assert collection.count_documents({"phash": {"$exists": False}}) == 0
     assert "2 images" in output.getvalue()
     assert ImageRepository().count({"phash": {"$exists": True}}) == 2
+
+
+def test_a_huge_near_group_lists_a_bounded_page_and_counts_every_member(api, collection):
+    stored(api, "a.jpg", ASTRONAUT)
+    raw = collection.find_one({"file": "a.jpg"}, {"_id": 0})
+    collection.insert_many([{**raw, "file": f"frame/{n}.jpg"} for n in range(1500)])
+    body = api.get("/images/duplicates?distance=0&limit=1").json()
+    group = body["items"][0]
+    assert group["count"] == 1501 and len(group["items"]) == 1001
+    assert group["items"][0]["file"] == "a.jpg" and body["next"] is not None

@@ -33,6 +33,12 @@ class NearCopy:
         return self.document["_id"]
 
 
+class Found(list[NearCopy]):
+    """The nearest copies, and how many there were in all (`total`, at least its length)."""
+
+    total = 0
+
+
 def near_copies(
     repository: ImageRepository,
     phash: str,
@@ -43,23 +49,27 @@ def near_copies(
     projection: dict[str, Any] | None = None,
     exclude: ObjectId | None = None,
     exclude_file: str | None = None,
-) -> list[NearCopy]:
+) -> Found:
     """The `limit` nearest pictures in scope within `within` of `phash`, nearest first, then
     oldest; only those with an `_id` greater than `after`, when given."""
     fields = {"_id": 1, "file": 1, "phash": 1, **(projection or {})}
     candidates = repository.phash_candidates(band_keys(phash, within), fields, after)
     nearest: list[Ranked] = []
+    total = 0
     for order, document in enumerate(candidates):
         found = distance(phash, document["phash"])
         if found > within or document["_id"] == exclude or document["file"] == exclude_file:
             continue
+        total += 1
         entry: Ranked = (-found, _negated(document["_id"]), order, document)
         if len(nearest) < limit:
             heapq.heappush(nearest, entry)
         elif entry > nearest[0]:
             heapq.heapreplace(nearest, entry)
     ranked = sorted(nearest, reverse=True)
-    return [NearCopy(-negative, document) for negative, _, _, document in ranked]
+    result = Found(NearCopy(-negative, document) for negative, _, _, document in ranked)
+    result.total = total
+    return result
 
 
 def _negated(image_id: ObjectId) -> int:

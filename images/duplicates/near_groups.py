@@ -40,14 +40,16 @@ class NearPage:
 def near_groups(
     repository: ImageRepository, within: int, after: ObjectId | None, limit: int
 ) -> NearPage:
-    """Groups: an anchor (distance 0) and every later picture within `within` of it."""
+    """Groups: an anchor (distance 0) and every later picture within `within` of it (the
+    nearest MAX_LIMIT listed; `count` is the full number)."""
     page = NearPage(limit, within)
 
     def visit(anchor: dict[str, Any]) -> None:
         later = near_copies(repository, anchor["phash"], within, MAX_LIMIT, after=anchor["_id"])
         if later:
             members = [_item(anchor, 0)] + [_item(near.document, near.distance) for near in later]
-            page.items.append({"phash": anchor["phash"], "count": len(members), "items": members})
+            group = {"phash": anchor["phash"], "count": 1 + later.total, "items": members}
+            page.items.append(group)
 
     page.next = _scan(repository, after, _ANCHOR, visit, lambda: len(page.items) >= limit)
     return page
@@ -57,7 +59,8 @@ def leaks(
     repository: ImageRepository, path: str, within: int, after: ObjectId | None, limit: int
 ) -> NearPage:
     """Pairs of near-copies whose `data.<path>` differ (both have it). A page ends after the
-    anchor whose pairs reach `limit`: one picture's pairs are never split across pages."""
+    anchor whose pairs reach `limit`: one picture's pairs are never split across pages (of one
+    picture's later copies, the nearest MAX_LIMIT are compared)."""
     page = NearPage(limit, within)
     projection = {f"data.{path}": 1}
 
