@@ -58,7 +58,7 @@ def near_copies(
     total = 0
     for order, document in enumerate(candidates):
         found = distance(phash, document["phash"])
-        if found > within or document["_id"] == exclude or document["file"] == exclude_file:
+        if found > within or document["_id"] == exclude or document.get("file") == exclude_file:
             continue
         total += 1
         entry: Ranked = (-found, _negated(document["_id"]), order, document)
@@ -73,7 +73,7 @@ def near_copies(
 
 
 def _negated(image_id: ObjectId) -> int:
-    """A key ordering newer ids first, so that the heap's smallest is the one to drop."""
+    """Larger for older ids: among equal distances the newest is the one to drop."""
     return -int(str(image_id), 16)
 
 
