@@ -58,7 +58,9 @@ def near_copies(
     total = 0
     for order, document in enumerate(candidates):
         found = distance(phash, document["phash"])
-        if found > within or document["_id"] == exclude or document.get("file") == exclude_file:
+        if found > within or document["_id"] == exclude:
+            continue
+        if exclude_file is not None and document.get("file") == exclude_file:
             continue
         total += 1
         entry: Ranked = (-found, _negated(document["_id"]), order, document)
