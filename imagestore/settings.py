@@ -249,7 +249,8 @@ SIGNED_URL_LIFETIME = env_int("SIGNED_URL_LIFETIME", 300, minimum=1)
 # `system:serviceaccount:team-a:`; nothing is cut by default.
 USER_ID_STRIP_PREFIX = [p.strip() for p in env_str("USER_ID_STRIP_PREFIX").split(",") if p.strip()]
 # The JWKS is cached this many seconds (a removed key stops working after it); an unknown `kid`
-# refetches it at most once per cooldown.
+# refetches it at most once per cooldown, counted from the end of the last fetch, failed or not
+# (images.api.auth.tokens.JWKSClient).
 OIDC_JWKS_LIFESPAN = env_int("OIDC_JWKS_LIFESPAN", 300, minimum=1)
 OIDC_JWKS_COOLDOWN = env_int("OIDC_JWKS_COOLDOWN", 10, minimum=0)
 

@@ -51,25 +51,39 @@ def public_jwk(private_key: Any, kid: str, alg: str | None = None) -> dict[str, 
 class JWKSHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         provider: IdentityProvider = self.server.provider  # type: ignore[attr-defined]
-        provider.fetches += 1
+        with provider.lock:
+            provider.fetches += 1
+        if provider.hang_seconds:
+            provider.released.wait(provider.hang_seconds)
         status, body = provider.response()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped waiting (its timeout is shorter than the hang)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 class IdentityProvider:
-    """Serves a JWKS on 127.0.0.1 whose keys a test can add and remove; mints tokens."""
+    """Serves a JWKS on 127.0.0.1 whose keys a test can add and remove; mints tokens.
+
+    `fetches` counts the requests the JWKS received (counted on arrival). With `hang_seconds`
+    set, each request waits that long (or until `released` is set) before it is answered: an
+    identity provider that hangs.
+    """
 
     def __init__(self) -> None:
         self.private_keys: dict[str, tuple[Any, str]] = {}
         self.published: dict[str, dict[str, Any]] = {}
         self.fetches = 0
+        self.lock = threading.Lock()
+        self.hang_seconds = 0.0
+        self.released = threading.Event()
         # A realm of its own: a port the OS reuses must not hit another test's cached keys.
         self.realm = uuid.uuid4().hex
         self.raw_body: bytes | None = None
@@ -121,6 +135,7 @@ class IdentityProvider:
         return {"HTTP_AUTHORIZATION": f"Bearer {self.token(preferred_username=user, **options)}"}
 
     def stop(self) -> None:
+        self.released.set()  # no request handler stays hung
         self.server.shutdown()
         self.server.server_close()
 

@@ -7,6 +7,7 @@ few MiB in every process, which a service without OIDC_JWKS_URI never needs.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import jwt
@@ -35,8 +36,35 @@ class JWKSUnavailable(Exception):
     """The JWKS could not be fetched or holds no usable signing key."""
 
 
+class UnknownSigningKey(PyJWKClientError):
+    """The token's `kid` is not in the JWKS, and the JWKS is not refetched for it now."""
+
+
 class JWKSClient(PyJWKClient):
-    """PyJWKClient that tells "the identity provider is down or broken" from "unknown key"."""
+    """PyJWKClient that tells "the identity provider is down or broken" from "unknown key", and
+    whose refetches never hold up a token whose key is cached.
+
+    PyJWKClient.get_signing_key holds one lock across the fetch, and only a successful fetch
+    starts its cooldown: while the provider hangs, every token with an unknown `kid` fetches in
+    turn, each up to the timeout, and every other token waits for the lock. Here the keys are
+    read from PyJWT's JWKSetCache with no lock, and `_fetch_lock` guards only the bookkeeping,
+    never the network:
+
+    - a `kid` in the cached set (within its lifespan) is answered at once;
+    - at most one fetch is in flight per process;
+    - an unknown `kid` refetches only when none is in flight and the last attempt, successful
+      or not, ended `cooldown_duration` seconds ago or more; otherwise it is refused at once:
+      UnknownSigningKey (401), or JWKSUnavailable (503) when the last attempt failed;
+    - an empty or expired set is needed by every token: they wait for the fetch in flight (up to
+      the timeout), or start one unless the last attempt failed within the cooldown (503).
+    """
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri, **options)
+        self._fetch_lock = threading.Lock()  # held for the fields below, never across a fetch
+        self._fetch_done: threading.Event | None = None  # set when the fetch in flight ends
+        self._last_attempt_end: float | None = None  # time.monotonic()
+        self._last_attempt_failed = False
 
     def fetch_data(self) -> Any:
         try:
@@ -56,6 +84,72 @@ class JWKSClient(PyJWKClient):
             return PyJWKClient._get_signing_keys_from_jwk_set(jwk_set)
         except PyJWKClientError as error:
             raise JWKSUnavailable(str(error)) from error
+
+    def get_signing_key(self, kid: str) -> PyJWK:
+        assert self.jwk_set_cache is not None  # get_jwks_client keeps cache_jwk_set on
+        cached = self.jwk_set_cache.get()  # None while empty or past its lifespan
+        if cached is not None:
+            key = self.match_kid(self._get_signing_keys_from_jwk_set(cached), kid)
+            if key is not None:
+                return key
+        done, fetch, last_failed = self._claim_fetch(expired=cached is None)
+        if fetch:
+            assert done is not None
+            keys = self._fetch_signing_keys(done)
+        elif done is not None and cached is None:  # every token needs the fetch in flight
+            if not done.wait(self.timeout + 1):
+                raise JWKSUnavailable("the JWKS fetch in flight did not end")
+            fetched = self.jwk_set_cache.get()
+            if fetched is None:
+                raise JWKSUnavailable("the JWKS fetch in flight failed")
+            keys = self._get_signing_keys_from_jwk_set(fetched)
+        elif last_failed:
+            raise JWKSUnavailable("the last JWKS fetch failed, less than the cooldown ago")
+        elif done is not None:
+            raise UnknownSigningKey(
+                "The token's signing key is unknown; the identity provider's keys (JWKS) are "
+                "being fetched again: retry shortly"
+            )
+        else:
+            raise UnknownSigningKey(
+                "The token's signing key is unknown; the identity provider's keys (JWKS) are "
+                f"fetched again for an unknown key at most once every {self.cooldown_duration:g} s"
+            )
+        key = self.match_kid(keys, kid)
+        if key is None:
+            raise UnknownSigningKey("The token's signing key is unknown")
+        return key
+
+    def _claim_fetch(self, expired: bool) -> tuple[threading.Event | None, bool, bool]:
+        """The event of the fetch in flight (None if there is none), whether this caller is to
+        make it, and whether the last attempt failed."""
+        with self._fetch_lock:
+            if self._fetch_done is not None:
+                return self._fetch_done, False, self._last_attempt_failed
+            cooling_down = (
+                self._last_attempt_end is not None
+                and time.monotonic() - self._last_attempt_end < self.cooldown_duration
+                # An expired set is refetched whenever the last attempt succeeded: the cooldown
+                # limits refetches for unknown keys, not the set's lifespan.
+                and (self._last_attempt_failed or not expired)
+            )
+            if cooling_down:
+                return None, False, self._last_attempt_failed
+            self._fetch_done = threading.Event()
+            return self._fetch_done, True, self._last_attempt_failed
+
+    def _fetch_signing_keys(self, done: threading.Event) -> list[PyJWK]:
+        failed = True
+        try:
+            keys = self.get_signing_keys(refresh=True)  # fetch_data stores the set in the cache
+            failed = False
+            return keys
+        finally:
+            with self._fetch_lock:
+                self._last_attempt_end = time.monotonic()
+                self._last_attempt_failed = failed
+                self._fetch_done = None
+            done.set()
 
 
 _clients_lock = threading.Lock()
@@ -123,6 +217,8 @@ def _signing_key(kid: str) -> PyJWK:
         return get_jwks_client().get_signing_key(kid)
     except JWKSUnavailable:
         raise Unavailable("The identity provider's keys (JWKS) are unavailable") from None
+    except UnknownSigningKey as error:
+        raise AuthenticationFailed(str(error)) from None
     except (PyJWKClientError, PyJWKError):
         raise AuthenticationFailed("The token's signing key is unknown") from None
 
