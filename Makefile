@@ -63,7 +63,7 @@ bench: install-dev
 bench-compare: install-dev
 	$(BIN)/python -m benchmarks.run --compare original
 
-# List, get, upload and /fields at 2,000, 20,000, 200,000 and 1,000,000 documents.
+# List, get, similar, upload and /fields at 2,000, 20,000, 200,000 and 1,000,000 documents.
 bench-growth: install-dev
 	$(BIN)/python -m benchmarks.run --growth
 

@@ -3,7 +3,8 @@
 `python -m benchmarks.client SPEC.json` sends one kind of request at a fixed concurrency until
 `max_requests` or `max_seconds` is reached, and prints one JSON object with what it measured.
 A body may hold the `VARY_TOKEN` bytes: each request replaces them with a unique name (uploads
-then create a new image per request).
+then create a new image per request). With `paths`, the requests go to each path in turn
+instead of `path` (different images, say).
 
 aiohttp rather than httpx: httpx spent about 2 ms of client CPU per request, so on a 2-core
 machine the client, not the service, capped the small-response scenarios near 500 req/s.
@@ -41,6 +42,7 @@ class LoadSpec:
     body_path: str | None = None
     vary_prefix: str = ""
     warmup: int = 0
+    paths: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -73,7 +75,7 @@ class LoadClient:
         self.spec = spec
         self.body = Path(spec.body_path).read_bytes() if spec.body_path else None
         self.sequence = itertools.count()
-        self.url = spec.base_url + spec.path
+        self.urls = [spec.base_url + path for path in spec.paths or [spec.path]]
 
     def body_for(self, index: int) -> bytes | None:
         if self.body is None or VARY_TOKEN not in self.body:
@@ -83,8 +85,9 @@ class LoadClient:
     async def send(self, client: aiohttp.ClientSession, tally: Tally) -> None:
         index = next(self.sequence)
         started = time.perf_counter()
+        url = self.urls[index % len(self.urls)]
         async with client.request(
-            self.spec.method, self.url, headers=self.spec.headers, data=self.body_for(index)
+            self.spec.method, url, headers=self.spec.headers, data=self.body_for(index)
         ) as response:
             body = await response.read()
         tally.record(self.spec, response.status, body, time.perf_counter() - started)

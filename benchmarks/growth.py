@@ -3,12 +3,22 @@
 One imagestore, one mongod; the collection is seeded straight through PyMongo up to each
 size in turn (2,000, 20,000, 200,000 and 1,000,000 documents by default), and at each size the same requests
 run at c=1: a list of one camera (1 in 20 documents match) without and with an index on
-`data.camera`, one document, an upload, and `/fields`.
+`data.camera`, one document, near-copies of one image (`/images/<id>/similar`), an upload, and
+`/fields`.
+
+Seeded documents carry a perceptual hash (benchmarks.payloads.seed_phash: mostly uniformly
+random, 1% near-copies of another document, 1 in 500 a blank frame). The near-copy requests
+go to images picked at random among the seeded ones that are not blank frames, a different one
+each request, at the default distance and at 12; and to one blank frame, whose hash 1 in 500
+documents share. After them, `explain()` of the candidate query and the time PyMongo takes to
+read the candidates and Python to compare their hashes, for a few of those images.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,10 +31,27 @@ from benchmarks.processes import load_average
 from benchmarks.report import Row
 from benchmarks.scenarios import Scenario
 from benchmarks.service import DATABASE, BenchService
+from images.core.documents import PHASH_BANDS
+from images.duplicates.perceptual import DEFAULT_DISTANCE, MAX_DISTANCE, band_keys, distance
 
 SIZES = (2_000, 20_000, 200_000, 1_000_000)
 LIST_QUERY = "/images?camera=cam07&limit=100"
 CAMERA_INDEX = "data.camera_1"
+# Images whose near-copies are asked for (a different one each request), and how many of them
+# `explain_similar` looks at.
+SIMILAR_IMAGES = 200
+EXPLAINED_IMAGES = 20
+# What images.duplicates.near_copies reads of each candidate.
+CANDIDATE_FIELDS = {"_id": 1, "file": 1, "phash": 1}
+
+
+@dataclass
+class SimilarTargets:
+    """Seeded images to ask near-copies of: random non-blank ones, and one blank frame."""
+
+    ids: list[str]
+    hashes: list[str]
+    blank_id: str
 
 
 @dataclass
@@ -47,12 +74,31 @@ def plan_for(arguments: argparse.Namespace) -> GrowthPlan:
     return plan
 
 
-def scenarios(image_id: str, upload_body: bytes) -> list[Scenario]:
+def scenarios(image_id: str, upload_body: bytes, similar: SimilarTargets) -> list[Scenario]:
     multipart = {"Content-Type": payloads.MULTIPART_TYPE}
+    random_paths = [f"/images/{target}/similar" for target in similar.ids]
+    blank_path = f"/images/{similar.blank_id}/similar?limit=100"
     return [
         Scenario("list", "list no index", "GET", LIST_QUERY, 1, camera_index=False),
         Scenario("list", "list indexed", "GET", LIST_QUERY, 1, camera_index=True),
         Scenario("get", "get one document", "GET", f"/images/{image_id}", 1),
+        Scenario(
+            "similar",
+            f"similar d={DEFAULT_DISTANCE}, random images",
+            "GET",
+            random_paths[0],
+            1,
+            paths=random_paths,
+        ),
+        Scenario(
+            "similar",
+            f"similar d={MAX_DISTANCE}, random images",
+            "GET",
+            f"{random_paths[0]}?distance={MAX_DISTANCE}",
+            1,
+            paths=[f"{path}?distance={MAX_DISTANCE}" for path in random_paths],
+        ),
+        Scenario("similar", "similar blank frame, limit=100", "GET", blank_path, 1),
         Scenario("upload", "upload", "POST", "/images", 1, headers=multipart, body=upload_body),
         Scenario("fields", "/fields", "GET", "/fields", 1),
     ]
@@ -63,9 +109,101 @@ def grow_to(service: BenchService, size: int, seeded: int) -> float:
     started = time.perf_counter()
     with service.mongo() as client:
         collection = client[DATABASE]["images"]
-        for batch in payloads.seed_documents(size - seeded, start=seeded):
+        for batch in payloads.seed_documents(size - seeded, start=seeded, hashes=True):
             collection.insert_many(batch, ordered=False)
     return time.perf_counter() - started
+
+
+def similar_targets(service: BenchService, size: int) -> SimilarTargets:
+    """SIMILAR_IMAGES seeded images picked at random (blank frames left out), and the first
+    blank frame; found by their paths (`seed/NNNNNN.jpg`), through the `file` index."""
+    picker = random.Random(size)
+    indexes = [
+        index
+        for index in picker.sample(range(size), min(size, SIMILAR_IMAGES * 2))
+        if payloads.seed_phash(index) != payloads.BLANK_HASH
+    ][:SIMILAR_IMAGES]
+    picker.shuffle(indexes)
+    with service.mongo() as client:
+        collection = client[DATABASE]["images"]
+        files = [f"seed/{index:06d}.jpg" for index in indexes]
+        found = {
+            document["file"]: document
+            for document in collection.find({"file": {"$in": files}}, {"file": 1, "phash": 1})
+        }
+        blank = collection.find_one({"phash": payloads.BLANK_HASH}, {"_id": 1})
+    chosen = [found[file] for file in files if file in found]
+    return SimilarTargets(
+        ids=[str(document["_id"]) for document in chosen],
+        hashes=[document["phash"] for document in chosen],
+        blank_id=str(blank["_id"]),
+    )
+
+
+@dataclass
+class CandidateCost:
+    keys: int = 0
+    keys_examined: int = 0
+    documents_examined: int = 0
+    candidates: int = 0
+    within: int = 0
+    database_ms: float = 0.0
+    read_ms: float = 0.0
+    compare_ms: float = 0.0
+
+
+def candidate_cost(collection, phash: str, within: int) -> CandidateCost:
+    """The query images.duplicates.near_copies sends (unscoped): its explain(), then the
+    candidates read through PyMongo and their hashes compared as near_copies does."""
+    keys = band_keys(phash, within)
+    query = {PHASH_BANDS: {"$in": keys}}
+    explained = collection.database.command(
+        "explain",
+        {"find": collection.name, "filter": query, "projection": CANDIDATE_FIELDS},
+        verbosity="executionStats",
+    )["executionStats"]
+    started = time.perf_counter()
+    candidates = list(collection.find(query, CANDIDATE_FIELDS, batch_size=1000))
+    read = time.perf_counter()
+    near = sum(1 for document in candidates if distance(phash, document["phash"]) <= within)
+    compared = time.perf_counter()
+    return CandidateCost(
+        keys=len(keys),
+        keys_examined=explained["totalKeysExamined"],
+        documents_examined=explained["totalDocsExamined"],
+        candidates=explained["nReturned"],
+        within=near,
+        database_ms=explained["executionTimeMillis"],
+        read_ms=(read - started) * 1000,
+        compare_ms=(compared - read) * 1000,
+    )
+
+
+def explain_similar(service: BenchService, similar: SimilarTargets) -> list[str]:
+    """Medians over EXPLAINED_IMAGES of the random images, and the blank frame's figures."""
+    cases = [
+        (f"d={DEFAULT_DISTANCE}", DEFAULT_DISTANCE, similar.hashes[:EXPLAINED_IMAGES]),
+        (f"d={MAX_DISTANCE}", MAX_DISTANCE, similar.hashes[:EXPLAINED_IMAGES]),
+        ("blank frame", DEFAULT_DISTANCE, [payloads.BLANK_HASH]),
+    ]
+    lines = []
+    with service.mongo() as client:
+        collection = client[DATABASE]["images"]
+        for label, within, hashes in cases:
+            costs = [candidate_cost(collection, phash, within) for phash in hashes]
+
+            def median(name: str, costs: list[CandidateCost] = costs) -> float:
+                return statistics.median(getattr(cost, name) for cost in costs)
+
+            lines.append(
+                f"similar {label} (median of {len(costs)}): {median('keys'):,.0f} band keys, "
+                f"{median('keys_examined'):,.0f} keys and {median('documents_examined'):,.0f} "
+                f"documents examined, {median('candidates'):,.0f} candidates, "
+                f"{median('within'):,.0f} within {within} (itself included); mongod "
+                f"{median('database_ms'):.0f} ms, read through PyMongo "
+                f"{median('read_ms'):.1f} ms, hashes compared {median('compare_ms'):.1f} ms"
+            )
+    return lines
 
 
 def set_camera_index(service: BenchService, wanted: bool | None) -> None:
@@ -93,7 +231,8 @@ def line(size: int, row: Row) -> str:
     rate = f"{throughput:,.1f}" if throughput >= 1 else f"{throughput:.3f}"
     return (
         f"| {size:,} | {row.label} | {rate} | {row.median('p50_ms'):.1f} "
-        f"| {row.median('service_cpu_ms'):.2f} | {row.median('database_cpu_ms'):.2f} |"
+        f"| {row.median('p95_ms'):.1f} | {row.median('service_cpu_ms'):.2f} "
+        f"| {row.median('database_cpu_ms'):.2f} |"
     )
 
 
@@ -106,9 +245,10 @@ def run(arguments: argparse.Namespace, runner_class) -> int:
         flush=True,
     )
     lines = [
-        "| documents | request | req/s | p50 ms | svc CPU ms/req | DB CPU ms/req |",
-        "|---|---|---|---|---|---|",
+        "| documents | request | req/s | p50 ms | p95 ms | svc CPU ms/req | DB CPU ms/req |",
+        "|---|---|---|---|---|---|---|",
     ]
+    explained: list[str] = []
     with tempfile.TemporaryDirectory(prefix="imagestore-growth-") as temporary:
         workdir = Path(temporary)
         service = BenchService(workdir)
@@ -126,17 +266,23 @@ def run(arguments: argparse.Namespace, runner_class) -> int:
                 seconds = grow_to(service, size, seeded)
                 seeded = size
                 print(f"seeded to {size:,} documents in {seconds:.1f} s", flush=True)
-                for scenario in scenarios(image_id, payloads.upload_body(jpeg)):
+                similar = similar_targets(service, size)
+                for scenario in scenarios(image_id, payloads.upload_body(jpeg), similar):
                     set_camera_index(service, scenario.camera_index)
                     row = Row(scenario.label)
                     for run in range(plan.repeat):
                         row.runs.append(runner.run_scenario(scenario, f"g{size}-{run}-"))
                     lines.append(line(size, row))
                     print(f"  {lines[-1]} load {load_average()}", flush=True)
+                for text in explain_similar(service, similar):
+                    explained.append(f"{size:,}: {text}")
+                    print(f"  {text}", flush=True)
         finally:
             service.stop()
     print()
     print("\n".join(lines))
+    print()
+    print("\n".join(explained))
     print()
     print(f"load average (1/5/15 min) at the end: {load_average()}")
     return 0

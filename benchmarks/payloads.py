@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import random
 import zipfile
@@ -12,11 +13,20 @@ from typing import Any
 from PIL import Image
 
 from benchmarks.client import VARY_TOKEN
+from images.core.documents import PHASH_BANDS
+from images.duplicates.perceptual import bands
 
 BOUNDARY = "imagestore-benchmark-boundary"
 MULTIPART_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 UPLOAD_FIELDS = {"camera": "upload", "site": "bench-site", "note": "benchmark upload"}
 SEED_CAMERAS = 20
+# Perceptual hashes of seeded documents (`seed_documents(hashes=True)`): 1 in BLANK_EVERY is a
+# blank frame (the hash of a uniform picture: only the DC bit set), 1 in COPY_EVERY a near-copy
+# of an earlier document (0 to COPY_MAX_FLIPS bits flipped), the rest uniformly random.
+BLANK_HASH = "8000000000000000"
+BLANK_EVERY, BLANK_AT = 500, 0
+COPY_EVERY, COPY_AT, SOURCE_AT = 100, 1, 2
+COPY_MAX_FLIPS = 6
 
 
 def jpeg_of_about(target_bytes: int = 100 * 1024, seed: int = 0) -> bytes:
@@ -66,33 +76,60 @@ def import_body(jpeg: bytes, images: int) -> bytes:
     )
 
 
-def seed_documents(count: int, batch: int = 1000, start: int = 0) -> Iterator[list[dict[str, Any]]]:
+def _random_hash(index: int) -> int:
+    digest = hashlib.blake2b(index.to_bytes(8, "little"), digest_size=8, person=b"seedhash")
+    return int.from_bytes(digest.digest(), "little")
+
+
+def seed_phash(index: int) -> str:
+    """The perceptual hash of seeded document `index`, the same whatever the batch (a
+    collection grown in steps gets the same hashes as one seeded at once): a blank frame, a
+    near-copy of an earlier uniformly random document, or uniformly random."""
+    if index % BLANK_EVERY == BLANK_AT:
+        return BLANK_HASH
+    if index % COPY_EVERY == COPY_AT and index > COPY_EVERY:
+        chooser = random.Random(index)
+        # An earlier index ending in SOURCE_AT: never a blank frame nor a copy itself.
+        source = chooser.randrange(index // COPY_EVERY) * COPY_EVERY + SOURCE_AT
+        flipped = sum(
+            1 << bit for bit in chooser.sample(range(64), chooser.randint(0, COPY_MAX_FLIPS))
+        )
+        return f"{_random_hash(source) ^ flipped:016x}"
+    return f"{_random_hash(index):016x}"
+
+
+def seed_documents(
+    count: int, batch: int = 1000, start: int = 0, hashes: bool = False
+) -> Iterator[list[dict[str, Any]]]:
     """Documents as the service stores them, `data.camera` spread over SEED_CAMERAS values;
-    numbered from `start` (a collection grown in steps keeps its paths unique)."""
+    numbered from `start` (a collection grown in steps keeps its paths unique). With
+    `hashes`, each has a `phash` (`seed_phash`) and its `phashBands`, as an upload stores them."""
     first_time = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     documents = []
     for index in range(start, start + count):
-        documents.append(
-            {
-                "file": f"seed/{index:06d}.jpg",
-                "userId": None,
-                "time": first_time + dt.timedelta(seconds=index),
-                "data": {
-                    "camera": f"cam{index % SEED_CAMERAS:02d}",
-                    "site": f"site{index % 7}",
-                    "frame": index,
-                    "tags": ["seed", f"t{index % 5}"],
-                    "reviewed": False,
-                },
-                "size": 102400,
-                "sha256": f"{index:064x}",
-                "width": 640,
-                "height": 480,
-                "format": "JPEG",
-                "mode": "RGB",
-                "contentType": "image/jpeg",
-            }
-        )
+        document: dict[str, Any] = {
+            "file": f"seed/{index:06d}.jpg",
+            "userId": None,
+            "time": first_time + dt.timedelta(seconds=index),
+            "data": {
+                "camera": f"cam{index % SEED_CAMERAS:02d}",
+                "site": f"site{index % 7}",
+                "frame": index,
+                "tags": ["seed", f"t{index % 5}"],
+                "reviewed": False,
+            },
+            "size": 102400,
+            "sha256": f"{index:064x}",
+            "width": 640,
+            "height": 480,
+            "format": "JPEG",
+            "mode": "RGB",
+            "contentType": "image/jpeg",
+        }
+        if hashes:
+            phash = seed_phash(index)
+            document |= {"phash": phash, PHASH_BANDS: bands(phash)}
+        documents.append(document)
         if len(documents) >= batch:
             yield documents
             documents = []

@@ -203,6 +203,7 @@ class Runner:
             "body_path": str(body_path) if body_path else None,
             "vary_prefix": prefix,
             "warmup": scenario.concurrency,
+            "paths": scenario.paths or [],
         }
         spec_path = self.workdir / "spec.json"
         spec_path.write_text(json.dumps(spec))

@@ -36,6 +36,8 @@ class Scenario:
     max_requests: int | None = None
     # A route that may not exist yet: the scenario is skipped when it answers 404.
     optional_route: bool = False
+    # Paths sent in turn instead of `path` (which then only labels the row).
+    paths: list[str] | None = None
 
 
 @dataclass

@@ -73,5 +73,15 @@ def test_growth_prints_every_request_at_every_size():
     rows = [line for line in completed.stdout.split("| documents |")[1].splitlines()[2:] if line]
     cells = {tuple(cell.strip() for cell in row.split("|")[1:3]) for row in rows if "|" in row}
     for size in ("100", "300"):
-        for request in ("list no index", "list indexed", "get one document", "upload", "/fields"):
+        for request in (
+            "list no index",
+            "list indexed",
+            "get one document",
+            "similar d=10, random images",
+            "similar d=12, random images",
+            "similar blank frame, limit=100",
+            "upload",
+            "/fields",
+        ):
             assert (size, request) in cells
+        assert f"{int(size):,}: similar d=12 (median of" in completed.stdout
