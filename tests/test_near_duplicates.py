@@ -16,10 +16,9 @@ from PIL import Image
 
 from images.duplicates import near_groups
 from images.duplicates.perceptual import (
-    BAND_BITS,
-    BANDS,
     MAX_DISTANCE,
     band_keys,
+    band_radii,
     bands,
     distance,
 )
@@ -131,7 +130,9 @@ def test_every_hash_within_the_distance_shares_a_band_key():
             flipped ^= 1 << bit
         keys = set(band_keys(f"{value:016x}", within))
         assert keys & set(bands(f"{flipped:016x}"))
-    assert len(band_keys("0" * 16, 7)) == BANDS * (1 + BAND_BITS)  # one flip per band
+    assert band_radii(10) == [3, 3, 2] and band_radii(0) == [0, -1, -1]
+    assert len(band_keys("0" * 16, 0)) == 1  # the same hash: one band's value suffices
+    assert len(band_keys("0" * 16, 10)) == 1794 + 1562 + 232  # C(22, <=3), C(21, <=3), C(21, <=2)
 
 
 def test_the_lookup_reads_the_band_index_not_the_collection(api, collection):
@@ -430,4 +431,5 @@ def test_a_huge_near_group_lists_a_bounded_page_and_counts_every_member(api, col
     body = api.get("/images/duplicates?distance=0&limit=1").json()
     group = body["items"][0]
     assert group["count"] == 1501 and len(group["items"]) == 1001
-    assert group["items"][0]["file"] == "a.jpg" and body["next"] is not None
+    oldest = collection.find_one({}, sort=[("_id", 1)])
+    assert group["items"][0]["_id"] == str(oldest["_id"]) and body["next"] is not None

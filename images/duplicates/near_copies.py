@@ -1,7 +1,7 @@
 """Near-copies: the caller's pictures whose perceptual hash is within a Hamming distance.
 
-Candidates come from the `phashBands` index (every band value within `distance // BANDS` bits
-of the hash's own, images.duplicates.perceptual), never from a scan; their hashes are then
+Candidates come from the `phashBands` index (every band value within its radius of the hash's
+own, images.duplicates.perceptual.band_keys), never from a scan; their hashes are then
 compared exactly. Candidates stream from the database and only the `limit` nearest are kept
 (a heap), so a picture with a hundred thousand identical copies costs time, not memory.
 """
