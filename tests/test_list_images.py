@@ -211,6 +211,7 @@ def test_large_skip_gives_no_items(api, seeded):
                 "format",
                 "height",
                 "mode",
+                "phash",
                 "sha256",
                 "size",
                 "width",
