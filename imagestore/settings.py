@@ -127,6 +127,13 @@ MAX_REQUESTS_JITTER = env_int("MAX_REQUESTS_JITTER", 1000, minimum=0)
 HTTP_KEEPALIVE_TIMEOUT = env_int("HTTP_KEEPALIVE_TIMEOUT", 5, minimum=1, maximum=30)
 # Seconds a connection may stay silent while a body is read or a response written.
 HTTP_IDLE_TIMEOUT = env_int("HTTP_IDLE_TIMEOUT", 30, minimum=1, maximum=3600)
+# A request body may keep a gevent worker waiting HTTP_BODY_TIMEOUT seconds, plus one second
+# per HTTP_BODY_MIN_RATE bytes it sent (0: no deadline, only the idle timeout); past it: 408.
+HTTP_BODY_TIMEOUT = env_int("HTTP_BODY_TIMEOUT", 20, minimum=1, maximum=3600)
+HTTP_BODY_MIN_RATE = env_int("HTTP_BODY_MIN_RATE", 1024, minimum=0)
+# Connections a gevent worker holds at once from one client address (0: no cap); the next is
+# answered 429. Behind a proxy every client has the proxy's address: set 0 there.
+HTTP_MAX_CONNECTIONS_PER_CLIENT = env_int("HTTP_MAX_CONNECTIONS_PER_CLIENT", 100, minimum=0)
 # Longest request line in bytes: a 64 KiB `filter`, percent-encoded, fits in it.
 HTTP_MAX_REQUEST_LINE = env_int("HTTP_MAX_REQUEST_LINE", 256 * 1024, minimum=4096, maximum=1048576)
 # Seconds SIGTERM gives in-flight requests before workers are stopped.

@@ -152,17 +152,25 @@ def test_a_silent_client_is_dropped_after_the_idle_timeout(tmp_path, mongodb_uri
     }
     served = ServeProcess(env, tmp_path).start()
     try:
-        for opening in (
-            b"GET /images HTTP/1.1\r\nHost: x\r\nX-Slow: ",  # a head that never ends
-            b"POST /images HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
-            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n",  # a body
+        for opening, answer in (
+            (b"GET /images HTTP/1.1\r\nHost: x\r\nX-Slow: ", b""),  # a head that never ends
+            (
+                b"POST /images HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n",
+                b"HTTP/1.1 408 ",  # a body: told why, in JSON
+            ),
         ):
             with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
                 sock.sendall(opening)
                 started = os.times().elapsed
-                while sock.recv(65536):
-                    pass
+                received = b""
+                while chunk := sock.recv(65536):
+                    received += chunk
                 assert os.times().elapsed - started < 10
+                assert received.startswith(answer), received
+                if answer:
+                    detail = json.loads(received.partition(b"\r\n\r\n")[2])["detail"]
+                    assert "No byte of the request body arrived for 1 s" in detail, detail
     finally:
         served.stop()
     assert "Traceback" not in served.output, served.output[-3000:]

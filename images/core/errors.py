@@ -44,6 +44,10 @@ class ImageNotFound(NotFound):
         super().__init__(f"Image {image_id} not found")
 
 
+class RequestTimeout(ImageStoreError, status=408):
+    """The client sent its request body too slowly (images.runtime.serving.client_limits)."""
+
+
 class Conflict(ImageStoreError, status=409): ...
 
 

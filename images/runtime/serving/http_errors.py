@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 
 from gunicorn import util
 
@@ -50,9 +51,14 @@ def install(max_line: int) -> None:
 
 
 def linger(sock) -> None:
+    """Close the sending side, then read and drop what the client still sends: at most
+    LINGER_BYTES for LINGER_SECONDS in all (a trickle cannot stretch it byte by byte)."""
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(LINGER_SECONDS)
+        deadline = time.monotonic() + LINGER_SECONDS
         drained = 0
-        while drained < LINGER_BYTES and (chunk := sock.recv(65536)):
+        while drained < LINGER_BYTES and (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            if not (chunk := sock.recv(65536)):
+                break
             drained += len(chunk)

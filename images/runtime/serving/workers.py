@@ -4,7 +4,9 @@ Each worker answers the HTTP server's own errors in JSON, ignores the terminal's
 master, which gets it too, tells its workers to stop: two signals made workers hang until
 killed), and accepts request lines up to HTTP_MAX_REQUEST_LINE. The gevent worker holds a slow
 or idle connection in a greenlet, not a thread; a silent socket times out after
-HTTP_IDLE_TIMEOUT; files are sent with sendfile(2) while other connections go on.
+HTTP_IDLE_TIMEOUT, a request body that keeps it waiting too long is answered 408, a client over
+its connection cap 429 (`client_limits`); files are sent with sendfile(2) while other
+connections go on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from gunicorn.http import message
 
-from images.runtime.serving import http_errors
+from images.runtime.serving import client_limits, http_errors
 
 if TYPE_CHECKING:
     from gunicorn.workers.base import Worker as _Worker
@@ -67,17 +69,50 @@ def cooperative_sendfile(sock, file, offset: int = 0, count: int | None = None) 
 
 def _gevent_worker_class():
     import gevent.socket
+    from gunicorn import util
     from gunicorn.workers.ggevent import GeventWorker
 
     class ServiceGeventWorker(ServiceWorkerMixin, GeventWorker):
         def init_process(self) -> None:
             gevent.socket.socket.sendfile = cooperative_sendfile
+            self.body_policy = client_limits.BodyPolicy(
+                grace=settings.HTTP_BODY_TIMEOUT,
+                min_rate=settings.HTTP_BODY_MIN_RATE,
+                idle=settings.HTTP_IDLE_TIMEOUT,
+            )
+            self.connection_cap = client_limits.ConnectionCap(
+                settings.HTTP_MAX_CONNECTIONS_PER_CLIENT
+            )
             super().init_process()
+
+        def load_wsgi(self) -> None:
+            super().load_wsgi()
+            self.wsgi = client_limits.answer_expired_bodies(self.wsgi)  # type: ignore[has-type]
 
         def handle(self, listener, client, addr) -> None:
             # gunicorn makes the socket blocking; a timeout bounds every silent read/write.
             client.settimeout(settings.HTTP_IDLE_TIMEOUT)
-            super(GeventWorker, self).handle(listener, client, addr)
+            key = client_limits.client_key(addr)
+            if not self.connection_cap.admit(key):
+                try:
+                    self.connection_cap.refuse(client)
+                finally:
+                    util.close(client)
+                return
+            try:
+                connection = client_limits.ClientSocket(client, self.body_policy)
+                super(GeventWorker, self).handle(listener, connection, addr)
+            finally:
+                self.connection_cap.release(key)
+
+        def handle_request(self, listener_name, req, sock, addr):
+            # The app reads the request's body (if any) in here: under the body deadline.
+            sock.begin_body(req)
+            try:
+                return super().handle_request(listener_name, req, sock, addr)
+            finally:
+                if sock.end_body() is not None:
+                    http_errors.linger(sock)  # the 408 is sent: close without a reset
 
     return ServiceGeventWorker
 
