@@ -21,7 +21,10 @@ from tests.oidc import IdentityProvider, ec_key, rsa_key
 # fails by timing out; the provider's handler is released when the test ends.
 HANG_SECONDS = 30
 # A blocking check, not a benchmark: a request stuck behind the hung fetch takes 5 s.
-KNOWN_KID_BOUND = 1.0
+KNOWN_KID_BOUND = 2.5
+# Long enough that a burst of requests on a loaded machine ends inside one cooldown.
+COOLDOWN = 4
+PAST_COOLDOWN = COOLDOWN + 0.1
 UNKNOWN_SENDERS = 24
 
 
@@ -50,9 +53,11 @@ def wait_for_fetches(oidc: IdentityProvider, count: int, timeout: float = 3) -> 
 
 
 def test_unknown_kids_never_hold_up_a_cached_key_while_the_provider_hangs(oidc, settings):
-    settings.OIDC_JWKS_COOLDOWN = 1
+    settings.OIDC_JWKS_COOLDOWN = COOLDOWN
     assert timed_get(oidc.auth())[0] == 200  # the JWKS is fetched and cached
-    time.sleep(1.1)  # past the cooldown that first fetch started: an unknown kid may refetch
+    time.sleep(
+        PAST_COOLDOWN
+    )  # past the cooldown that first fetch started: an unknown kid may refetch
 
     oidc.hang_seconds = HANG_SECONDS
     with ThreadPoolExecutor(max_workers=UNKNOWN_SENDERS + 4) as pool:
@@ -86,40 +91,41 @@ def test_unknown_kids_never_hold_up_a_cached_key_while_the_provider_hangs(oidc, 
     # Within the cooldown after that failure: an unknown kid is 503 at once, as an unreachable
     # provider always is; a known kid is still served from the cache.
     status, elapsed, body = timed_get(bearer(unknown_kid_tokens(oidc, 1, "c")[0]))
-    assert (status, body["retry"]) == (503, str(RETRY_AFTER_SECONDS)) and elapsed < 1, body
+    assert (status, body["retry"]) == (503, str(RETRY_AFTER_SECONDS)), body
+    assert elapsed < KNOWN_KID_BOUND
     assert "JWKS" in body["detail"]
     assert timed_get(oidc.auth())[0] == 200
     assert oidc.fetches == 2  # the first fetch, and one refetch the hung provider received
 
 
 def test_unknown_kids_refetch_at_most_once_per_cooldown_however_many_arrive(oidc, settings):
-    settings.OIDC_JWKS_COOLDOWN = 1
+    settings.OIDC_JWKS_COOLDOWN = COOLDOWN
     assert timed_get(oidc.auth())[0] == 200
-    time.sleep(1.1)
+    time.sleep(PAST_COOLDOWN)
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(timed_get, map(bearer, unknown_kid_tokens(oidc, 40, "a"))))
     assert {status for status, _, _ in results} == {401}
     assert oidc.fetches == 2  # the first fetch and one refetch: the others were refused
-    assert any("at most once every 1 s" in body["detail"] for _, _, body in results), results
+    assert any(f"at most once every {COOLDOWN} s" in body["detail"] for _, _, body in results)
 
 
 def test_a_rotated_key_is_picked_up_once_the_cooldown_has_passed(oidc, settings):
-    settings.OIDC_JWKS_COOLDOWN = 1
+    settings.OIDC_JWKS_COOLDOWN = COOLDOWN
     assert timed_get(oidc.auth())[0] == 200
     oidc.add_key("rotated", ec_key(), "ES256")  # published just after the JWKS was fetched
     status, _, body = timed_get(oidc.auth(kid="rotated"))
     assert status == 401 and "unknown" in body["detail"].lower()
     assert oidc.fetches == 1
-    time.sleep(1.1)
+    time.sleep(PAST_COOLDOWN)
     assert timed_get(oidc.auth(kid="rotated"))[0] == 200
     assert timed_get(oidc.auth(kid="rsa"))[0] == 200
     assert oidc.fetches == 2
 
 
 def test_a_rotated_key_is_picked_up_after_a_failed_refetch_and_the_cooldown(oidc, settings):
-    settings.OIDC_JWKS_COOLDOWN = 1
+    settings.OIDC_JWKS_COOLDOWN = COOLDOWN
     assert timed_get(oidc.auth())[0] == 200
-    time.sleep(1.1)
+    time.sleep(PAST_COOLDOWN)
     new_key = ec_key()
     oidc.private_keys["rotated"] = (new_key, "ES256")
     oidc.raw_body = b"<html>maintenance</html>"  # the provider is broken
@@ -130,7 +136,7 @@ def test_a_rotated_key_is_picked_up_after_a_failed_refetch_and_the_cooldown(oidc
     assert timed_get(oidc.auth(kid="rotated"))[0] == 503  # no refetch within the cooldown
     assert timed_get(oidc.auth(kid="rsa"))[0] == 200
     assert oidc.fetches == 2
-    time.sleep(1.1)
+    time.sleep(PAST_COOLDOWN)
     assert timed_get(oidc.auth(kid="rotated"))[0] == 200
     assert oidc.fetches == 3
 
@@ -153,7 +159,7 @@ def test_served_by_one_gevent_worker_a_cached_key_is_never_held_up(start_server)
     provider.add_key("rsa", rsa_key("main"), "RS256")
     try:
         server = start_server(
-            OIDC_JWKS_URI=provider.jwks_uri, OIDC_JWKS_COOLDOWN="1", WEB_CONCURRENCY="1"
+            OIDC_JWKS_URI=provider.jwks_uri, OIDC_JWKS_COOLDOWN=str(COOLDOWN), WEB_CONCURRENCY="1"
         )
         # One client for every thread: a client each would spend the bound on its TLS setup.
         limits = httpx.Limits(max_connections=UNKNOWN_SENDERS + 8)
@@ -166,7 +172,7 @@ def test_served_by_one_gevent_worker_a_cached_key_is_never_held_up(start_server)
 
             known = {"Authorization": f"Bearer {provider.token()}"}
             assert get(known)[0] == 200
-            time.sleep(1.1)
+            time.sleep(PAST_COOLDOWN)
             provider.hang_seconds = HANG_SECONDS
             tokens = unknown_kid_tokens(provider, UNKNOWN_SENDERS, "a")
             with ThreadPoolExecutor(max_workers=UNKNOWN_SENDERS + 4) as pool:
