@@ -226,6 +226,10 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 10
 # --- Limits (images/limits/) ----------------------------------------------------------------
 # Largest `data` of one document, as BSON bytes (upload, import, PATCH, PUT; 413 past it).
 MAX_DATA_SIZE = env_int("MAX_DATA_SIZE", 1024 * 1024, minimum=1024)
+# Bytes of documents one list, export or change page holds at once (printed or as read from
+# MongoDB): a list that fits is answered whole, a larger one streams (images.api.document_lists);
+# cursor batches ask for as many documents as fit (images.store.batches).
+DOCUMENT_BUFFER_SIZE = env_int("DOCUMENT_BUFFER_SIZE", 4 * 1024 * 1024, minimum=64 * 1024)
 # An archive's mongodb_data.json: all of it decompressed, and one of its documents.
 MAX_MANIFEST_SIZE = env_int("MAX_MANIFEST_SIZE", 1024 * 1024 * 1024, minimum=1024)
 MAX_MANIFEST_ITEM_SIZE = env_int("MAX_MANIFEST_ITEM_SIZE", MAX_DATA_SIZE + 64 * 1024, minimum=1024)

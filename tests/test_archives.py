@@ -181,13 +181,13 @@ def test_export_reports_missing_files_and_reimport_skips_them(backend, api, data
 
 def test_exporter_reads_documents_in_batches_lazily(api, dataset, monkeypatch):
     batches = []
-    original = ImageRepository.find
+    original = ImageRepository.open_cursor
 
-    def spy(self, query, batch_size=500):
+    def spy(self, query, batch_size):
         batches.append(batch_size)
-        yield from original(self, query, batch_size)
+        return original(self, query, batch_size)
 
-    monkeypatch.setattr(ImageRepository, "find", spy)
+    monkeypatch.setattr(ImageRepository, "open_cursor", spy)
     query = ImageQueryFilter(default_limit=0).query(QueryDict(""))
     exporter = ArchiveExporter(ImageRepository(), get_file_store(), query, batch_size=2)
     stream = exporter.stream()
@@ -203,21 +203,44 @@ def test_exporter_reads_documents_in_batches_lazily(api, dataset, monkeypatch):
     ("query", "expected"), [("", [0, 1, 2, 3]), ("?sort=data.n&order=-1&limit=3", [3, 2, 1])]
 )
 def test_export_survives_a_cursor_the_server_drops(api, dataset, monkeypatch, query, expected):
-    original = ImageRepository.find
+    original = ImageRepository.open_cursor
     calls = []
 
-    def dropped_once(self, query, batch_size=500):
+    def dropped_once(self, query, batch_size):
         calls.append(query)
-        for position, document in enumerate(original(self, query, batch_size)):
-            if len(calls) == 1 and position == 2:
-                raise CursorNotFound("cursor id 42 not found", 43)
-            yield document
+        cursor = original(self, query, batch_size)
+        return DroppedAfter(cursor, 2) if len(calls) == 1 else cursor
 
-    monkeypatch.setattr(ImageRepository, "find", dropped_once)
+    monkeypatch.setattr(ImageRepository, "open_cursor", dropped_once)
     archive = export(api, query)
     assert image_names(archive) == [dataset[i] for i in expected]
     assert [d["file"] for d in manifest(archive)] == [dataset[i] for i in expected]
     assert len(calls) == 2
+
+
+class DroppedAfter:
+    """A cursor the server drops after `count` documents."""
+
+    def __init__(self, cursor, count: int) -> None:
+        self.cursor, self.count = cursor, count
+        self.retrieved, self.alive = cursor.retrieved, True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cursor.close()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self.count:
+            raise CursorNotFound("cursor id 42 not found", 43)
+        self.count -= 1
+        document = next(self.cursor)
+        self.retrieved = self.cursor.retrieved
+        return document
 
 
 def test_export_stream_closed_early_leaves_no_temporary_files(api, dataset, tmp_path, monkeypatch):

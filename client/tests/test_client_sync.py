@@ -89,6 +89,18 @@ def test_an_interrupted_sync_resumes_from_the_last_page(feed, feed_service, tmp_
     assert local_state(dest) == served_state(feed)
 
 
+def test_a_sync_goes_on_after_a_page_the_service_ended_early(feed, feed_service, tmp_path):
+    dest = tmp_path / "mirror"
+    Syncer(feed, dest).run()
+    for n in range(5):
+        feed.upload(image_bytes(n), f"{n}.png")
+
+    summary = Syncer(ShortPages(feed, most=2), dest, page_size=100).run()
+
+    assert summary.changes == 5 and not summary.failed
+    assert local_state(dest) == served_state(feed)
+
+
 def test_an_expired_cursor_falls_back_to_a_full_resync(feed, feed_service, tmp_path):
     dest = tmp_path / "mirror"
     kept = feed.upload(image_bytes(1), "kept.png")
@@ -122,6 +134,20 @@ def test_watch_follows_changes_until_ctrl_c(feed, feed_service, tmp_path):
 def test_sync_refuses_a_query(feed_service, tmp_path):
     result = cli(feed_service.url, "pull", str(tmp_path), "--sync", "label=cat")
     assert result.returncode == 2 and "--sync" in result.stderr
+
+
+class ShortPages:
+    """A service whose change pages end early, as they do once their changes pass
+    DOCUMENT_BUFFER_SIZE bytes."""
+
+    def __init__(self, client: Client, most: int) -> None:
+        self.client, self.most = client, most
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+    def changes(self, since=None, limit=1000, wait=0):
+        return self.client.changes(since, min(limit, self.most), wait)
 
 
 class FailingDownloads:

@@ -4,10 +4,10 @@ output pieces joined into larger writes."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import itertools
-import queue
 import re
 import threading
 from collections.abc import Generator, Iterator
@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+from django.conf import settings
 
 from images.archives.layout import READ_CHUNK, Progress
 from images.core.paths import is_safe_file_path
 from images.core.query import ImageQuery
+from images.runtime.memory import TRIM_ABOVE, return_freed_memory
 from images.store.files import FileStore
 from images.store.repository import ImageRepository
 
@@ -71,17 +73,29 @@ class StreamedExport:
         self.progress = progress
         self.exported = 0
         self.missing = 0
+        self.read_bytes = 0
 
     def stream(self) -> Generator[bytes, None, None]:
-        return coalesce(self._pieces(), OUTPUT_CHUNK)
+        """The export's bytes; once they end (or the answer is closed early) after more than
+        TRIM_ABOVE bytes of documents were read, the freed heap goes back to the system."""
+        pieces = coalesce(self._pieces(), OUTPUT_CHUNK)
+        try:
+            yield from pieces
+        finally:
+            pieces.close()
+            if self.read_bytes > TRIM_ABOVE:
+                return_freed_memory()
 
     def _pieces(self) -> Generator[bytes, None, None]:
         raise NotImplementedError
 
     def _documents(self) -> Iterator[dict[str, Any]]:
-        """The selected documents, each counted once the writer has taken it in."""
+        """The selected documents, each counted once the writer has taken it in; read ahead
+        of the writer by at most `batch_size` documents and DOCUMENT_BUFFER_SIZE bytes."""
         found = self.repository.find_resumable(self.query, self.batch_size)
-        for document in prefetched(found, self.batch_size):
+        budget = settings.DOCUMENT_BUFFER_SIZE
+        for document, size in prefetched(found, self.batch_size, budget):
+            self.read_bytes += size
             yield document
             self.exported += 1
             if self.progress is not None:
@@ -109,29 +123,23 @@ def open_stored(files: FileStore, file: Any) -> OpenedFile:
     return OpenedFile(stored.size, itertools.chain([first], chunks))
 
 
-def prefetched(items: Generator[Any, None, None], ahead: int) -> Iterator[Any]:
-    """`items`, produced by a background thread up to `ahead` in advance: the database answers
-    for the next batch while the files of this one stream. Its errors are raised here."""
-    buffer: queue.Queue = queue.Queue(maxsize=ahead)
-    stop = threading.Event()
-
-    def put(entry: tuple[Any, BaseException | None]) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+def prefetched(
+    items: Generator[tuple[Any, int], None, None], ahead: int, budget: int
+) -> Iterator[tuple[Any, int]]:
+    """`items` (pairs of an item and its size in bytes), produced by a background thread up to
+    `ahead` of them or `budget` bytes in advance, whichever comes first (always one): the
+    database answers for the next batch while the files of this one stream, and a reader that
+    stalls holds no more than that. Its errors are raised here."""
+    buffer = _ReadAhead(ahead, budget)
 
     def produce() -> None:
         try:
-            for item in items:
-                if not put((item, None)):
+            for item, size in items:
+                if not buffer.put(item, size):
                     return
-            put((_END, None))
+            buffer.put(_END, 0)
         except BaseException as error:
-            put((_END, error))
+            buffer.put(_END, 0, error)
         finally:
             with contextlib.suppress(Exception):
                 items.close()
@@ -140,15 +148,57 @@ def prefetched(items: Generator[Any, None, None], ahead: int) -> Iterator[Any]:
     thread.start()
     try:
         while True:
-            item, error = buffer.get()
+            item, size, error = buffer.get()
             if item is _END:
                 if error is not None:
                     raise error
                 return
-            yield item
+            yield item, size
     finally:
-        stop.set()
+        buffer.stop()
         thread.join()
+
+
+class _ReadAhead:
+    """What `prefetched` holds: items in order, at most `ahead` of them and `budget` bytes."""
+
+    def __init__(self, ahead: int, budget: int) -> None:
+        self.ahead = max(1, ahead)
+        self.budget = budget
+        self.items: collections.deque[tuple[Any, int, BaseException | None]] = collections.deque()
+        self.held = 0
+        self.stopped = False
+        self.changed = threading.Condition()
+
+    def put(self, item: Any, size: int, error: BaseException | None = None) -> bool:
+        """Wait for room, then add; False once the reader stopped."""
+        with self.changed:
+            while not self.stopped and self.items and not self._room_for(size):
+                self.changed.wait()
+            if self.stopped:
+                return False
+            self.items.append((item, size, error))
+            self.held += size
+            self.changed.notify_all()
+            return True
+
+    def get(self) -> tuple[Any, int, BaseException | None]:
+        with self.changed:
+            while not self.items:
+                self.changed.wait()
+            item, size, error = self.items.popleft()
+            self.held -= size
+            self.changed.notify_all()
+            return item, size, error
+
+    def stop(self) -> None:
+        with self.changed:
+            self.stopped = True
+            self.items.clear()
+            self.changed.notify_all()
+
+    def _room_for(self, size: int) -> bool:
+        return len(self.items) < self.ahead and self.held + size <= self.budget
 
 
 _END = object()

@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import ObjectId
 from django.conf import settings
 from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
+from pymongo.cursor import Cursor
 from pymongo.errors import (
     BulkWriteError,
     CursorNotFound,
@@ -34,9 +35,11 @@ from images.core.documents import FACT_FIELDS, INTEGRITY, PHASH_BANDS
 from images.core.errors import Conflict
 from images.core.query import ImageQuery
 from images.limits.documents import refuse_growth
+from images.store.batches import Weigh, as_stored, fitting
 from images.store.data_merge import merge_pipeline, merged_document, room_for
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DUPLICATE_KEY = 11000
 LEASE_COLLECTION = "image_write_leases"
@@ -45,6 +48,8 @@ FORGET_LEASES_AFTER_SECONDS = 7 * 24 * 3600
 MINTED_ID_ATTEMPTS = 5
 # A merging re-upload: update, else insert; again when another request created the path between.
 MERGE_ATTEMPTS = 2
+# A read reopens its cursor at most this many times to ask for batches that fit its budget.
+MAX_RESIZES = 8
 
 _client_lock = threading.Lock()
 _client: MongoClient | None = None
@@ -174,6 +179,16 @@ def _id_taken(error: OperationFailure) -> bool:
     return error.code == DUPLICATE_KEY and "_id" in (error.details or {}).get("keyPattern", {})
 
 
+def _reading_id(query: ImageQuery) -> tuple[ImageQuery, bool]:
+    """`query` with `_id` always read (a cursor reopens after the last one), and whether the
+    documents should then leave it out."""
+    projection = query.projection
+    if not projection or projection.get("_id", 1):
+        return query, False
+    rest = {name: include for name, include in projection.items() if name != "_id"}
+    return replace(query, projection=rest or None), True
+
+
 def ping() -> bool:
     try:
         get_client().admin.command("ping")
@@ -205,7 +220,12 @@ class ImageRepository:
         )
 
     def find(self, query: ImageQuery, batch_size: int = 500) -> Iterator[dict[str, Any]]:
-        cursor = self.collection.find(
+        with self.open_cursor(query, batch_size) as cursor:
+            yield from cursor
+
+    def open_cursor(self, query: ImageQuery, batch_size: int) -> Cursor:
+        """A cursor over `query` whose batches ask for `batch_size` documents."""
+        return self.collection.find(
             self.scoped(query.filter),
             projection=query.projection,
             sort=query.sort,
@@ -214,30 +234,62 @@ class ImageRepository:
             batch_size=batch_size,
             max_time_ms=self.max_time_ms,
         )
-        with cursor:
-            yield from cursor
 
     def find_resumable(
         self, query: ImageQuery, batch_size: int = 500
-    ) -> Generator[dict[str, Any], None, None]:
-        """Like `find` (one query, so one scan and sort, where pages each scan again on a server
-        without index range scans), but a cursor the server drops (timed out while a slow
-        client read an export) is reopened where it stopped: after the last `_id` when the
-        order is by `_id`, else by skipping what was already delivered."""
+    ) -> Generator[tuple[dict[str, Any], int], None, None]:
+        """The documents of `query`, each with its BSON size (see `find_weighed`)."""
+        return self.find_weighed(query, batch_size, as_stored)
+
+    def find_weighed(
+        self, query: ImageQuery, batch_size: int, weigh: Weigh[T]
+    ) -> Generator[tuple[T, int], None, None]:
+        """The documents of `query`, each through `weigh` (what to yield for it, and its size in
+        bytes), read within DOCUMENT_BUFFER_SIZE.
+
+        One query (one scan and sort, where pages each scan again on a server without index
+        range scans), whose cursor is reopened where it stopped: when the server drops it (timed
+        out while a slow client read), and when its documents turn out large or small. A batch
+        asks for `batch_size` documents and MongoDB caps it at 16 MiB, whatever they weigh; once
+        a batch shows (by the sizes `weigh` gave) that half or twice as many documents as it
+        asked for would fill DOCUMENT_BUFFER_SIZE, and more are to come, the cursor is reopened
+        asking for as many as fit (at most MAX_RESIZES times). It reopens after the last `_id`
+        when the order is by `_id` (read even when the projection leaves it out), else by
+        skipping what was already delivered.
+        """
+        budget = settings.DOCUMENT_BUFFER_SIZE
+        wanted, drop_id = _reading_id(query)
         delivered = 0
         last_id: ObjectId | None = None
+        asked, resizes = max(1, batch_size), 0
         while True:
-            resumed = self._resume(query, delivered, last_id)
+            resumed = self._resume(wanted, delivered, last_id)
             if resumed is None:
                 return
             fresh = True
             try:
-                for document in self.find(resumed, batch_size):
-                    fresh = False
-                    delivered += 1
-                    last_id = document.get("_id")
-                    yield document
-                return
+                with self.open_cursor(resumed, asked) as cursor:
+                    taken = largest = 0
+                    for document in cursor:
+                        fresh = False
+                        delivered += 1
+                        taken += 1
+                        last_id = document.get("_id")
+                        if drop_id:
+                            document.pop("_id", None)
+                        item, size = weigh(document)
+                        del document
+                        largest = max(largest, size)
+                        yield item, size
+                        if taken < cursor.retrieved or not cursor.alive:
+                            continue  # within a batch, or the last one
+                        sized = fitting(budget, largest, batch_size)
+                        if resizes < MAX_RESIZES and not asked // 2 < sized < asked * 2:
+                            asked, resizes = sized, resizes + 1
+                            break  # reopened asking for `sized` documents a batch
+                        largest = 0
+                    else:
+                        return
             except (CursorNotFound, ExecutionTimeout):
                 if fresh:
                     raise

@@ -12,9 +12,6 @@ worker does not keep its high-water mark.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -22,29 +19,8 @@ from collections.abc import Iterator
 from django.conf import settings
 
 from images.core.errors import Unavailable
+from images.runtime.memory import MIB, TRIM_ABOVE, return_freed_memory
 from images.thumbnails.render import NotAnImage
-
-MIB = 1024 * 1024
-# After a render this large, with none left running, freed heap goes back to the system.
-TRIM_ABOVE = 32 * MIB
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-
-
-def return_freed_memory() -> None:
-    """glibc keeps freed pages of a large decode in the process; give them back (elsewhere:
-    nothing to do)."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 class RenderBusy(Unavailable):

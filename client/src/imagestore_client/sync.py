@@ -127,7 +127,9 @@ class Syncer:
             if page["next"] != cursor or page["changes"]:
                 mirror.save(page["next"])
             cursor, wait = page["next"], 0
-            if len(page["changes"]) < self.page_size:
+            if not page["changes"]:
+                # Caught up. Not a short page: the service ends a page early once its changes
+                # pass DOCUMENT_BUFFER_SIZE bytes.
                 return summary
 
     def apply(self, mirror: Mirror, changes: list[dict[str, Any]], summary: SyncSummary) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from images.api.change_parameters import ChangeFeedParameters, feed_request
@@ -15,6 +15,7 @@ from images.changes import read_changes
 
 class ChangeFeedView(APIView):
     @extend_schema(parameters=[ChangeFeedParameters], **CHANGES_OPERATION)
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         wanted = feed_request(request.query_params)
-        return Response(read_changes(request_owner(request), wanted).as_json())
+        page = read_changes(request_owner(request), wanted)
+        return HttpResponse(page.rendered(), content_type="application/json")

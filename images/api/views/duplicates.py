@@ -4,11 +4,18 @@ values of a split field (`GET /images/leaks`)."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Generator
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from images.api.document_lists import hold, json_body, printed, streamed_body
 from images.api.duplicate_parameters import (
     DuplicatePageParameters,
     LeakParameters,
@@ -22,15 +29,17 @@ from images.api.openapi import (
     SIMILAR_RESPONSES,
 )
 from images.api.parameters import validated
+from images.api.renderers import dumps
 from images.api.scope import repository_for
 from images.core.documents import to_api
 from images.core.errors import ImageNotFound, Unprocessable
-from images.core.query import parse_object_id
+from images.core.query import ImageQuery, parse_object_id
 from images.duplicates import duplicate_groups
 from images.duplicates.groups import DEFAULT_LIMIT
-from images.duplicates.near_copies import near_copies
+from images.duplicates.near_copies import NearCopy, near_copies
 from images.duplicates.near_groups import DEFAULT_PAGE, leaks, near_groups
 from images.duplicates.perceptual import DEFAULT_DISTANCE
+from images.store.repository import ImageRepository
 
 
 class DuplicateListView(APIView):
@@ -81,7 +90,7 @@ class SimilarImageListView(APIView):
         parameters=[ID_PARAMETER, SimilarParameters],
         responses=SIMILAR_RESPONSES,
     )
-    def get(self, request: Request, pk: str) -> Response:
+    def get(self, request: Request, pk: str) -> HttpResponseBase:
         parameters = validated(SimilarParameters(data=request.query_params))
         repository = repository_for(request)
         image = repository.get(parse_object_id(pk))
@@ -95,13 +104,32 @@ class SimilarImageListView(APIView):
         within = parameters.get("distance", DEFAULT_DISTANCE)
         limit = parameters.get("limit", DEFAULT_PAGE)
         found = near_copies(repository, image["phash"], within, limit, exclude=image["_id"])
-        documents = {doc["_id"]: doc for doc in repository.get_many([n.id for n in found])}
-        items = [
-            {**to_api(documents[near.id]), "distance": near.distance}
-            for near in found
-            if near.id in documents
-        ]
-        return Response({"distance": within, "items": items})
+        # Bounded by bytes as `GET /images` is (images.api.document_lists).
+        held = hold(_similar_items(repository, found), settings.DOCUMENT_BUFFER_SIZE)
+        head = {"distance": within}
+        if held.complete:
+            body = json_body(head, "items", held.items, {})
+            return HttpResponse(body, content_type="application/json")
+        return StreamingHttpResponse(
+            streamed_body(head, "items", held.all(), {}), content_type="application/json"
+        )
+
+
+def _similar_items(
+    repository: ImageRepository, found: list[NearCopy]
+) -> Generator[bytes, None, None]:
+    """Each near-copy's document as `GET /images/{id}` prints it, plus its `distance`, in the
+    order of `found` (nearest, then oldest): one read of each distance's images in `_id` order,
+    so none is held longer than it is printed. An image deleted since is left out."""
+    for within, nears in itertools.groupby(found, key=lambda near: near.distance):
+        ids = [near.id for near in nears]
+        query = ImageQuery(filter={"_id": {"$in": ids}}, limit=0)
+
+        def weigh(document: dict[str, Any], within: int = within) -> tuple[bytes, int]:
+            item = dumps({**to_api(document), "distance": within})
+            return item, len(item)
+
+        yield from printed(repository.find_weighed(query, len(ids), weigh))
 
 
 class LeakListView(APIView):

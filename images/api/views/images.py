@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.http import HttpResponseBase, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import UnsupportedMediaType
@@ -15,6 +15,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from images.api.document_lists import as_printed, hold, json_body, printed, streamed_body
 from images.api.filters import ImageQueryFilter
 from images.api.openapi import (
     BULK_DELETE_RESPONSES,
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 # Above this many items a list is streamed instead of rendered at once.
 STREAM_LIST_ABOVE = 1000
+# Documents a batch of a streamed list asks for (fewer when they are large: find_weighed).
+LIST_BATCH = 500
 DELETE_BATCH = 1000
 
 
@@ -74,17 +77,30 @@ class ImageViewSet(viewsets.ViewSet):
     )
     def list_images(self, request: Request) -> HttpResponseBase:
         # Not named `list`: the response is one object, not the array DRF's `list` implies.
+        # Bounded by bytes (images.api.document_lists): a page whose printed documents fit
+        # DOCUMENT_BUFFER_SIZE is answered whole; past it, or with a limit over
+        # STREAM_LIST_ABOVE, the answer streams.
         query = ImageQueryFilter().query(request.query_params)
         repository = repository_for(request)
         tail = {"select": query.select} if query.select else {}
         if 0 < query.limit <= STREAM_LIST_ABOVE:
-            items = [to_api(doc) for doc in repository.find(query)]
-            total = _list_total(repository, query, len(items))
-            head = {"total": total, "skip": query.skip, "limit": query.limit}
-            return Response({**head, "items": items, **tail})
-        total = repository.count(query.filter)
+            found = printed(repository.find_weighed(query, query.limit, as_printed))
+            held = hold(found, settings.DOCUMENT_BUFFER_SIZE)
+            if held.complete:
+                total = _list_total(repository, query, len(held.items))
+                head = {"total": total, "skip": query.skip, "limit": query.limit}
+                whole = json_body(head, "items", held.items, tail)
+                return HttpResponse(whole, content_type="application/json")
+            items = held.all()
+        else:
+            items = printed(repository.find_weighed(query, LIST_BATCH, as_printed))
+        try:
+            total = repository.count(query.filter)
+        except BaseException:
+            items.close()
+            raise
         head = {"total": total, "skip": query.skip, "limit": query.limit}
-        body = _stream_list(head, repository.find_in_pages(query), tail)
+        body = streamed_body(head, "items", items, tail)
         return StreamingHttpResponse(body, content_type="application/json")
 
     @extend_schema(
@@ -315,16 +331,3 @@ def delete_matching(repository: ImageRepository, files: FileStore, query: ImageQ
     if batch:
         deleted += deleter.delete_many(batch)
     return deleted
-
-
-def _stream_list(head: dict, documents: Iterator[dict], tail: dict) -> Iterator[bytes]:
-    yield dumps(head)[:-1] + b',"items":['
-    separator = b""
-    chunk: list[bytes] = []
-    for document in documents:
-        chunk.append(separator + dumps(to_api(document)))
-        separator = b","
-        if len(chunk) >= 200:
-            yield b"".join(chunk)
-            chunk = []
-    yield b"".join(chunk) + b"]" + (b"," + dumps(tail)[1:] if tail else b"}")
