@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, TypeGuard
 
 from images.core.paths import RESERVED_PREFIX, is_safe_file_path
+from images.runtime.offload import cooperate
 
 CHUNK_SIZE = 256 * 1024
 STAGING_PREFIX = f"{RESERVED_PREFIX}/staging"
@@ -105,6 +106,7 @@ class FileStore(ABC):
         backend with a bulk delete removes them in fewer requests."""
         for key in keys:
             self.delete(key)
+            cooperate()
 
     @abstractmethod
     def iter_all_keys(self) -> Iterator[str]:
