@@ -1,6 +1,7 @@
 """What every export format shares: the writer's base (documents read ahead of it, counted as
 they are written), stored files opened with a missing one turned into a reason, and small
-output pieces joined into larger writes."""
+output pieces joined into larger writes. Every document and every piece gives a gevent
+worker's loop a turn once the export has held it for a slice (`images.runtime.offload`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from botocore.exceptions import ClientError
 from images.archives.layout import READ_CHUNK, Progress
 from images.core.paths import is_safe_file_path
 from images.core.query import ImageQuery
+from images.runtime.offload import cooperate
 from images.store.files import FileStore
 from images.store.repository import ImageRepository
 
@@ -82,6 +84,7 @@ class StreamedExport:
         """The selected documents, each counted once the writer has taken it in."""
         found = self.repository.find_resumable(self.query, self.batch_size)
         for document in prefetched(found, self.batch_size):
+            cooperate()  # documents read ahead are taken without a wait: a turn for the loop
             yield document
             self.exported += 1
             if self.progress is not None:
@@ -177,6 +180,9 @@ def coalesce(pieces: Generator[bytes, None, None], size: int) -> Generator[bytes
     with contextlib.closing(pieces):
         buffer = bytearray()
         for piece in pieces:
+            # A client that reads as fast as it is sent never makes the socket wait: every
+            # piece (read, checksummed, compressed on the loop) gives the loop a turn.
+            cooperate()
             if len(piece) >= size:
                 if buffer:
                     yield bytes(buffer)
