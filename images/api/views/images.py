@@ -49,6 +49,7 @@ from images.core.query import (
 )
 from images.core.updates import build_patch, build_replace
 from images.limits.documents import growth_conditions, refuse_growth
+from images.runtime.offload import cooperate
 from images.store.files import FileStore, get_file_store
 from images.store.repository import ImageRepository
 from images.thumbnails import thumbnail_response
@@ -322,6 +323,7 @@ def _stream_list(head: dict, documents: Iterator[dict], tail: dict) -> Iterator[
     separator = b""
     chunk: list[bytes] = []
     for document in documents:
+        cooperate()  # a page of the cursor is printed without a wait: a turn for the loop
         chunk.append(separator + dumps(to_api(document)))
         separator = b","
         if len(chunk) >= 200:

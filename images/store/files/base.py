@@ -65,6 +65,7 @@ def handle_chunks(handle: IO[bytes], start: int = 0, end: int | None = None) -> 
             return
         if remaining is not None:
             remaining -= len(chunk)
+        cooperate()  # a fast reader never makes the socket wait: a turn for the loop
         yield chunk
 
 
