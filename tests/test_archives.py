@@ -626,6 +626,25 @@ def test_storage_failure_midway_leaves_no_document_without_its_file(
     assert list(scratch.iterdir()) == []
 
 
+def test_a_batch_waits_for_its_lease_no_longer_than_batch_seconds(api, monkeypatch):
+    """Staged files no lease records are a dead writer's to `check_integrity --fix` once they
+    are old enough: a slow import sends each batch in time, full or not."""
+    from images.writes import FileWriter
+
+    monkeypatch.setattr(archive_importer, "BATCH_SECONDS", 0.0)
+    batches: list[int] = []
+    original_commit = FileWriter.commit
+
+    def counted_commit(self, staged, write_documents):
+        batches.append(len(staged))
+        return original_commit(self, staged, write_documents)
+
+    monkeypatch.setattr(FileWriter, "commit", counted_commit)
+    body = post_archive(api, make_zip({f"{i}.png": PNG for i in range(3)})).json()
+    assert body["imported"] == 3
+    assert batches == [1, 1, 1]
+
+
 def test_empty_archive_imports_nothing(api):
     body = post_archive(api, make_zip({})).json()
     assert body == {"file": "archive.zip", "imported": 0, "skipped": []}

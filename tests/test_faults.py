@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import signal
 import threading
 import time
 import uuid
+import zipfile
 
 import pytest
 import requests
@@ -136,3 +138,63 @@ def test_killed_bulk_delete_leaves_only_what_check_integrity_repairs(
     call_command("check_integrity", "--grace-seconds=0", stdout=out)
     assert "0 documents with a missing file, 0 orphan files" in out.getvalue()
     assert sum(1 for p in uploads.rglob("*.jpg")) == remaining
+
+
+@pytest.mark.slow
+def test_killed_import_leaves_only_what_check_integrity_repairs(tmp_path, mongodb_uri, settings):
+    """A worker killed mid-import leaves staged files (the batch being filled, the batch whose
+    leases it held) and files without documents; `check_integrity --fix` removes or finishes
+    every one of them once the leases expired."""
+    uri = mongodb_uri.rsplit("/", 1)[0] + f"/killed_{uuid.uuid4().hex[:8]}"
+    uploads = tmp_path / "uploads"
+    staging = uploads / ".imagestore" / "staging"
+    settings.MONGODB_CONNECTION_STRING = uri
+    settings.STORAGES = storage_settings("local", settings.STORAGES, location=uploads)
+    settings.ALLOW_NON_IMAGES = True
+    settings.WRITE_LEASE_SECONDS = 1  # staged files unrecorded this long are a dead writer's
+    collection = repository.get_collection()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(3000):
+            archive.writestr(f"i{i % 10}/{i}.bin", os.urandom(8 * 1024))
+    env = {
+        "MONGODB_CONNECTION_STRING": uri,
+        "UPLOADS_DIRECTORY": str(uploads),
+        "ALLOW_NON_IMAGES": "true",
+        "WRITE_LEASE_SECONDS": "1",
+    }
+    service = ServeProcess(env, tmp_path).start()
+
+    def staged() -> int:
+        return len(os.listdir(staging)) if staging.exists() else 0
+
+    def import_all() -> None:
+        with contextlib.suppress(requests.ConnectionError):  # the server dies mid-request
+            files = {"archive": ("a.zip", buffer.getvalue())}
+            requests.post(f"{service.url}/import", files=files, timeout=120)
+
+    worker = threading.Thread(target=import_all, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 60
+    # Killed once a batch is written and the next one is being staged.
+    while time.monotonic() < deadline and not (
+        collection.count_documents({}) >= 500 and staged() >= 50
+    ):
+        time.sleep(0.005)
+    service.stop(signal.SIGKILL, timeout=30)
+    wait_until_settled(collection)
+    assert 0 < collection.count_documents({}) < 3000
+    assert staged() >= 50
+
+    time.sleep(1.5)  # the dead process's leases expire, its staged files pass their grace
+    out = io.StringIO()
+    with contextlib.suppress(CommandError):
+        call_command("check_integrity", "--grace-seconds=0", stdout=out)
+    assert "0 documents with a missing file" in out.getvalue()  # documents go last
+    call_command("check_integrity", "--grace-seconds=0", "--fix", stdout=io.StringIO())
+    assert staged() == 0
+    out = io.StringIO()
+    call_command("check_integrity", "--grace-seconds=0", stdout=out)
+    assert "0 documents with a missing file, 0 orphan files" in out.getvalue()
+    stored = {str(p.relative_to(uploads)) for p in uploads.rglob("*.bin")}
+    assert stored == {d["file"] for d in collection.find({}, {"file": 1})}

@@ -20,6 +20,7 @@ from typing import Any
 from images.api.renderers import dumps
 from images.core.documents import to_api
 from images.runtime.memory import TRIM_ABOVE, return_freed_memory
+from images.runtime.offload import cooperate
 
 # Small items of a streamed list are joined into writes of about this size.
 OUTPUT_CHUNK = 512 * 1024
@@ -80,6 +81,7 @@ def streamed_body(
     sent = 0
     try:
         for piece in _pieces(head, name, items, tail):
+            cooperate()  # a page of the cursor is printed without a wait: a turn for the loop
             sent += len(piece)
             if len(piece) >= OUTPUT_CHUNK:
                 if buffer:

@@ -4,19 +4,26 @@ write path (`images.writes`: files and documents under the keys' leases).
 A corrupt entry (bad checksum, truncated data) is skipped and reported like any other skipped
 entry: the answer lists what was not written and counts the documents that were. A manifest
 document without an archive entry only updates the `time` and `data` of a document the caller
-already has at that path; it never adopts a file that merely exists in storage."""
+already has at that path; it never adopts a file that merely exists in storage.
+
+Under gevent workers nothing here holds the loop for long (`images.runtime.offload`): the
+archive's directory is read and checked, and each entry expanded, hashed and inspected, on a
+native thread; staged bytes are copied there too (`FileStore.stage`), and the loops over
+entries, manifest items and documents give the loop a turn at every step."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import logging
 import tempfile
+import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -40,6 +47,7 @@ from images.duplicates.perceptual import perceptual_facts
 from images.duplicates.policy import OnDuplicate
 from images.limits.disk import ensure_room
 from images.limits.documents import check_data
+from images.runtime.offload import cooperate, run_off_loop
 from images.store.files import PATH_CONFLICTS, FileStore, UnsafeKey
 from images.store.repository import ImageRepository
 from images.writes import FileWriter, StagedFile
@@ -57,8 +65,51 @@ def _batches(items: Iterable, size: int) -> Iterable[list]:
 # An imported entry is held in memory up to this size while it is hashed and inspected.
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 DOCUMENT_BATCH = 500
+# A batch of staged files is committed once its first one is this old, full or not.
+BATCH_SECONDS = 30.0
 # The response lists this many skipped entries in detail; `skippedCount` has the total.
 MAX_REPORTED_SKIPS = 1000
+
+
+# (sha256, size, facts) of an entry copied out.
+Extracted = tuple[str, int, dict[str, Any]]
+# Small entries are copied out together, up to this many bytes (as the directory states them)
+# and entries a trip to the thread pool: a round trip costs about what expanding 100 KB does.
+GROUP_BYTES = 4 * 1024 * 1024
+GROUP_ENTRIES = 64
+
+
+def _groups(images: list[zipfile.ZipInfo]) -> Iterator[list[zipfile.ZipInfo]]:
+    """The entries in order, small ones together; a large one alone."""
+    group: list[zipfile.ZipInfo] = []
+    size = 0
+    for info in images:
+        if group and (size + info.file_size > GROUP_BYTES or len(group) >= GROUP_ENTRIES):
+            yield group
+            group, size = [], 0
+        group.append(info)
+        size += info.file_size
+    if group:
+        yield group
+
+
+def _extract_group(
+    archive: zipfile.ZipFile,
+    group: list[zipfile.ZipInfo],
+    spools: list[IO[bytes]],
+    keys: list[str],
+) -> list[Extracted | InvalidInput]:
+    """Each entry copied out (expanded and hashed) to its spool and its header read, or why it
+    is skipped: on a native thread, as an entry may take seconds to expand (bzip2 and LZMA
+    above all) and a crafted one to inspect."""
+    extracted: list[Extracted | InvalidInput] = []
+    for info, spool, key in zip(group, spools, keys, strict=True):
+        try:
+            sha256, size = copy_entry(archive, info, spool)
+            extracted.append((sha256, size, inspect_image(spool, key)))
+        except InvalidInput as error:
+            extracted.append(error)
+    return extracted
 
 
 @dataclass
@@ -120,10 +171,9 @@ class ArchiveImporter:
 
     def run(self, archive_path: str | Path, name: str) -> ImportResult:
         result = ImportResult(file=name)
-        with open_zip(archive_path) as archive:
-            plan = plan_archive(archive)
-            for info in plan.images:  # every final key within the limits, before any write
-                self.storage_key(info.filename)
+        # Reading the directory and checking every name is Python over every entry: off the loop.
+        archive, plan = run_off_loop(self._open_and_plan, archive_path)
+        with archive:
             ensure_room(self.files, plan.unpacked_size)
             for entry, reason in plan.skipped:
                 result.skip(entry, reason)
@@ -144,6 +194,17 @@ class ArchiveImporter:
                     if self.duplicates is not None:
                         self.duplicates.close()
         return result
+
+    def _open_and_plan(self, archive_path: str | Path) -> tuple[zipfile.ZipFile, ArchivePlan]:
+        archive = open_zip(archive_path)
+        try:
+            plan = plan_archive(archive)
+            for info in plan.images:  # every final key within the limits, before any write
+                self.storage_key(info.filename)
+        except BaseException:
+            archive.close()
+            raise
+        return archive, plan
 
     def _import(
         self,
@@ -172,6 +233,7 @@ class ArchiveImporter:
             result.imported = index.written_count()
         for key in index.superseded_documents():
             result.skip(key, "a later item of the manifest describes the same file")
+            cooperate()
         self._update_documents_without_entry(index, result)
         result.imported = index.written_count()
 
@@ -190,6 +252,7 @@ class ArchiveImporter:
         try:
             with archive.open(info) as stream:
                 for position, item in enumerate(manifest_items(stream)):
+                    cooperate()  # each item is read, decompressed and checked on the loop
                     key, record = self._manifest_document(item, position)
                     try:
                         index.add_document(position, key, record)
@@ -236,59 +299,76 @@ class ArchiveImporter:
         result: ImportResult,
         writer: DocumentWriter,
     ) -> None:
-        """Stage the images one by one; after each batch of files, queue their documents."""
+        """Stage the images one by one; after each batch of files, queue their documents.
+
+        A batch goes once it is full or its first file has waited BATCH_SECONDS: staged bytes
+        wait that long at most (plus one entry and the commit before) before a lease records
+        them, well within the age at which `check_integrity --fix` removes staged objects that
+        no lease records (those of a process that died)."""
         stored: dict[str, tuple[StagedFile, dict[str, Any]]] = {}
-        for info in images:
-            key = self.storage_key(info.filename)
-            staged = self._store_entry(archive, info, key, scratch, result, index)
-            index.add_entry(key, staged is not None)
-            if staged is not None:
-                if key in stored:  # the same name twice: the later entry wins
-                    self.file_writer.discard([stored[key][0]])
-                stored[key] = staged
-            if len(stored) >= self.batch_size:
-                self._queue_documents(stored, index, writer)
-                stored = {}
-            if self.progress is not None:
-                self.progress.update(1)
+        first_staged = 0.0
+        for group in _groups(images):
+            with contextlib.ExitStack() as spools_open:
+                spools = [
+                    spools_open.enter_context(
+                        tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=scratch)
+                    )
+                    for _ in group
+                ]
+                keys = [self.storage_key(info.filename) for info in group]
+                extracted = run_off_loop(_extract_group, archive, group, spools, keys)
+                for info, key, spool, facts in zip(group, keys, spools, extracted, strict=True):
+                    cooperate()
+                    staged = self._store_entry(info, key, spool, facts, result, index)
+                    index.add_entry(key, staged is not None)
+                    if staged is not None:
+                        if key in stored:  # the same name twice: the later entry wins
+                            self.file_writer.discard([stored[key][0]])
+                        if not stored:
+                            first_staged = time.monotonic()
+                        stored[key] = staged
+                    waited = time.monotonic() - first_staged
+                    if len(stored) >= self.batch_size or (stored and waited >= BATCH_SECONDS):
+                        self._queue_documents(stored, index, writer)
+                        stored = {}
+                    if self.progress is not None:
+                        self.progress.update(1)
         self._queue_documents(stored, index, writer)
 
     def _store_entry(
         self,
-        archive: zipfile.ZipFile,
         info: zipfile.ZipInfo,
         key: str,
-        scratch: str,
+        spool: IO[bytes],
+        extracted: Extracted | InvalidInput,
         result: ImportResult,
         index: ImportIndex,
     ) -> tuple[StagedFile, dict[str, Any]] | None:
-        """Stage one entry for `key`, with its facts; None when it is skipped."""
-        with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=scratch) as spool:
-            try:
-                sha256, size = copy_entry(archive, info, spool)
-                facts = inspect_image(spool, key)
-            except InvalidInput as error:
-                result.skip(info.filename, str(error.detail))
-                return None
-            if "width" in facts:  # a picture: its perceptual hash, if it decodes
-                facts.update(perceptual_facts(spool))
-            phash = facts.get("phash")
-            if self.duplicates is not None and self.duplicates.found(
-                info.filename, sha256, phash, key, result
-            ):
-                index.add_duplicate(key)
-                return None
-            spool.seek(0)
-            try:
-                staged = self.file_writer.stage(key, spool, sha256, size)
-            except UnsafeKey:
-                result.skip(info.filename, "its path reaches outside the uploads directory")
-                return None
-            except PATH_CONFLICTS:
-                result.skip(info.filename, "its path conflicts with a stored file or folder")
-                return None
-            if self.duplicates is not None:
-                self.duplicates.remember(sha256, phash, key)
+        """Stage one entry, copied out to `spool`, for `key`, with its facts; None when it is
+        skipped."""
+        if isinstance(extracted, InvalidInput):
+            result.skip(info.filename, str(extracted.detail))
+            return None
+        sha256, size, facts = extracted
+        if "width" in facts:  # a picture: its perceptual hash, if it decodes
+            facts.update(perceptual_facts(spool))
+        phash = facts.get("phash")
+        if self.duplicates is not None and self.duplicates.found(
+            info.filename, sha256, phash, key, result
+        ):
+            index.add_duplicate(key)
+            return None
+        spool.seek(0)
+        try:
+            staged = self.file_writer.stage(key, spool, sha256, size)
+        except UnsafeKey:
+            result.skip(info.filename, "its path reaches outside the uploads directory")
+            return None
+        except PATH_CONFLICTS:
+            result.skip(info.filename, "its path conflicts with a stored file or folder")
+            return None
+        if self.duplicates is not None:
+            self.duplicates.remember(sha256, phash, key)
         return staged, {**facts, "size": size, "sha256": sha256}
 
     # --- documents --------------------------------------------------------------------------
@@ -309,6 +389,7 @@ class ArchiveImporter:
         """Manifest documents whose file the archive did not bring update the caller's
         document at that path; without one they are skipped (a file alone is not enough)."""
         for batch in _batches(index.documents_without_stored_file(), self.batch_size):
+            cooperate()
             known = self.repository.known_files([key for key, _, _ in batch])
             updates = []
             for key, record, in_archive in batch:

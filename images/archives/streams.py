@@ -1,6 +1,7 @@
 """What every export format shares: the writer's base (documents read ahead of it, counted as
 they are written), stored files opened with a missing one turned into a reason, and small
-output pieces joined into larger writes."""
+output pieces joined into larger writes. Every document and every piece gives a gevent
+worker's loop a turn once the export has held it for a slice (`images.runtime.offload`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from images.archives.layout import READ_CHUNK, Progress
 from images.core.paths import is_safe_file_path
 from images.core.query import ImageQuery
 from images.runtime.memory import TRIM_ABOVE, return_freed_memory
+from images.runtime.offload import cooperate
 from images.store.files import FileStore
 from images.store.repository import ImageRepository
 
@@ -95,6 +97,7 @@ class StreamedExport:
         found = self.repository.find_resumable(self.query, self.batch_size)
         budget = settings.DOCUMENT_BUFFER_SIZE
         for document, size in prefetched(found, self.batch_size, budget):
+            cooperate()  # documents read ahead are taken without a wait: a turn for the loop
             self.read_bytes += size
             yield document
             self.exported += 1
@@ -227,6 +230,9 @@ def coalesce(pieces: Generator[bytes, None, None], size: int) -> Generator[bytes
     with contextlib.closing(pieces):
         buffer = bytearray()
         for piece in pieces:
+            # A client that reads as fast as it is sent never makes the socket wait: every
+            # piece (read, checksummed, compressed on the loop) gives the loop a turn.
+            cooperate()
             if len(piece) >= size:
                 if buffer:
                     yield bytes(buffer)

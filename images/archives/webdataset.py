@@ -33,6 +33,7 @@ from images.archives.streams import (
     open_stored,
 )
 from images.core.documents import to_api
+from images.runtime.offload import cooperate
 
 MISSING_MEMBER = "__imagestore__/missing_files.json"
 BLOCK = tarfile.BLOCKSIZE
@@ -130,6 +131,7 @@ def _copy(chunks: Iterator[bytes], out: IO[bytes]) -> int:
         for chunk in chunks:
             out.write(chunk)
             size += len(chunk)
+            cooperate()
     except (FileNotFoundError, NotADirectoryError):
         raise UnreadableFile("file removed from storage while it was read") from None
     return size

@@ -14,6 +14,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from images.runtime.offload import cooperate
 from images.store.repository import ImageRepository
 
 DEFAULT_LIMIT = 100
@@ -56,6 +57,7 @@ def _repeated(
     current, count = "", 0
     with contextlib.closing(hashes):
         for sha256 in hashes:
+            cooperate()  # a batch of the cursor holds up to 16 MB of hashes
             if sha256 == current:
                 count += 1
                 continue

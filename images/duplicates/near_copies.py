@@ -15,6 +15,7 @@ from typing import Any
 from bson import ObjectId
 
 from images.duplicates.perceptual import band_keys, distance
+from images.runtime.offload import cooperate
 from images.store.repository import ImageRepository
 
 DEFAULT_LIMIT = 100
@@ -57,6 +58,7 @@ def near_copies(
     nearest: list[Ranked] = []
     total = 0
     for order, document in enumerate(candidates):
+        cooperate()  # a batch of the cursor holds up to 16 MB of candidates
         found = distance(phash, document["phash"])
         if found > within or document["_id"] == exclude:
             continue

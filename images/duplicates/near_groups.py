@@ -18,6 +18,7 @@ from bson import ObjectId
 
 from images.duplicates.near_copies import MAX_LIMIT, near_copies
 from images.duplicates.policy import data_value
+from images.runtime.offload import cooperate
 from images.store.repository import ImageRepository
 
 SCAN_PER_PAGE = 500
@@ -103,6 +104,7 @@ def _scan(
     anchors = repository.iter_hashed(after, projection)
     with contextlib.closing(anchors):  # the database cursor, when a page stops early
         for scanned, anchor in enumerate(anchors, start=1):
+            cooperate()
             visit(anchor)
             if full() or scanned >= SCAN_PER_PAGE:
                 return str(anchor["_id"]) if next(anchors, None) is not None else None

@@ -5,7 +5,9 @@ between unrelated pictures.
 The hash is `imagehash.phash` (the signs of the lowest 8x8 DCT coefficients of a 32x32 grey
 picture), so a team can compute the same hash in a notebook. The picture is decoded the way
 thumbnails are (libvips shrinking while it decodes, in bounded memory, counted against the
-thumbnail gate), and only its small version reaches imagehash.
+thumbnail gate), and only its small version reaches imagehash. Under gevent workers every step
+but the wait for the gate runs on a native thread (`images.runtime.offload`): reading a header
+may take seconds too.
 
 For lookups the hash is split into bands of `BAND_WIDTHS` bits (multi-index hashing). Two
 hashes within Hamming distance `d` differ in at most `r_i` bits of some band `i` whenever the
@@ -62,7 +64,8 @@ def perceptual_hash(source: IO[bytes]) -> str | None:
         if _is_jpeg(source):
             return _jpeg_hash(source)
         with _real_file(source) as real:
-            decoding = plan_decoding(real)
+            # Reading the header may take seconds (a TIFF's every page): off the loop too.
+            decoding = run_off_loop(plan_decoding, real)
             with GATE.slot(decoding.memory):
                 return run_off_loop(_decoded_hash, real, decoding)
     except Unprocessable:
@@ -78,26 +81,35 @@ def _is_jpeg(source: IO[bytes]) -> bool:
 
 def _jpeg_hash(source: IO[bytes]) -> str | None:
     """libjpeg decodes a JPEG already shrunk (to an eighth): a third of libvips' time here."""
-    source.seek(0)
     try:
-        with Image.open(source) as picture:
-            width, height = picture.size
-            if width * height > settings.THUMBNAIL_MAX_PIXELS:
-                return None
-            progressive = "progressive" in picture.info or "progression" in picture.info
-            # Progressive: the decoder keeps every coefficient; baseline: a few shrunk rows.
-            memory = width * height * 3 if progressive else width * 3 * 64
-            with GATE.slot(memory):
-                return run_off_loop(_shrunk_jpeg_hash, picture)
+        memory = run_off_loop(_jpeg_memory, source)  # its markers are read up to the pixels
+        if memory is None:
+            return None
+        with GATE.slot(memory):
+            return run_off_loop(_shrunk_jpeg_hash, source)
     except (Image.DecompressionBombError, *_DECODE_ERRORS):
         return None
 
 
-def _shrunk_jpeg_hash(picture: Image.Image) -> str:
+def _jpeg_memory(source: IO[bytes]) -> int | None:
+    """What decoding the JPEG shrunk will hold; None past THUMBNAIL_MAX_PIXELS."""
+    source.seek(0)
+    with Image.open(source) as picture:
+        width, height = picture.size
+        if width * height > settings.THUMBNAIL_MAX_PIXELS:
+            return None
+        progressive = "progressive" in picture.info or "progression" in picture.info
+    # Progressive: the decoder keeps every coefficient; baseline: a few shrunk rows.
+    return width * height * 3 if progressive else width * 3 * 64
+
+
+def _shrunk_jpeg_hash(source: IO[bytes]) -> str:
     import imagehash
 
-    picture.draft("L", (_DECODE_SIZE, _DECODE_SIZE))
-    return str(imagehash.phash(ImageOps.exif_transpose(picture)))
+    source.seek(0)
+    with Image.open(source) as picture:
+        picture.draft("L", (_DECODE_SIZE, _DECODE_SIZE))
+        return str(imagehash.phash(ImageOps.exif_transpose(picture)))
 
 
 def _decoded_hash(source: IO[bytes], decoding: Decoding) -> str:
@@ -110,7 +122,8 @@ def _decoded_hash(source: IO[bytes], decoding: Decoding) -> str:
 @contextlib.contextmanager
 def _real_file(source: IO[bytes]) -> Iterator[IO[bytes]]:
     """libvips reads through a descriptor; an upload held in memory (at most
-    FILE_UPLOAD_MAX_MEMORY_SIZE) is copied to a temporary file to get one."""
+    FILE_UPLOAD_MAX_MEMORY_SIZE) is copied to a temporary file to get one (an import's spool
+    writes itself out, at most 8 MiB: milliseconds of the loop, not worth a native thread)."""
     try:
         source.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):

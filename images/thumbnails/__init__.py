@@ -4,7 +4,8 @@
 request asks for (images.api reads its size); `source` reads the image's bytes, hashing them, so that only
 a thumbnail of bytes matching the document's sha256 is stored (thumbnails are shared by hash,
 across users); `render` makes one in bounded memory (libvips shrinking while it decodes, a
-pixel cap, Pillow for the rest; `offload` runs it off gevent's loop); `gate` bounds renders per process and makes each thumbnail
+pixel cap, Pillow for the rest; `offload` runs the hashing, the header and the render off
+gevent's loop); `gate` bounds renders per process and makes each thumbnail
 once while other requests for it wait; `response` puts them together with ETags and caching.
 """
 

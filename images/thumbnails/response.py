@@ -102,7 +102,8 @@ def _make(
     """
     expected = document_sha256(document)
     with open_verified(files, document["file"], expected) as source:
-        decoding = plan_decoding(source.file)
+        # A header may take seconds to read (libvips walks a TIFF's every page): off the loop.
+        decoding = run_off_loop(plan_decoding, source.file)
         with GATE.slot(decoding.memory):
             content = run_off_loop(render_thumbnail, source.file, decoding, size, output)
         return content, source.matches or expected is None

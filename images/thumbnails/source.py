@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from images.runtime.offload import run_off_loop
+from images.runtime.offload import cooperate, run_off_loop
 from images.store.files import CHUNK_SIZE, FileStore
 
 
@@ -44,6 +44,7 @@ def open_verified(files: FileStore, key: str, expected: str | None) -> Iterator[
         for chunk in files.read_chunks(key):
             hasher.update(chunk)
             spooled.write(chunk)
+            cooperate()
         yield _source(spooled, hasher.hexdigest(), expected)
 
 

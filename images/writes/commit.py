@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import IO
 
+from images.runtime.offload import cooperate
 from images.store.files import PATH_CONFLICTS, FileStore, new_staging_key
 from images.writes.leases import Held, Intent, Leases, may_have_applied
 from images.writes.recovery import recover, referenced_keys
@@ -127,6 +128,7 @@ class FileWriter:
         linked: list[StagedFile] = []
         undecided: list[StagedFile] = []
         for item in items:
+            cooperate()  # an import's batch: hundreds of links on a gevent worker's loop
             try:
                 placed = self.files.link_if_absent(item.staging, item.key)
             except PATH_CONFLICTS:

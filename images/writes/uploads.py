@@ -28,6 +28,7 @@ from images.duplicates.policy import CopyChecks, OnDuplicate, check_leak, copy_o
 from images.limits import bounded_json
 from images.limits.disk import ensure_room
 from images.limits.documents import check_data
+from images.runtime.offload import cooperate, run_off_loop
 from images.store.files import PATH_CONFLICTS, FileStore, UnsafeKey
 from images.store.repository import ImageRepository
 from images.thumbnails import delete_thumbnails
@@ -62,6 +63,9 @@ class DigestUploadHandler(FileUploadHandler):
         if self.size > settings.MAX_UPLOAD_SIZE:
             raise TooLarge(f"Upload exceeds the limit of {settings.MAX_UPLOAD_SIZE} bytes")
         self.digest.update(raw_data)
+        # A fast client's body is always there to read: without a turn now and then, parsing,
+        # hashing and writing 100 MB would hold a gevent worker's loop the whole time.
+        cooperate()
         return raw_data
 
     def file_complete(self, file_size: int) -> None:
@@ -227,10 +231,10 @@ class UploadStore:
         key = storage_key(meta.file or upload_file_name(upload.name), self.repository.owner)
         if upload.size == 0:
             raise InvalidInput("The uploaded file is empty")
-        facts = inspect_image(upload, key)
+        facts = run_off_loop(inspect_image, upload, key)  # verifying may read it all
         if "width" in facts:  # a picture: its perceptual hash, if it decodes
             facts.update(perceptual_facts(upload))
-        sha256, size = digest or _digest(upload)
+        sha256, size = digest or run_off_loop(_digest, upload)
         facts.update(size=size, sha256=sha256)
         ensure_room(self.files, size)
         if meta.image_id is not None:

@@ -30,6 +30,7 @@ from images.archives import ArchiveImporter, ExportRequest, archive_file_name
 from images.core.errors import InvalidInput, TooLarge
 from images.duplicates.policy import PARAMETER as ON_DUPLICATE
 from images.duplicates.policy import SIMILAR
+from images.runtime.offload import cooperate, run_off_loop
 from images.store.files import get_file_store
 from images.writes.uploads import MULTIPART_OVERHEAD, parse_metadata
 
@@ -55,6 +56,7 @@ class ArchiveUploadHandler(TemporaryFileUploadHandler):
         limit = settings.MAX_IMPORT_SIZE
         if limit and self.received > limit:
             raise TooLarge(f"Archive exceeds the limit of {limit} bytes")
+        cooperate()  # a fast client's body is always there to read: give the loop a turn
         return super().receive_data_chunk(raw_data, start)
 
 
@@ -123,7 +125,7 @@ class ImportView(APIView):
             )
             result = importer.run(archive.temporary_file_path(), archive.name or "")
         finally:
-            archive.close()
+            run_off_loop(archive.close)  # removing a big temporary file frees its blocks
         return Response(result.as_json())
 
 

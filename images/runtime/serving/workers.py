@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from gunicorn.http import message
 
+from images.runtime.offload import cooperate
 from images.runtime.serving import client_limits, http_errors
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def cooperative_sendfile(sock, file, offset: int = 0, count: int | None = None) 
         if sent == 0:
             break
         sent_total += sent
+        cooperate()  # a client reading as fast as the kernel sends never makes it wait
     file.seek(offset + sent_total)
     return sent_total
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, TypeGuard
 
 from images.core.paths import RESERVED_PREFIX, is_safe_file_path
+from images.runtime.offload import cooperate
 
 CHUNK_SIZE = 256 * 1024
 STAGING_PREFIX = f"{RESERVED_PREFIX}/staging"
@@ -64,6 +65,7 @@ def handle_chunks(handle: IO[bytes], start: int = 0, end: int | None = None) -> 
             return
         if remaining is not None:
             remaining -= len(chunk)
+        cooperate()  # a fast reader never makes the socket wait: a turn for the loop
         yield chunk
 
 
@@ -105,6 +107,7 @@ class FileStore(ABC):
         backend with a bulk delete removes them in fewer requests."""
         for key in keys:
             self.delete(key)
+            cooperate()
 
     @abstractmethod
     def iter_all_keys(self) -> Iterator[str]:

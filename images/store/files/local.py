@@ -4,7 +4,8 @@ A key that holds no file gets the staged bytes as a hard link (which never repla
 writer put there meanwhile), a key that holds one gets them by a rename; data and directories
 are fsynced before a document names them, so a document never points at bytes a power loss could
 take back. No key is read, written or deleted through a symbolic link: every component below the
-root must be a plain file or directory.
+root must be a plain file or directory. Copies and fsyncs run off gevent's loop
+(`images.runtime.offload`): a file of up to MAX_UPLOAD_SIZE takes a while to write.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from django.core.files.storage import FileSystemStorage
 from typing_extensions import override
 
 from images.core.paths import RESERVED_PREFIX
-from images.runtime.offload import run_each_off_loop, run_off_loop
+from images.runtime.offload import run_each_off_loop, run_off_loop, run_off_loop_if_large
 from images.store.files.base import (
     CHUNK_SIZE,
     FileStore,
@@ -141,15 +142,19 @@ class LocalFileStore(FileStore):
 
     @override
     def save(self, key: str, source: IO[bytes]) -> None:
-        def copy(temporary: Path) -> None:
-            with open(temporary, "wb") as out:
-                shutil.copyfileobj(source, out, CHUNK_SIZE)
-
-        self._write_atomically(key, copy)
+        size = _remaining(source)
+        self._write_atomically(
+            key, lambda temporary: run_off_loop_if_large(size, _copy_into, source, temporary)
+        )
 
     @override
     def save_path(self, key: str, source_path: str) -> None:
-        self._write_atomically(key, lambda temporary: shutil.copyfile(source_path, temporary))
+        self._write_atomically(
+            key,
+            lambda temporary: run_off_loop_if_large(
+                _size_of(Path(source_path)), shutil.copyfile, source_path, temporary
+            ),
+        )
 
     @override
     def stage(self, source: IO[bytes], staging: str) -> None:
@@ -157,8 +162,8 @@ class LocalFileStore(FileStore):
         target = self.path(staging)
         self._make_parents(target)
         try:
-            with open(target, "wb") as out:
-                shutil.copyfileobj(source, out, CHUNK_SIZE)
+            # Up to MAX_UPLOAD_SIZE: a big one is copied off the loop.
+            run_off_loop_if_large(_remaining(source), _copy_into, source, target)
         except BaseException:
             target.unlink(missing_ok=True)
             raise
@@ -219,7 +224,8 @@ class LocalFileStore(FileStore):
         source = self.path(staging)
         target = self.path(key)
         self._make_parents(target)
-        os.replace(source, target)
+        # Replacing a big file frees its blocks (100 MB: tens of milliseconds or more).
+        run_off_loop_if_large(max(size, _size_of(target) or 0), os.replace, source, target)
         sync_directory(target.parent)
 
     @override
@@ -265,7 +271,8 @@ class LocalFileStore(FileStore):
             target = self.path(key)
         except UnsafeKey:
             return
-        target.unlink(missing_ok=True)
+        # The last link of a big file: its blocks are freed.
+        run_off_loop_if_large(_size_of(target), _unlink, target)
         self._remove_empty_parents(target.parent)
 
     @override
@@ -339,6 +346,33 @@ class LocalFileStore(FileStore):
         self.root.mkdir(parents=True, exist_ok=True)
         if not os.access(self.root, os.W_OK):
             raise PermissionError("uploads directory is not writable")
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return None
+
+
+def _remaining(source: IO[bytes]) -> int | None:
+    """The bytes left to read in `source` (None when it cannot seek)."""
+    try:
+        position = source.tell()
+        end = source.seek(0, os.SEEK_END)
+        source.seek(position)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return end - position
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _copy_into(source: IO[bytes], target: Path) -> None:
+    with open(target, "wb") as out:
+        shutil.copyfileobj(source, out, CHUNK_SIZE)
 
 
 def sync_directory(path: Path) -> None:
