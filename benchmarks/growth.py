@@ -11,16 +11,24 @@ random, 1% near-copies of another document, 1 in 500 a blank frame). The near-co
 go to images picked at random among the seeded ones that are not blank frames, a different one
 each request, at the default distance and at 12; and to one blank frame, whose hash 1 in 500
 documents share. After them, `explain()` of the candidate query and the time PyMongo takes to
-read the candidates and Python to compare their hashes, for a few of those images.
+read the candidates and Python to compare their hashes, for a few of those images: what a
+lookup costs where the in-memory index (images.duplicates.hash_index) is not used.
+
+The database is a replica set of one member, as the embedded default, so `serve`'s workers
+answer near-copy lookups from their in-memory index. Before the near-copy requests, each
+worker is asked until its index is built (`warm_similar`); this process builds one too, to
+print how long a build takes and what its arrays weigh.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import resource
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +38,9 @@ from benchmarks import payloads
 from benchmarks.processes import load_average
 from benchmarks.report import Row
 from benchmarks.scenarios import Scenario
-from benchmarks.service import DATABASE, BenchService
+from benchmarks.service import DATABASE, BenchService, bench_database
 from images.core.documents import PHASH_BANDS
+from images.duplicates.hash_index import HashIndex
 from images.duplicates.perceptual import DEFAULT_DISTANCE, MAX_DISTANCE, band_keys, distance
 
 SIZES = (2_000, 20_000, 200_000, 1_000_000)
@@ -41,6 +50,8 @@ CAMERA_INDEX = "data.camera_1"
 # `explain_similar` looks at.
 SIMILAR_IMAGES = 200
 EXPLAINED_IMAGES = 20
+# A near-copy lookup this fast is taken as answered from a worker's in-memory index.
+WARM_MS = 40
 # What images.duplicates.near_copies reads of each candidate.
 CANDIDATE_FIELDS = {"_id": 1, "file": 1, "phash": 1}
 
@@ -206,6 +217,47 @@ def explain_similar(service: BenchService, similar: SimilarTargets) -> list[str]
     return lines
 
 
+def warm_similar(service: BenchService, similar: SimilarTargets, timeout: float = 300) -> str:
+    """Asks for near-copies, 4 at a time on new connections (so every worker is asked), until
+    two rounds in a row answer each within WARM_MS: the workers' indexes are built."""
+    paths = [f"/images/{target}/similar" for target in similar.ids]
+    started = time.perf_counter()
+    calm = 0
+    with httpx.Client(base_url=service.url, timeout=120) as client:
+
+        def seconds_of(path: str) -> float:
+            begun = time.perf_counter()
+            client.get(path, headers={"Connection": "close"}).raise_for_status()
+            return time.perf_counter() - begun
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            while time.perf_counter() - started < timeout:
+                slowest = max(pool.map(seconds_of, random.sample(paths, 4)))
+                calm = calm + 1 if slowest * 1000 <= WARM_MS else 0
+                if calm == 2:
+                    seconds = time.perf_counter() - started
+                    return f"workers' indexes answered within {WARM_MS} ms after {seconds:.1f} s"
+                time.sleep(0.5)
+    return f"workers' indexes not warm after {timeout:.0f} s: the band index answered meanwhile"
+
+
+def measure_index_build(service: BenchService) -> str:
+    """A HashIndex of the collection built in this process: seconds, arrays, peak RSS growth."""
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with service.mongo() as client:
+        index = HashIndex(client[DATABASE]["images"])
+        started = time.perf_counter()
+        index._build()
+        seconds = time.perf_counter() - started
+        arrays = sum(a.nbytes for a in (index.ids, index.hashes, index.owner_codes, index.alive))
+        index.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    return (
+        f"in-memory index of {index.size:,} hashes built in {seconds:.1f} s: arrays "
+        f"{arrays / 2**20:.1f} MiB, peak RSS of the building process +{peak / 1024:.0f} MiB"
+    )
+
+
 def set_camera_index(service: BenchService, wanted: bool | None) -> None:
     """Made through PyMongo without a time limit (at 200,000 documents it takes a while)."""
     if wanted is None:
@@ -251,7 +303,9 @@ def run(arguments: argparse.Namespace, runner_class) -> int:
     explained: list[str] = []
     with tempfile.TemporaryDirectory(prefix="imagestore-growth-") as temporary:
         workdir = Path(temporary)
-        service = BenchService(workdir)
+        database = bench_database(workdir, replica_set="rs0")
+        database.start()
+        service = BenchService(workdir, database=database)
         try:
             service.start()
             jpeg = payloads.jpeg_of_about()
@@ -267,6 +321,9 @@ def run(arguments: argparse.Namespace, runner_class) -> int:
                 seeded = size
                 print(f"seeded to {size:,} documents in {seconds:.1f} s", flush=True)
                 similar = similar_targets(service, size)
+                for text in (warm_similar(service, similar), measure_index_build(service)):
+                    explained.append(f"{size:,}: {text}")
+                    print(f"  {text}", flush=True)
                 for scenario in scenarios(image_id, payloads.upload_body(jpeg), similar):
                     set_camera_index(service, scenario.camera_index)
                     row = Row(scenario.label)
@@ -279,6 +336,7 @@ def run(arguments: argparse.Namespace, runner_class) -> int:
                     print(f"  {text}", flush=True)
         finally:
             service.stop()
+            database.stop()
     print()
     print("\n".join(lines))
     print()

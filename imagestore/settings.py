@@ -149,6 +149,9 @@ MONGODB_EMBEDDED_CACHE_GB = env_float("MONGODB_EMBEDDED_CACHE_GB", 0.25, minimum
 MONGODB_DEFAULT_DATABASE = "image_storage"
 MONGODB_TIMEOUT_MS = env_int("MONGODB_TIMEOUT_MS", 3000, minimum=100)
 MONGODB_QUERY_TIMEOUT_MS = env_int("MONGODB_QUERY_TIMEOUT_MS", 30000, minimum=100)
+# Near-copy lookups compare every perceptual hash in each worker's memory, kept current by a
+# change stream (replica sets only); off: through the phashBands index alone.
+SIMILAR_MEMORY_INDEX = env_bool("SIMILAR_MEMORY_INDEX", True)
 
 # --- Storage ---------------------------------------------------------------------------------
 UPLOADS_DIRECTORY = env_directory("UPLOADS_DIRECTORY", "uploads")

@@ -1,9 +1,12 @@
 """Near-copies: the caller's pictures whose perceptual hash is within a Hamming distance.
 
-Candidates come from the `phashBands` index (every band value within its radius of the hash's
-own, images.duplicates.perceptual.band_keys), never from a scan; their hashes are then
-compared exactly. Candidates stream from the database and only the `limit` nearest are kept
-(a heap), so a picture with a hundred thousand identical copies costs time, not memory.
+On a replica set the nearest are found in this process's memory (images.duplicates.hash_index)
+and only their documents are read, in the caller's scope, their hashes compared again.
+Otherwise (a standalone server, or while that index is being built) candidates come from the
+`phashBands` index (every band value within its radius of the hash's own,
+images.duplicates.perceptual.band_keys), never from a scan; their hashes are then compared
+exactly. Candidates stream from the database and only the `limit` nearest are kept (a heap),
+so a picture with a hundred thousand identical copies costs time, not memory.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from images.duplicates.hash_index import Matches, index_for
 from images.duplicates.perceptual import band_keys, distance
 from images.runtime.offload import cooperate
 from images.store.repository import ImageRepository
@@ -54,6 +58,15 @@ def near_copies(
     """The `limit` nearest pictures in scope within `within` of `phash`, nearest first, then
     oldest; only those with an `_id` greater than `after`, when given."""
     fields = {"_id": 1, "file": 1, "phash": 1, **(projection or {})}
+    index = index_for(repository.collection)
+    if index is not None:
+        wanted = limit + (1 if exclude_file is not None else 0)
+        scope = {"owner": repository.owner, "scoped": repository.owner is not None}
+        matches = index.nearest(phash, within, wanted, after=after, exclude=exclude, **scope)
+        if matches is not None:
+            found = _read(repository, matches, phash, within, fields, exclude_file)
+            del found[limit:]
+            return found
     candidates = repository.phash_candidates(band_keys(phash, within), fields, after)
     nearest: list[Ranked] = []
     total = 0
@@ -73,6 +86,35 @@ def near_copies(
     ranked = sorted(nearest, reverse=True)
     result = Found(NearCopy(-negative, document) for negative, _, _, document in ranked)
     result.total = total
+    return result
+
+
+def _read(
+    repository: ImageRepository,
+    matches: Matches,
+    phash: str,
+    within: int,
+    fields: dict[str, Any],
+    exclude_file: str | None,
+) -> Found:
+    """The documents of the matches, in their order, each still within `within` of `phash`."""
+    documents = {
+        document["_id"]: document
+        for document in repository.with_ids([match.id for match in matches], fields)
+    }
+    result = Found()
+    result.total = matches.total
+    for match in matches:
+        document = documents.get(match.id)
+        if document is None or document.get("phash") is None:
+            result.total -= 1  # deleted, or out of scope, since the index read it
+            continue
+        found = distance(phash, document["phash"])
+        if found > within or (exclude_file is not None and document.get("file") == exclude_file):
+            result.total -= 1
+            continue
+        result.append(NearCopy(found, document))
+    result.sort(key=lambda near: (near.distance, near.id))
     return result
 
 

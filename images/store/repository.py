@@ -460,6 +460,15 @@ class ImageRepository:
         with cursor:
             yield from cursor
 
+    def with_ids(
+        self, image_ids: list[ObjectId], projection: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The documents in scope with these ids, in no particular order."""
+        if not image_ids:
+            return []
+        query = self.scoped({"_id": {"$in": image_ids}})
+        return list(self.collection.find(query, projection, max_time_ms=self.max_time_ms))
+
     def iter_hashed(
         self, after: ObjectId | None, projection: dict[str, Any]
     ) -> Generator[dict[str, Any], None, None]:
