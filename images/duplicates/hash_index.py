@@ -9,7 +9,8 @@ the database is asked only for the documents found.
 The arrays are kept current by a change stream on the collection, so the index needs a
 replica set (or a sharded cluster); on a standalone server `index_for` gives None and lookups
 use the band index. The stream is read at the start of every lookup, under the index's lock,
-so a lookup sees every write acknowledged before it began. Building the arrays (a scan of
+so a lookup sees every write acknowledged before it began, and every FOLLOW_SECONDS in the
+background, so that after a bulk write no lookup has thousands of changes to apply. Building the arrays (a scan of
 the collection) runs in the background after the first lookup asks for it; until it ends,
 lookups use the band index too. A gap in the stream (history lost, the collection dropped or
 renamed, any other failure) drops the arrays and starts a new build.
@@ -27,8 +28,9 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from bson import ObjectId
@@ -42,6 +44,8 @@ from images.runtime.offload import cooperate
 logger = logging.getLogger(__name__)
 
 MERGE_AFTER = 1024
+# Between lookups the stream is read this often, in the background.
+FOLLOW_SECONDS = 1.0
 # A lookup's read of the stream waits at most this long for changes not yet there.
 STREAM_WAIT_MS = 1
 NO_OWNER = -1
@@ -140,13 +144,38 @@ class HashIndex:
         if scoped:
             chosen &= self.owner_codes == self.owners.get(_owner_key(owner), -2)
         if after is not None:
-            chosen &= self.ids > after.binary
+            chosen[: self._position(after.binary, "right")] = False
         if exclude is not None:
-            chosen &= self.ids != exclude.binary
+            position = self._position(exclude.binary, "left")
+            if position < len(self.ids) and self.ids[position] == _raw(exclude.binary):
+                chosen[position] = False
         positions = np.flatnonzero(chosen)
-        ids = [bytes(raw).ljust(12, b"\0") for raw in self.ids[positions]]
-        found = list(zip(distances[positions].tolist(), ids, strict=True))
+        # Entries are in id order: a stable sort by distance leaves the oldest first among equals.
+        nearest = positions[np.argsort(distances[positions], kind="stable")[:limit]]
+        found = [
+            (distance, bytes(raw).ljust(12, b"\0"))
+            for distance, raw in zip(distances[nearest].tolist(), self.ids[nearest], strict=True)
+        ]
+        recent = self._recent_matches(value, within, owner, scoped, after, exclude)
+        found = sorted(found + recent)[:limit]
+        matches = Matches(Match(ObjectId(raw), distance) for distance, raw in found)
+        matches.total = len(positions) + len(recent)
+        return matches
+
+    def _position(self, raw: bytes, side: Literal["left", "right"]) -> int:
+        return int(np.searchsorted(self.ids, _raw(raw), side=side))
+
+    def _recent_matches(
+        self,
+        value: int,
+        within: int,
+        owner: Any,
+        scoped: bool,
+        after: ObjectId | None,
+        exclude: ObjectId | None,
+    ) -> list[tuple[int, bytes]]:
         wanted = self.owners.get(_owner_key(owner), -2)
+        found = []
         for raw, (hashed, code) in self.recent.items():
             found_distance = (hashed ^ value).bit_count()
             if found_distance > within or (scoped and code != wanted):
@@ -154,10 +183,7 @@ class HashIndex:
             if (after is not None and raw <= after.binary) or (exclude and raw == exclude.binary):
                 continue
             found.append((found_distance, raw))
-        found.sort()
-        matches = Matches(Match(ObjectId(raw), distance) for distance, raw in found[:limit])
-        matches.total = len(found)
-        return matches
+        return found
 
     # --- building ---------------------------------------------------------------------------
     def _start_build(self) -> None:
@@ -191,6 +217,23 @@ class HashIndex:
             self.ready = True
             self.building = False
         logger.info("hash index built: %d images", len(ids))
+        self._follow(stream)
+
+    def _follow(self, stream: CollectionChangeStream) -> None:
+        """Catch up every FOLLOW_SECONDS, so a lookup after a bulk write finds little to do,
+        until the index is closed or rebuilt (a new build follows its own stream)."""
+        while True:
+            time.sleep(FOLLOW_SECONDS)
+            with self.lock:
+                if self.stream is not stream or not self.ready:
+                    return
+                try:
+                    self._catch_up()
+                except _Restarted:
+                    return
+                except PyMongoError as error:
+                    self._reset(f"the change stream failed ({error})")
+                    return
 
     def _scan(self) -> tuple[list[bytes], list[int], list[int]]:
         ids: list[bytes] = []
@@ -230,6 +273,7 @@ class HashIndex:
         pending: dict[bytes, tuple[int, int] | None] = {}
         unknown_owner: list[ObjectId] = []
         while (event := self.stream.try_next()) is not None:
+            cooperate()  # after a bulk write, thousands of changes wait here
             operation = event["operationType"]
             if operation in _END:
                 self._reset(f"the collection's stream ended ({operation})")
@@ -312,6 +356,11 @@ class HashIndex:
 
 class _Restarted(Exception):
     """The index was dropped while catching up; the lookup uses the band index."""
+
+
+def _raw(raw: bytes) -> np.ndarray:
+    """An id as numpy compares it with the entries (trailing zero bytes kept)."""
+    return np.array(raw, dtype="S12")
 
 
 def _entry(document: dict[str, Any], code: int) -> tuple[int, int]:
