@@ -253,3 +253,22 @@ def test_a_standalone_server_uses_the_band_index(service, collection_standalone)
 @pytest.fixture
 def collection_standalone():
     return get_collection()
+
+
+# --- through the API, on real photos ----------------------------------------------------------
+def test_the_api_answers_from_memory_and_sees_each_upload_at_once(api, collection, settings):
+    from tests.test_near_duplicates import ASTRONAUT, ASTRONAUT_CROP, ASTRONAUT_Q50, COFFEE, send
+
+    index = built(collection)
+    first = send(api, "train/a.jpg", ASTRONAUT, split="train").json()
+    send(api, "train/coffee.jpg", COFFEE)
+    refused = send(api, "test/b.jpg", ASTRONAUT_CROP, "?on_duplicate=reject&similar=10")
+    assert refused.status_code == 409 and refused.json()["_id"] == first["_id"]
+    leak = send(api, "test/c.jpg", ASTRONAUT_Q50, "?check_leak=split", split="test")
+    assert leak.status_code == 409, leak.content
+    stored = send(api, "train/c.jpg", ASTRONAUT_Q50, split="train").json()
+    similar = api.get(f"/images/{first['_id']}/similar").json()
+    assert [item["_id"] for item in similar["items"]] == [stored["_id"]]
+    settings.SIMILAR_MEMORY_INDEX = False
+    assert api.get(f"/images/{first['_id']}/similar").json() == similar
+    assert index.ready and index.size == 3

@@ -37,13 +37,15 @@ from bson import ObjectId
 from django.conf import settings
 from pymongo.change_stream import CollectionChangeStream
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
+from pymongo.errors import InvalidOperation, PyMongoError
 
-from images.runtime.offload import cooperate
+from images.runtime.offload import cooperate, run_off_loop
 
 logger = logging.getLogger(__name__)
 
 MERGE_AFTER = 1024
+# The scan of a build reads this many documents into Python objects before making arrays.
+SCAN_SLICE = 10_000
 # Between lookups the stream is read this often, in the background.
 FOLLOW_SECONDS = 1.0
 # A lookup's read of the stream waits at most this long for changes not yet there.
@@ -83,6 +85,38 @@ class Matches(list[Match]):
     """The nearest matches, nearest first then oldest, and how many there were (`total`)."""
 
     total = 0
+
+
+@dataclass(frozen=True)
+class Entries:
+    """Ids (`S12`), hashes and owner codes, entry by entry."""
+
+    ids: np.ndarray
+    hashes: np.ndarray
+    codes: np.ndarray
+
+    @classmethod
+    def of(cls, ids: list[bytes], hashes: list[int], codes: list[int]) -> Entries:
+        return cls(
+            np.array(ids, dtype="S12"),
+            np.array(hashes, dtype=np.uint64),
+            np.array(codes, dtype=np.int32),
+        )
+
+    @classmethod
+    def joined(cls, slices: list[Entries]) -> Entries:
+        whole = cls(
+            np.concatenate([part.ids for part in slices]),
+            np.concatenate([part.hashes for part in slices]),
+            np.concatenate([part.codes for part in slices]),
+        )
+        return whole.sorted()
+
+    def sorted(self) -> Entries:
+        if len(self.ids) < 2 or bool(np.all(self.ids[:-1] <= self.ids[1:])):
+            return self
+        order = np.argsort(self.ids, kind="stable")
+        return Entries(self.ids[order], self.hashes[order], self.codes[order])
 
 
 class HashIndex:
@@ -190,34 +224,42 @@ class HashIndex:
         if self.building or not self.supported:
             return
         self.building = True
-        threading.Thread(target=self._build, name="hash-index", daemon=True).start()
+        threading.Thread(target=self._build_and_follow, name="hash-index", daemon=True).start()
 
-    def _build(self) -> None:
+    def _build_and_follow(self) -> None:
+        stream = self.build()
+        if stream is not None:
+            self._follow(stream)
+
+    def build(self) -> CollectionChangeStream | None:
+        """Build the arrays in this thread and open the stream that keeps them current (None:
+        the build failed, or the server has no change streams)."""
+        self.building = True
         try:
             stream = self.collection.watch(_PIPELINE, max_await_time_ms=STREAM_WAIT_MS)
         except PyMongoError as error:
             self.supported = False
             self.building = False
             logger.info("similar lookups use the band index: %s", error)
-            return
+            return None
         try:
-            ids, hashes, codes = self._scan()
+            entries = self._scan()
         except PyMongoError as error:
             stream.close()
             self.building = False
             logger.warning("building the hash index failed: %s", error)
-            return
+            return None
         with self.lock:
             if not self.supported:  # closed meanwhile
                 stream.close()
-                return
+                return None
             self.stream = stream
-            self._replace(ids, hashes, codes)
+            self._use(entries)
             self.recent = {}
             self.ready = True
             self.building = False
-        logger.info("hash index built: %d images", len(ids))
-        self._follow(stream)
+        logger.info("hash index built: %d images", len(entries.ids))
+        return stream
 
     def _follow(self, stream: CollectionChangeStream) -> None:
         """Catch up every FOLLOW_SECONDS, so a lookup after a bulk write finds little to do,
@@ -231,31 +273,36 @@ class HashIndex:
                     self._catch_up()
                 except _Restarted:
                     return
+                except InvalidOperation:  # the client was closed: the process is ending
+                    self.ready = self.supported = False
+                    return
                 except PyMongoError as error:
                     self._reset(f"the change stream failed ({error})")
                     return
 
-    def _scan(self) -> tuple[list[bytes], list[int], list[int]]:
+    def _scan(self) -> Entries:
+        """Every hash in the collection, sorted by id; the arrays are made a slice at a time
+        (a million hashes as Python objects would weigh four times the arrays)."""
+        slices: list[Entries] = []
         ids: list[bytes] = []
         hashes: list[int] = []
         codes: list[int] = []
         query = {"phash": {"$type": "string"}}
-        with self.collection.find(query, _FIELDS, batch_size=5000) as cursor:
+        with self.collection.find(query, _FIELDS, batch_size=SCAN_SLICE) as cursor:
             for document in cursor:
                 cooperate()
                 ids.append(document["_id"].binary)
                 hashes.append(int(document["phash"], 16))
                 codes.append(self._code(document.get("userId")))
-        return ids, hashes, codes
+                if len(ids) == SCAN_SLICE:
+                    slices.append(Entries.of(ids, hashes, codes))
+                    ids, hashes, codes = [], [], []
+        slices.append(Entries.of(ids, hashes, codes))
+        return run_off_loop(Entries.joined, slices)  # a sort of a million ids: 0.1-0.3 s
 
-    def _replace(self, ids: list[bytes], hashes: list[int], codes: list[int]) -> None:
-        """New arrays of these entries, sorted by id."""
-        id_array = np.array(ids, dtype="S12")
-        order = np.argsort(id_array, kind="stable")
-        self.ids = id_array[order]
-        self.hashes = np.array(hashes, dtype=np.uint64)[order]
-        self.owner_codes = np.array(codes, dtype=np.int32)[order]
-        self.alive = np.ones(len(ids), dtype=bool)
+    def _use(self, entries: Entries) -> None:
+        self.ids, self.hashes, self.owner_codes = entries.ids, entries.hashes, entries.codes
+        self.alive = np.ones(len(entries.ids), dtype=bool)
 
     def _reset(self, reason: str) -> None:
         logger.warning("the hash index is rebuilt: %s", reason)
@@ -321,12 +368,23 @@ class HashIndex:
             self._merge()
 
     def _merge(self) -> None:
-        """The recent entries into the sorted arrays, without the dead ones."""
+        """The recent entries into the sorted arrays, without the dead ones: one copy of the
+        arrays, entries inserted where they sort."""
+        raws = list(self.recent)
+        recent = Entries.of(
+            raws, [self.recent[raw][0] for raw in raws], [self.recent[raw][1] for raw in raws]
+        )
+        recent = recent.sorted()
         kept = self.alive
-        ids = list(self.ids[kept]) + list(self.recent)
-        hashes = self.hashes[kept].tolist() + [entry[0] for entry in self.recent.values()]
-        codes = self.owner_codes[kept].tolist() + [entry[1] for entry in self.recent.values()]
-        self._replace([raw.ljust(12, b"\0") for raw in ids], hashes, codes)
+        ids = self.ids[kept]
+        at = np.searchsorted(ids, recent.ids)
+        self._use(
+            Entries(
+                np.insert(ids, at, recent.ids),
+                np.insert(self.hashes[kept], at, recent.hashes),
+                np.insert(self.owner_codes[kept], at, recent.codes),
+            )
+        )
         self.recent = {}
 
     def _code(self, owner: Any) -> int:

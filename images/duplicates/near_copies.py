@@ -60,13 +60,34 @@ def near_copies(
     fields = {"_id": 1, "file": 1, "phash": 1, **(projection or {})}
     index = index_for(repository.collection)
     if index is not None:
-        wanted = limit + (1 if exclude_file is not None else 0)
-        scope = {"owner": repository.owner, "scoped": repository.owner is not None}
-        matches = index.nearest(phash, within, wanted, after=after, exclude=exclude, **scope)
+        matches = index.nearest(
+            phash,
+            within,
+            limit + (1 if exclude_file is not None else 0),
+            owner=repository.owner,
+            scoped=repository.owner is not None,
+            after=after,
+            exclude=exclude,
+        )
         if matches is not None:
-            found = _read(repository, matches, phash, within, fields, exclude_file)
-            del found[limit:]
-            return found
+            result = _read(repository, matches, phash, within, fields, exclude_file)
+            del result[limit:]
+            return result
+    return _through_band_index(
+        repository, phash, within, limit, fields, after, exclude, exclude_file
+    )
+
+
+def _through_band_index(
+    repository: ImageRepository,
+    phash: str,
+    within: int,
+    limit: int,
+    fields: dict[str, Any],
+    after: ObjectId | None,
+    exclude: ObjectId | None,
+    exclude_file: str | None,
+) -> Found:
     candidates = repository.phash_candidates(band_keys(phash, within), fields, after)
     nearest: list[Ranked] = []
     total = 0
