@@ -165,7 +165,9 @@ def test_many_inserts_are_merged_into_the_sorted_arrays(collection, settings):
     rng = random.Random(11)
     collection.insert_many(families(rng, 2, 10))
     index = built(collection)
-    later = families(rng, 30, 60, prefix="later")  # 1,800 images: more than MERGE_AFTER waiting at once
+    later = families(
+        rng, 30, 60, prefix="later"
+    )  # 1,800 images: more than MERGE_AFTER waiting at once
     collection.insert_many(later)
     probe = later[-1]["phash"]
     found, expected = both_ways(ImageRepository(), probe, 12, 1000, settings)
