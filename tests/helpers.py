@@ -96,3 +96,18 @@ class Server:
 
     url: str
     database_uri: str
+
+
+def batch_sizes_asked(monkeypatch) -> list[int]:
+    """The `batch_size` of every cursor ImageRepository opens from now on, in order."""
+    from images.store.repository import ImageRepository
+
+    asked: list[int] = []
+    original = ImageRepository.open_cursor
+
+    def spy(self, query, batch_size):
+        asked.append(batch_size)
+        return original(self, query, batch_size)
+
+    monkeypatch.setattr(ImageRepository, "open_cursor", spy)
+    return asked

@@ -28,7 +28,7 @@ from images.archives import streams as archive_streams
 from images.store.files import LocalFileStore, get_file_store
 from images.store.repository import ImageRepository
 from tests.archives_helpers import make_zip, post_archive, stored_keys
-from tests.helpers import image_bytes, upload
+from tests.helpers import batch_sizes_asked, image_bytes, upload
 
 # Archives exported by the original service, kept as test data.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -180,14 +180,7 @@ def test_export_reports_missing_files_and_reimport_skips_them(backend, api, data
 
 
 def test_exporter_reads_documents_in_batches_lazily(api, dataset, monkeypatch):
-    batches = []
-    original = ImageRepository.open_cursor
-
-    def spy(self, query, batch_size):
-        batches.append(batch_size)
-        return original(self, query, batch_size)
-
-    monkeypatch.setattr(ImageRepository, "open_cursor", spy)
+    batches = batch_sizes_asked(monkeypatch)
     query = ImageQueryFilter(default_limit=0).query(QueryDict(""))
     exporter = ArchiveExporter(ImageRepository(), get_file_store(), query, batch_size=2)
     stream = exporter.stream()

@@ -18,6 +18,7 @@ from images.archives.streams import prefetched
 from images.core.query import ImageQuery
 from images.store import repository
 from images.store.repository import ImageRepository
+from tests.helpers import batch_sizes_asked
 from tests.test_changes import changes_since, current_cursor
 from tests.test_near_duplicates import ASTRONAUT, ASTRONAUT_HALF, ASTRONAUT_Q50, stored
 
@@ -95,14 +96,7 @@ def test_a_read_asks_for_fewer_documents_a_batch_once_they_are_large(
     large, settings, monkeypatch, sort, projection
 ):
     settings.DOCUMENT_BUFFER_SIZE = BUDGET
-    asked = []
-    original = ImageRepository.open_cursor
-
-    def spy(self, query, batch_size):
-        asked.append(batch_size)
-        return original(self, query, batch_size)
-
-    monkeypatch.setattr(ImageRepository, "open_cursor", spy)
+    asked = batch_sizes_asked(monkeypatch)
     query = ImageQuery(filter={}, sort=sort, limit=0, projection=projection)
     found = list(ImageRepository().find_resumable(query, batch_size=10))
     numbers = [document["data"]["n"] for document, _size in found]

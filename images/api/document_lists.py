@@ -19,8 +19,8 @@ from typing import Any
 
 from images.api.renderers import dumps
 from images.core.documents import to_api
+from images.runtime.chunks import coalesce
 from images.runtime.memory import TRIM_ABOVE, return_freed_memory
-from images.runtime.offload import cooperate
 
 # Small items of a streamed list are joined into writes of about this size.
 OUTPUT_CHUNK = 512 * 1024
@@ -77,24 +77,11 @@ def streamed_body(
     head: dict[str, Any], name: str, items: Generator[bytes, None, None], tail: dict
 ) -> Generator[bytes, None, None]:
     """The answer in writes of about OUTPUT_CHUNK; `items` is read as it is sent."""
-    buffer = bytearray()
     sent = 0
     try:
-        for piece in _pieces(head, name, items, tail):
-            cooperate()  # a page of the cursor is printed without a wait: a turn for the loop
+        for piece in coalesce(_pieces(head, name, items, tail), OUTPUT_CHUNK):
             sent += len(piece)
-            if len(piece) >= OUTPUT_CHUNK:
-                if buffer:
-                    yield bytes(buffer)
-                    buffer.clear()
-                yield piece
-                continue
-            buffer += piece
-            if len(buffer) >= OUTPUT_CHUNK:
-                yield bytes(buffer)
-                buffer.clear()
-        if buffer:
-            yield bytes(buffer)
+            yield piece
     finally:
         items.close()
         if sent > TRIM_ABOVE:

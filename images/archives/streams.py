@@ -22,6 +22,7 @@ from django.conf import settings
 from images.archives.layout import READ_CHUNK, Progress
 from images.core.paths import is_safe_file_path
 from images.core.query import ImageQuery
+from images.runtime.chunks import coalesce
 from images.runtime.memory import TRIM_ABOVE, return_freed_memory
 from images.runtime.offload import cooperate
 from images.store.files import FileStore
@@ -222,26 +223,3 @@ def file_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as source:
         while chunk := source.read(READ_CHUNK):
             yield chunk
-
-
-def coalesce(pieces: Generator[bytes, None, None], size: int) -> Generator[bytes, None, None]:
-    """Join small pieces (archive headers) into writes of about `size`; pass large ones
-    through."""
-    with contextlib.closing(pieces):
-        buffer = bytearray()
-        for piece in pieces:
-            # A client that reads as fast as it is sent never makes the socket wait: every
-            # piece (read, checksummed, compressed on the loop) gives the loop a turn.
-            cooperate()
-            if len(piece) >= size:
-                if buffer:
-                    yield bytes(buffer)
-                    buffer.clear()
-                yield piece
-                continue
-            buffer += piece
-            if len(buffer) >= size:
-                yield bytes(buffer)
-                buffer.clear()
-        if buffer:
-            yield bytes(buffer)
