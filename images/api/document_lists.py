@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +88,9 @@ def streamed_body(
             return_freed_memory()
 
 
-def _pieces(head: dict[str, Any], name: str, items: Iterable[bytes], tail: dict) -> Iterator[bytes]:
+def _pieces(
+    head: dict[str, Any], name: str, items: Iterable[bytes], tail: dict
+) -> Generator[bytes, None, None]:
     yield dumps(head)[:-1] + (b"," if head else b"") + dumps(name) + b":["
     first = True
     for item in items:

@@ -29,6 +29,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
+import imagehash
+import scipy.fftpack  # type: ignore[import-untyped]  # noqa: F401  (imported by imagehash.phash)
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -38,6 +40,9 @@ from images.runtime.offload import run_off_loop
 from images.thumbnails.gate import GATE
 from images.thumbnails.render import Decoding, plan_decoding, small_picture
 
+# imagehash and the scipy.fftpack its phash imports (about 45 MB) are imported with this module,
+# so in `serve`'s master before the workers fork: shared by them, and never imported by a
+# worker's first upload on one of gevent's native threads, the worker's other requests waiting.
 HASH_BITS = 64
 BAND_WIDTHS = (22, 21, 21)
 # A stored band value carries its band's number above its bits, so one index holds all bands.
@@ -104,8 +109,6 @@ def _jpeg_memory(source: IO[bytes]) -> int | None:
 
 
 def _shrunk_jpeg_hash(source: IO[bytes]) -> str:
-    import imagehash
-
     source.seek(0)
     with Image.open(source) as picture:
         picture.draft("L", (_DECODE_SIZE, _DECODE_SIZE))
@@ -113,8 +116,6 @@ def _shrunk_jpeg_hash(source: IO[bytes]) -> str:
 
 
 def _decoded_hash(source: IO[bytes], decoding: Decoding) -> str:
-    import imagehash
-
     with small_picture(source, decoding, _DECODE_SIZE) as picture:
         return str(imagehash.phash(picture))
 
