@@ -12,6 +12,7 @@ import time
 
 import pytest
 from bson import ObjectId
+from pymongo.errors import PyMongoError
 
 from images.duplicates import near_copies
 from images.duplicates.hash_index import HashIndex, index_for
@@ -220,6 +221,7 @@ def test_another_process_writing_meanwhile(collection, settings, on_replica_set)
 WRITER = """
 import random, sys
 from bson import ObjectId
+from pymongo.errors import PyMongoError
 from pymongo import MongoClient
 from images.duplicates.perceptual import bands
 collection = MongoClient(sys.argv[1]).get_default_database()["images"]
@@ -274,3 +276,49 @@ def test_the_api_answers_from_memory_and_sees_each_upload_at_once(api, collectio
     settings.SIMILAR_MEMORY_INDEX = False
     assert api.get(f"/images/{first['_id']}/similar").json() == similar
     assert index.ready and index.size == 3
+
+
+@pytest.mark.slow
+def test_a_new_primary_leaves_no_gap_in_the_index(tmp_path, settings):
+    """Three members; the primary steps down between writes. The stream resumes on the new
+    primary (or the index is rebuilt): afterwards memory and the band index agree."""
+    from images.store import repository as store
+    from tests.test_failover import ReplicaSet
+
+    members = ReplicaSet(tmp_path / "set")
+    members.start()
+    try:
+        settings.MONGODB_CONNECTION_STRING = members.uri("hash_index_failover")
+        store.close_client()
+        collection = get_collection()
+        rng = random.Random(14)
+        phash = random_hash(rng)
+        before = [document(near(phash, rng, 2), None, f"before/{n}.jpg") for n in range(30)]
+        collection.insert_many(before)
+        index = built(collection)
+        first = members.wait_for_primary()
+        members.step_down(first)
+        members.wait_for_primary(other_than=first)
+        after = [document(near(phash, rng, 3), None, f"after/{n}.jpg") for n in range(30)]
+        deadline = time.monotonic() + 30
+        while True:  # the first writes after an election may still find no primary
+            try:
+                collection.insert_many(after)
+                collection.delete_many({"file": {"$in": [d["file"] for d in before[:10]]}})
+                break
+            except PyMongoError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        while True:
+            if index.ready:
+                found, expected = both_ways(ImageRepository(), phash, 8, 1000, settings)
+                if found.total == 50:
+                    break
+            assert time.monotonic() < deadline, "the index never caught up with the new primary"
+            near_copies.near_copies(ImageRepository(), phash, 8, 1000)
+            time.sleep(0.2)
+        assert summary(found) == summary(expected)
+    finally:
+        store.close_client()
+        members.stop()
