@@ -50,7 +50,8 @@ SCAN_SLICE = 10_000
 FOLLOW_SECONDS = 1.0
 # A lookup's read of the stream waits at most this long for changes not yet there.
 STREAM_WAIT_MS = 1
-NO_OWNER = -1
+NO_OWNER = -1  # an image without `userId`
+UNKNOWN_OWNER = -2  # an owner with no image here: matches no entry
 _FIELDS = {"phash": 1, "userId": 1}
 _END = ["drop", "rename", "dropDatabase", "invalidate"]
 # Inserts, replacements and deletes, updates that set or remove a hash, and the collection's end.
@@ -176,7 +177,7 @@ class HashIndex:
         distances = np.bitwise_count(self.hashes ^ np.uint64(value))
         chosen = self.alive & (distances <= within)
         if scoped:
-            chosen &= self.owner_codes == self.owners.get(_owner_key(owner), -2)
+            chosen &= self.owner_codes == self.owners.get(_owner_key(owner), UNKNOWN_OWNER)
         if after is not None:
             chosen[: self._position(after.binary, "right")] = False
         if exclude is not None:
@@ -208,7 +209,7 @@ class HashIndex:
         after: ObjectId | None,
         exclude: ObjectId | None,
     ) -> list[tuple[int, bytes]]:
-        wanted = self.owners.get(_owner_key(owner), -2)
+        wanted = self.owners.get(_owner_key(owner), UNKNOWN_OWNER)
         found = []
         for raw, (hashed, code) in self.recent.items():
             found_distance = (hashed ^ value).bit_count()
