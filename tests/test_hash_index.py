@@ -159,7 +159,7 @@ def test_an_owner_never_sees_another_owners_images(collection):
             assert [near.document["file"] for near in found] == [f"{owner}.jpg"]
     stranger = near_copies.near_copies(ImageRepository("carol"), phash, 0)
     assert (stranger, stranger.total) == ([], 0)
-    assert index.nearest(phash, 0, 10, owner="carol", scoped=True) == []
+    assert index.nearest(phash, 0, 10, owner="carol") == []
 
 
 def test_many_inserts_are_merged_into_the_sorted_arrays(collection, settings):

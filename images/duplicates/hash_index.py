@@ -39,6 +39,7 @@ from pymongo.change_stream import CollectionChangeStream
 from pymongo.collection import Collection
 from pymongo.errors import InvalidOperation, PyMongoError
 
+from images.changes.stream import END_OPERATIONS, NOT_A_REPLICA_SET
 from images.runtime.offload import cooperate, run_off_loop
 
 logger = logging.getLogger(__name__)
@@ -53,13 +54,12 @@ STREAM_WAIT_MS = 1
 NO_OWNER = -1  # an image without `userId`
 UNKNOWN_OWNER = -2  # an owner with no image here: matches no entry
 _FIELDS = {"phash": 1, "userId": 1}
-_END = ["drop", "rename", "dropDatabase", "invalidate"]
 # Inserts, replacements and deletes, updates that set or remove a hash, and the collection's end.
 _PIPELINE: list[dict[str, Any]] = [
     {
         "$match": {
             "$or": [
-                {"operationType": {"$in": ["insert", "replace", "delete", *_END]}},
+                {"operationType": {"$in": ["insert", "replace", "delete", *END_OPERATIONS]}},
                 {"updateDescription.updatedFields.phash": {"$exists": True}},
                 {"updateDescription.removedFields": "phash"},
             ]
@@ -144,13 +144,13 @@ class HashIndex:
         within: int,
         limit: int,
         *,
-        owner: Any = None,
-        scoped: bool = False,
+        owner: str | None = None,
         after: ObjectId | None = None,
         exclude: ObjectId | None = None,
     ) -> Matches | None:
-        """The `limit` entries nearest to `phash` within `within` (of `owner` when `scoped`),
-        nearest first then oldest; None while the index cannot answer."""
+        """The `limit` entries nearest to `phash` within `within` (of `owner`; None: of every
+        owner, as ImageRepository's scope), nearest first then oldest; None while the index
+        cannot answer."""
         with self.lock:
             if not self.ready:
                 self._start_build()
@@ -162,21 +162,20 @@ class HashIndex:
             except PyMongoError as error:
                 self._reset(f"the change stream failed ({error})")
                 return None
-            return self._nearest(int(phash, 16), within, limit, owner, scoped, after, exclude)
+            return self._nearest(int(phash, 16), within, limit, owner, after, exclude)
 
     def _nearest(
         self,
         value: int,
         within: int,
         limit: int,
-        owner: Any,
-        scoped: bool,
+        owner: str | None,
         after: ObjectId | None,
         exclude: ObjectId | None,
     ) -> Matches:
         distances = np.bitwise_count(self.hashes ^ np.uint64(value))
         chosen = self.alive & (distances <= within)
-        if scoped:
+        if owner is not None:
             chosen &= self.owner_codes == self.owners.get(_owner_key(owner), UNKNOWN_OWNER)
         if after is not None:
             chosen[: self._position(after.binary, "right")] = False
@@ -191,7 +190,7 @@ class HashIndex:
             (distance, bytes(raw).ljust(12, b"\0"))
             for distance, raw in zip(distances[nearest].tolist(), self.ids[nearest], strict=True)
         ]
-        recent = self._recent_matches(value, within, owner, scoped, after, exclude)
+        recent = self._recent_matches(value, within, owner, after, exclude)
         found = sorted(found + recent)[:limit]
         matches = Matches(Match(ObjectId(raw), distance) for distance, raw in found)
         matches.total = len(positions) + len(recent)
@@ -204,8 +203,7 @@ class HashIndex:
         self,
         value: int,
         within: int,
-        owner: Any,
-        scoped: bool,
+        owner: str | None,
         after: ObjectId | None,
         exclude: ObjectId | None,
     ) -> list[tuple[int, bytes]]:
@@ -213,7 +211,7 @@ class HashIndex:
         found = []
         for raw, (hashed, code) in self.recent.items():
             found_distance = (hashed ^ value).bit_count()
-            if found_distance > within or (scoped and code != wanted):
+            if found_distance > within or (owner is not None and code != wanted):
                 continue
             if (after is not None and raw <= after.binary) or (exclude and raw == exclude.binary):
                 continue
@@ -239,7 +237,8 @@ class HashIndex:
         try:
             stream = self.collection.watch(_PIPELINE, max_await_time_ms=STREAM_WAIT_MS)
         except PyMongoError as error:
-            self.supported = False
+            # A standalone server never will; any other failure is retried at the next lookup.
+            self.supported = getattr(error, "code", None) not in NOT_A_REPLICA_SET
             self.building = False
             logger.info("similar lookups use the band index: %s", error)
             return None
@@ -323,7 +322,7 @@ class HashIndex:
         while (event := self.stream.try_next()) is not None:
             cooperate()  # after a bulk write, thousands of changes wait here
             operation = event["operationType"]
-            if operation in _END:
+            if operation in END_OPERATIONS:
                 self._reset(f"the collection's stream ended ({operation})")
                 raise _Restarted
             image_id = event["documentKey"]["_id"]

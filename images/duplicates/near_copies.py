@@ -65,7 +65,6 @@ def near_copies(
             within,
             limit + (1 if exclude_file is not None else 0),
             owner=repository.owner,
-            scoped=repository.owner is not None,
             after=after,
             exclude=exclude,
         )
