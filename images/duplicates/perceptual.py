@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 import imagehash
-import scipy.fftpack  # type: ignore[import-untyped]  # noqa: F401  (imported by imagehash.phash)
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -40,9 +39,6 @@ from images.runtime.offload import run_off_loop
 from images.thumbnails.gate import GATE
 from images.thumbnails.render import Decoding, plan_decoding, small_picture
 
-# imagehash and the scipy.fftpack its phash imports (about 45 MB) are imported with this module,
-# so in `serve`'s master before the workers fork: shared by them, and never imported by a
-# worker's first upload on one of gevent's native threads, the worker's other requests waiting.
 HASH_BITS = 64
 BAND_WIDTHS = (22, 21, 21)
 # A stored band value carries its band's number above its bits, so one index holds all bands.
@@ -54,6 +50,14 @@ MAX_DISTANCE = 12
 # Decoded no larger than this before imagehash shrinks it to 32x32.
 _DECODE_SIZE = 64
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+
+
+def load_hashing() -> None:
+    """Import the scipy FFT that imagehash's phash imports at its first call (about 30 MB, 0.4 s).
+    `serve` calls this in its master before the workers fork: they share one copy, and no
+    worker imports it at its first upload on one of gevent's native threads, its other requests
+    waiting. Management commands that hash nothing never pay for it."""
+    import scipy.fftpack  # type: ignore[import-untyped]  # noqa: F401
 
 
 def perceptual_facts(source: IO[bytes]) -> dict[str, Any]:

@@ -110,14 +110,17 @@ class GunicornServer(BaseApplication):
     def load(self):
         """The WSGI app, loaded once in the master (preload_app) and shared by the workers.
 
-        The URLconf (views, serializers, schema) is imported here too, then the heap is frozen:
-        workers fork with those pages shared copy-on-write instead of importing them each.
+        The URLconf (views, serializers, schema) and what hashing a picture imports lazily are
+        imported here too, then the heap is frozen: workers fork with those pages shared
+        copy-on-write instead of importing them each.
         """
         from django.urls import get_resolver
 
+        from images.duplicates.perceptual import load_hashing
         from imagestore.wsgi import application
 
         get_resolver().url_patterns  # noqa: B018 (imports every view module now)
+        load_hashing()
         gc.collect()
         gc.freeze()
         return application
