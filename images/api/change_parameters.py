@@ -7,9 +7,8 @@ from django.http import QueryDict
 from rest_framework import serializers
 
 from images.api.parameters import ParameterText, validated
-from images.changes import FeedRequest
 from images.changes.cursor import decode_cursor
-from images.changes.request import DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_SECONDS
+from images.changes.request import DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_SECONDS, FeedRequest
 
 
 class ChangeFeedParameters(serializers.Serializer):

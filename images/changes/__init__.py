@@ -8,8 +8,3 @@ stream (`GET /changes`).
 - `events`: one change stream event as one change of the feed;
 - `feed`: reading a page of changes, waiting for the first one when asked to.
 """
-
-from images.changes.feed import ChangePage, read_changes
-from images.changes.request import FeedRequest
-
-__all__ = ["ChangePage", "FeedRequest", "read_changes"]

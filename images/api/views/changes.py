@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from images.api.change_parameters import ChangeFeedParameters, feed_request
 from images.api.openapi import CHANGES_OPERATION
 from images.api.scope import request_owner
-from images.changes import read_changes
+from images.changes.feed import read_changes
 
 
 class ChangeFeedView(APIView):
