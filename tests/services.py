@@ -35,7 +35,10 @@ def two_services(tmp_path, mongodb_uri, settings, request):
         env["UPLOADS_DIRECTORY"] = str(uploads)
         settings.STORAGES = storage_settings("local", settings.STORAGES, location=uploads)
     settings.MONGODB_CONNECTION_STRING = uri
-    services = [ServeProcess(env, tmp_path, workers=2).start() for _ in range(2)]
+    services = [  # their logs stay beside the test's files: a 500's traceback is there
+        ServeProcess(env, tmp_path, workers=2, log_path=tmp_path / f"serve-{index}.log").start()
+        for index in range(2)
+    ]
     yield [service.url for service in services]
     for service in services:
         service.stop()
