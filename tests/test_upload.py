@@ -190,7 +190,8 @@ def test_explicit_id_of_another_file_is_a_conflict(api, uploads):
     response = upload(api, "b.jpg", _id="64b0000000000000000000ff")
     assert response.status_code == 409
     assert api.get("/images").json()["total"] == 1
-    assert sorted(p.name for p in uploads.iterdir()) == ["a.jpg"]
+    assert sorted(p.name for p in uploads.iterdir() if p.name != ".imagestore") == ["a.jpg"]
+    assert list((uploads / ".imagestore" / "staging").iterdir()) == []
 
 
 def test_no_file_is_a_400(api):

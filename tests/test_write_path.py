@@ -26,6 +26,7 @@ from images.store.files import get_file_store
 from images.store.repository import ImageRepository
 from images.writes import leases as leases_module
 from images.writes.integrity import IntegrityChecker
+from images.writes.recovery import recover
 from tests.archives_helpers import make_zip, post_archive
 from tests.helpers import image_bytes, s3_client, storage_settings, upload
 
@@ -316,7 +317,8 @@ def test_bytes_and_folders_are_fsynced_before_the_document_points_at_them(
         return document_write
 
     monkeypatch.setattr(os, "fsync", record)
-    monkeypatch.setattr(ImageRepository, "upsert", recording(ImageRepository.upsert))
+    for write in ("insert_image", "upsert"):  # a new path's insert, a re-upload's upsert
+        monkeypatch.setattr(ImageRepository, write, recording(getattr(ImageRepository, write)))
     assert upload(api, "x.jpg", OLD, file="new/folder/x.jpg").status_code == 200
     assert upload(api, "x.jpg", NEW, file="new/folder/x.jpg").status_code == 200
     first, again = seen_at_write
@@ -330,19 +332,37 @@ def test_bytes_and_folders_are_fsynced_before_the_document_points_at_them(
     assert f"{root}/.imagestore/staging" in since
 
 
-def test_a_busy_path_answers_503_after_the_wait(api, settings, collection):
-    settings.WRITE_LEASE_WAIT_SECONDS = 0
+def hold_lease(key: str) -> None:
+    """Another writer's live lease on `key`."""
     leases_module.lease_collection().insert_one(
         {
-            "_id": "busy.jpg",
+            "_id": key,
             "token": "someone",
             "expires": dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
         }
     )
-    response = upload(api, "x.jpg", OLD, file="busy.jpg")
+
+
+def test_a_busy_path_answers_503_after_the_wait(api, settings, collection, uploads):
+    settings.WRITE_LEASE_WAIT_SECONDS = 0
+    assert upload(api, "x.jpg", OLD, file="busy.jpg").status_code == 200
+    hold_lease("busy.jpg")
+    response = upload(api, "x.jpg", NEW, file="busy.jpg")
     assert response.status_code == 503
     assert response["Retry-After"] == str(RETRY_AFTER_SECONDS)
-    assert collection.count_documents({}) == 0
+    assert collection.find_one({"file": "busy.jpg"})["sha256"] == hashlib.sha256(OLD).hexdigest()
+    assert (uploads / "busy.jpg").read_bytes() == OLD
+    assert [k for k in get_file_store().iter_all_keys() if "staging" in k] == []
+
+
+def test_a_new_path_is_stored_without_waiting_for_a_lease(api, settings, collection, uploads):
+    """A key that holds no bytes is linked and its document inserted without a lease: a holder
+    of the lease (a deleter of a document whose file is gone) cannot make it wait."""
+    settings.WRITE_LEASE_WAIT_SECONDS = 0
+    hold_lease("free.jpg")
+    assert upload(api, "x.jpg", NEW, file="free.jpg").status_code == 200
+    assert collection.find_one({"file": "free.jpg"})["sha256"] == hashlib.sha256(NEW).hexdigest()
+    assert (uploads / "free.jpg").read_bytes() == NEW
     assert [k for k in get_file_store().iter_all_keys() if "staging" in k] == []
 
 
@@ -430,3 +450,137 @@ def test_a_new_document_is_stored_alike_by_an_insert_or_an_upsert(collection):
     before, after = repository.upsert("by/insert.jpg", {}, when, facts, expect_new=True)
     assert before["_id"] == after["_id"] == created["_id"] and after["data"] == {}
     assert collection.count_documents({"file": "by/insert.jpg"}) == 1
+
+
+# --- a new path without a lease (FileWriter.create) ------------------------------------------------
+def staged_keys() -> list[str]:
+    return [key for key in get_file_store().iter_all_keys() if "staging" in key]
+
+
+def test_a_new_file_moved_aside_before_its_document_is_checked_is_put_back(
+    api, uploads, collection, monkeypatch
+):
+    """A deleter of an older document at the key moved the file aside just after the insert
+    (and removed it, seeing no document yet): the writer's check finds it gone and puts it
+    back under the key's lease."""
+    real_insert = ImageRepository.insert_image
+
+    def insert_then_moved_aside(self, *args, **kwargs):
+        created = real_insert(self, *args, **kwargs)
+        (uploads / "moved" / "x.jpg").unlink()
+        return created
+
+    monkeypatch.setattr(ImageRepository, "insert_image", insert_then_moved_aside)
+    response = upload(api, "x.jpg", NEW, file="moved/x.jpg")
+    assert response.status_code == 200
+    assert (uploads / "moved" / "x.jpg").read_bytes() == NEW
+    assert collection.find_one({"file": "moved/x.jpg"})["sha256"] == sha(NEW)
+    assert staged_keys() == []
+    assert leases_module.lease_collection().count_documents({"_id": "moved/x.jpg"}) == 0
+
+
+def test_a_deleter_puts_back_a_file_whose_document_appeared_after_it_moved_it(uploads):
+    (uploads / "kept.jpg").write_bytes(NEW)
+    (uploads / "gone.jpg").write_bytes(OLD)
+    files = get_file_store()
+    asked: list[list[str]] = []
+
+    def referenced(keys: list[str]) -> dict[str, str | None]:
+        asked.append(list(keys))
+        assert not (uploads / "kept.jpg").exists()  # asked only once the files are aside
+        return {"kept.jpg": sha(NEW)}
+
+    assert files.remove_unreferenced(["kept.jpg", "gone.jpg", "absent.jpg"], referenced) == [
+        "gone.jpg"
+    ]
+    assert asked == [["kept.jpg", "gone.jpg"]]
+    assert (uploads / "kept.jpg").read_bytes() == NEW and not (uploads / "gone.jpg").exists()
+    assert staged_keys() == []
+
+
+JUNK = b"bytes of a writer whose insert will fail: the key has a document"
+
+
+@pytest.mark.parametrize(
+    ("moved", "linked_meanwhile"),
+    [(NEW, JUNK), (OLD, NEW)],
+    ids=["the-moved-file-is-the-documents", "the-linked-file-is-the-documents"],
+)
+def test_while_a_file_is_aside_the_documents_bytes_win(uploads, moved, linked_meanwhile):
+    """While a deleter has the file aside, another writer may link bytes to the free key.
+    Whichever of the two holds the bytes of the document the deleter then sees stays."""
+    (uploads / "k.jpg").write_bytes(moved)
+
+    def referenced(keys: list[str]) -> dict[str, str | None]:
+        (uploads / "k.jpg").write_bytes(linked_meanwhile)
+        return {"k.jpg": sha(NEW)}
+
+    assert get_file_store().remove_unreferenced(["k.jpg"], referenced) == []
+    assert (uploads / "k.jpg").read_bytes() == NEW
+    assert staged_keys() == []
+
+
+def test_recovery_removes_a_linked_file_that_no_document_describes(api, uploads, collection):
+    """A writer that linked its bytes over a document whose file was lost, and stopped before
+    its document landed: the key goes back to missing, not to bytes of another picture."""
+    upload(api, "x.jpg", OLD, file="lost.jpg")
+    (uploads / "lost.jpg").unlink()
+    staging = get_file_store().path(".imagestore/staging/interrupted")
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    staging.write_bytes(NEW)
+    os.link(staging, uploads / "lost.jpg")
+    lease = {"staging": ".imagestore/staging/interrupted", "sha256": sha(NEW)}
+    recover(get_file_store(), "lost.jpg", lease)
+    assert not (uploads / "lost.jpg").exists() and staged_keys() == []
+    assert collection.find_one({"file": "lost.jpg"})["sha256"] == sha(OLD)
+
+
+def test_a_new_upload_whose_database_freezes_mid_insert_is_settled_either_way(
+    api, own_database, uploads
+):
+    real_insert = ImageRepository.insert_image
+
+    def database_frozen(self, *args, **kwargs):
+        os.kill(own_database.process.pid, signal.SIGSTOP)  # the insert hangs
+        wait_until_stopped(own_database.process.pid)
+        return real_insert(self, *args, **kwargs)
+
+    ImageRepository.insert_image = database_frozen
+    try:
+        response = upload(api, "x.jpg", NEW, file="frozen.jpg")
+    finally:
+        ImageRepository.insert_image = real_insert
+    assert response.status_code == 503
+    os.kill(own_database.process.pid, signal.SIGCONT)
+    repository_module.close_client()
+    leases = leases_module.lease_collection()
+    deadline = time.monotonic() + 15  # settled in the background once the database answers
+    while (staged_keys() or leases.count_documents({})) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    document = repository_module.get_collection().find_one({"file": "frozen.jpg"})
+    if document is None:  # the insert did not land: the bytes are gone too
+        assert not (uploads / "frozen.jpg").exists()
+    else:
+        assert document["sha256"] == sha(stored("frozen.jpg"))
+    assert staged_keys() == [] and leases.count_documents({}) == 0
+    assert "0 files not matching their sha256" in integrity()
+
+
+def test_check_integrity_takes_back_bytes_a_stopped_writer_linked_over_a_lost_file(
+    api, uploads, collection
+):
+    """A writer linked its bytes to the key of a document whose file was lost, and stopped
+    before it could replace the document (no lease names it): `--verify --fix` finds the key
+    is its staged file, removes it and marks the document missing, not mismatched."""
+    upload(api, "x.jpg", OLD, file="lost.jpg")
+    (uploads / "lost.jpg").unlink()
+    staging = get_file_store().path(".imagestore/staging/stopped")
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    staging.write_bytes(NEW)
+    os.link(staging, uploads / "lost.jpg")
+    report = integrity(fix=True)
+    assert not (uploads / "lost.jpg").exists()
+    document = collection.find_one({"file": "lost.jpg"})
+    assert document["sha256"] == sha(OLD) and document["integrity"]["status"] == "missing"
+    assert "1 removed" in report and "marked broken: lost.jpg (missing" in report
+    assert staged_keys() == [".imagestore/staging/stopped"]  # a writer's, until the lease time

@@ -591,6 +591,18 @@ class ImageRepository:
         after = {k: v for k, v in original.items() if k not in stale}
         return before, {**after, **changes}
 
+    def insert_image(
+        self,
+        file: str,
+        data: dict[str, Any],
+        time: dt.datetime,
+        facts: dict[str, Any],
+        image_id: ObjectId | None = None,
+    ) -> dict[str, Any] | None:
+        """Insert the document of a new image at `(owner, file)`; None, writing nothing, when
+        a document has that path (or the id the client chose)."""
+        return self._insert_new(file, {"data": data, "time": time, **facts}, image_id)
+
     def _merge(
         self, file: str, changes: dict[str, Any], stale: list[str], image_id: ObjectId | None
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:

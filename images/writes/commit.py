@@ -35,6 +35,10 @@ class Placement:
     blocked: list[StagedFile] = field(default_factory=list)  # path conflicts: dropped
 
 
+# Inserts the document of a new key; False when a document already has the key (or the id the
+# client chose), which it leaves as it is.
+InsertDocument = Callable[[], bool]
+
 # Writes the documents of the staged files it is given (the second argument: the keys that held
 # no bytes, whose document is most likely new); returns the keys whose document it wrote (the
 # others, refused for a conflict, get their staged bytes dropped).
@@ -59,12 +63,51 @@ class FileWriter:
         self.files.stage_path(source_path, staged.staging)
         return staged
 
+    def _drop_staged(self, staged: list[StagedFile]) -> None:
+        """Staged bytes of a write given up before its lease: those `create` linked to their key
+        are settled under the key's lease once it is free; the others are dropped."""
+        for item in staged:
+            if self.files.same_file(item.staging, item.key):
+                self.leases.settle_unleased(item.key, Intent(item.staging, item.sha256))
+            else:
+                self.discard([item])
+
     def discard(self, staged: Collection[StagedFile]) -> None:
         for item in staged:
             try:
                 self.files.delete(item.staging)
             except Exception:
                 logger.warning("Could not remove staged bytes %s", item.staging, exc_info=True)
+
+    # --- one new key, without a lease ----------------------------------------------------------
+    def create(self, item: StagedFile, insert: InsertDocument) -> bool:
+        """Store the bytes of a key that holds none, and insert its document, with no lease:
+        the insert is the write's one database command. False, with the bytes still staged,
+        when the key holds bytes, a document has it, or the store cannot link: then `commit`.
+
+        Linking fails when any file is at the key, so nothing is replaced. A deleter of an
+        older document at the key moves its file aside before asking whether a document uses
+        the key (`FileStore.remove_unreferenced`), so the check after the insert finds every
+        file it moved that this document needs, and the key's lease settles that case."""
+        try:
+            if not self.files.link_if_absent(item.staging, item.key):
+                return False
+        except PATH_CONFLICTS:
+            return False  # `commit` meets the conflict again and drops the staged bytes
+        try:
+            self.files.make_durable([item.key])
+            inserted = insert()
+        except FileNotFoundError:  # moved aside before the fsync: a deleter removes it
+            return False
+        except BaseException:
+            self.leases.settle_unleased(item.key, Intent(item.staging, item.sha256))
+            raise
+        if inserted and not self.files.same_file(item.staging, item.key):
+            logger.info("The file of %s was moved aside meanwhile: putting it back", item.key)
+            self.leases.settle(item.key, Intent(item.staging, item.sha256))
+        elif inserted:
+            self.files.unlink_staging(item.staging)
+        return inserted
 
     # --- commit -------------------------------------------------------------------------------
     def commit(self, staged: list[StagedFile], write_documents: WriteDocuments) -> set[str]:
@@ -80,7 +123,7 @@ class FileWriter:
                 done.update(held.keys)
                 written |= self._commit_held(held, items, write_documents)
         except BaseException:  # staged bytes no lease records are this writer's to drop
-            self.discard([item for key, item in by_key.items() if key not in done])
+            self._drop_staged([item for key, item in by_key.items() if key not in done])
             raise
         return written
 
@@ -167,8 +210,11 @@ class FileWriter:
 
     def _undo(self, new: list[StagedFile], replaced: list[StagedFile]) -> None:
         """Remove what a write that did not land left: new keys' files (no document uses
-        them: the lease kept every other writer out) and replacing bytes still staged."""
-        for item in new:
+        them: the lease kept every other writer out) and replacing bytes still staged, with
+        the key's file when it is those very bytes (linked by `create` before it found the key
+        taken)."""
+        linked = [item for item in replaced if self.files.same_file(item.staging, item.key)]
+        for item in new + linked:
             self.files.delete(item.key)
             self.files.delete(item.staging)
-        self.discard(replaced)
+        self.discard([item for item in replaced if item not in linked])

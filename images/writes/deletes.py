@@ -9,11 +9,11 @@ from typing import Any
 
 from bson import ObjectId
 
-from images.store.files import FileStore, is_storable_key
+from images.store.files import FileStore
 from images.store.repository import ImageRepository
 from images.thumbnails import delete_thumbnails, thumbnail_keys_of_ids
 from images.writes.leases import Held, Intent, Leases, may_have_applied
-from images.writes.recovery import recover, referenced_keys
+from images.writes.recovery import recover, referencing_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,4 @@ class Deleter:
             raise
 
     def _remove_unreferenced(self, keys: Iterable[str]) -> None:
-        keys = list(keys)
-        still_used = referenced_keys(keys)
-        unused = [key for key in keys if key not in still_used and is_storable_key(key)]
-        self.files.delete_many(unused)
+        self.files.remove_unreferenced(keys, referencing_sha256)

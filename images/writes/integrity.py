@@ -33,7 +33,7 @@ from images.store.files import STAGING_PREFIX, FileStore, is_storable_key
 from images.store.repository import ImageRepository
 from images.thumbnails import THUMBNAIL_PREFIX
 from images.writes import Intent, Leases
-from images.writes.recovery import recover, referenced_keys
+from images.writes.recovery import recover, referenced_keys, referencing_sha256
 from images.writes.repair import MISSING, Outcome, Repairer, examine
 
 BATCH = 500
@@ -161,6 +161,9 @@ class IntegrityChecker:
             report.restored_files.append(file)
         elif outcome is Outcome.MARKED:
             report.marked.append(_described(document, (mark or old_mark)["status"]))
+        elif outcome is Outcome.TAKEN_BACK:
+            report.removed_files.append(file)
+            report.marked.append(_described(document, MISSING))
         elif outcome is Outcome.BUSY and old_mark:
             report.marked.append(_described(document, old_mark["status"]))
         elif outcome is Outcome.BUSY:
@@ -202,9 +205,9 @@ class IntegrityChecker:
         if not held.keys:
             return False
         try:
-            if referenced_keys([key]):
-                return False
-            self.files.delete(key)
-            return True
+            if not is_storable_key(key):  # staged bytes that no lease records
+                self.files.delete(key)
+                return True
+            return bool(self.files.remove_unreferenced([key], referencing_sha256))
         finally:
             self.leases.release(held)

@@ -90,10 +90,19 @@ def _now() -> dt.datetime:
 
 class Leases:
     def __init__(self, recover: Recover) -> None:
-        self.collection = lease_collection()
+        self._collection = lease_collection()
         self.recover = recover
         self.seconds = settings.WRITE_LEASE_SECONDS
         self.wait = settings.WRITE_LEASE_WAIT_SECONDS
+
+    @property
+    def collection(self) -> Collection:
+        """The leases of the current client: a write settled in the background may outlive
+        the client its writer used."""
+        images = get_collection()
+        if self._collection.database.client is not images.database.client:
+            self._collection = images.database[LEASES]
+        return self._collection
 
     def rounds(self, intents: dict[str, Intent]) -> Iterator[Held]:
         """Yield the keys as their leases are taken, a group at a time; 503 (`PathBusy`) for
@@ -177,6 +186,40 @@ class Leases:
         database now holds (as a successor would) and release it."""
         if held.keys:
             threading.Thread(target=self._settle, args=(held,), daemon=True).start()
+
+    def settle(self, key: str, intent: Intent) -> None:
+        """Recover `key` now under its lease, recording `intent` (see `settle_unleased`); in
+        the background if the lease or the database cannot be had."""
+        try:
+            for held in self.rounds({key: intent}):
+                self.recover(key, asdict(intent))
+                self.release_quietly(held)
+        except Exception:
+            logger.warning("Settling %s in the background", key, exc_info=True)
+            self.settle_unleased(key, intent)
+
+    def settle_unleased(self, key: str, intent: Intent) -> None:
+        """Resolve, in the background, a write made without a lease (`FileWriter.create`) that
+        cannot be finished now: take the key's lease recording `intent`, recover the key as a
+        successor would, and release it."""
+        threading.Thread(target=self._settle_unleased, args=(key, intent), daemon=True).start()
+
+    def _settle_unleased(self, key: str, intent: Intent) -> None:
+        deadline = time.monotonic() + self.seconds + self.wait
+        pause, held = _FIRST_PAUSE, None
+        while time.monotonic() < deadline:
+            try:
+                held = held or self.take({key: intent})
+                if held.keys:
+                    self.recover(key, asdict(intent))
+                    self.release_quietly(held)
+                    return
+                held = None  # another writer holds the key: ask again
+            except Exception:  # a lease taken and not recovered stays, naming the intent
+                logger.debug("Settling %s: retrying", key, exc_info=True)
+            time.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, _LONGEST_SETTLE_PAUSE)
+        logger.warning("Could not settle the write of %s: check_integrity --fix will", key)
 
     def _settle(self, held: Held) -> None:
         deadline = time.monotonic() + self.seconds  # then a successor recovers them

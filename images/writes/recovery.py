@@ -4,8 +4,10 @@ The rule it restores is the write path's invariant: a document's key holds the b
 document describes, and a key no document references holds nothing. A lease that recorded
 staged bytes is rolled forward (the bytes promoted) when a document referencing the key already
 carries their sha256, which means the document write landed; otherwise the staged bytes are
-dropped. A key no document references is then removed (the file of a new image whose document
-never landed, or of a delete that stopped between the document and the file).
+dropped, and with them the file at the key when it is the staged file itself (linked there by a
+writer whose document never landed). A key no document references is then removed (the file of
+a new image whose document never landed, or of a delete that stopped between the document and
+the file).
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ def referenced_keys(keys: Iterable[str]) -> set[str]:
     return {document["file"] for document in cursor}
 
 
+def referencing_sha256(keys: Iterable[str]) -> dict[str, str | None]:
+    """The keys some document (of any owner) points to, each with that document's sha256."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    cursor = get_collection().find({"file": {"$in": keys}}, {"file": 1, "sha256": 1, "_id": 0})
+    return {document["file"]: document.get("sha256") for document in cursor}
+
+
 def recover(files: FileStore, key: str, lease: dict[str, Any]) -> None:
     documents = list(get_collection().find({"file": key}, {"sha256": 1}))
     staging = lease.get("staging")
@@ -39,7 +50,8 @@ def recover(files: FileStore, key: str, lease: dict[str, Any]) -> None:
             files.promote(staging, key, staged.size)
         else:
             logger.info("Dropping the staged bytes of an interrupted write of %s", key)
+            if files.same_file(staging, key):  # linked there, and no document describes them
+                files.delete(key)
             files.delete(staging)
-    if not documents and files.stat(key) is not None:
-        logger.info("Removing %s: no document references it after an interrupted write", key)
-        files.delete(key)
+    if not documents and files.remove_unreferenced([key], referencing_sha256):
+        logger.info("Removed %s: no document references it after an interrupted write", key)

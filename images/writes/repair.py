@@ -50,6 +50,7 @@ class Outcome(enum.Enum):
     MARKED = "marked"  # nothing holds the right bytes: the document says so
     SETTLED = "settled"  # the image was replaced, deleted or mended meanwhile: nothing to do
     BUSY = "busy"  # a writer holds the key: left for the next run
+    TAKEN_BACK = "taken back"  # the key held a stopped writer's bytes: removed, marked missing
 
 
 def sha256_of(files: FileStore, key: str) -> str:
@@ -111,6 +112,10 @@ class StagedBytes:
             if copy is not None:
                 return copy
         return None
+
+    def linked(self, key: str) -> bool:
+        """Whether the file of `key` is a staged object itself (linked there by its writer)."""
+        return any(self.files.same_file(staging, key) for staging in self._staged_objects())
 
     def _candidates(self, sha256: str) -> Iterator[str]:
         recorded = self.leases.find({"sha256": sha256, "staging": {"$ne": None}}, {"staging": 1})
@@ -193,6 +198,16 @@ class Repairer:
             self.files.promote(copy.staging, copy.key, copy.size)
             logger.info("Restored the bytes of %s from staging", copy.key)
             mark = None
+        if (
+            mark is not None
+            and mark["status"] == MISMATCHED
+            and self.staged.linked(current["file"])
+        ):
+            # Bytes a writer linked before it stopped, its document never inserted (the key had
+            # one): no document describes them, so the key goes back to having no file.
+            self.files.delete(current["file"])
+            self._set_mark(current, {"status": MISSING})
+            return Outcome.TAKEN_BACK
         self._set_mark(current, mark)
         if restored:
             return Outcome.RESTORED

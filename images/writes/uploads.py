@@ -271,6 +271,13 @@ class UploadStore:
             )
             return [key]
 
+        def insert_document() -> bool:
+            created = self.repository.insert_image(key, meta.data, when, facts, meta.image_id)
+            outcome["before"], outcome["after"] = None, created
+            return created is not None
+
+        if self.writer.create(staged, insert_document):
+            return outcome["after"]
         if key not in self.writer.commit([staged], write_document):
             raise Conflict(f"'file' {key!r} conflicts with a stored file or folder of that name")
         before = outcome["before"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, TypeGuard
 
@@ -28,6 +28,10 @@ STAGING_PREFIX = f"{RESERVED_PREFIX}/staging"
 class UnsafeKey(ValueError):
     """A key that may not be written: unsafe as a path, or reaching through a symbolic link."""
 
+
+# The keys among those given that some document (of any owner) references, each with the sha256
+# that document gives its bytes.
+ReferencedKeys = Callable[[list[str]], Mapping[str, str | None]]
 
 # A key whose folders collide with stored files (`a.jpg/b.jpg` beside `a.jpg`), or the reverse.
 PATH_CONFLICTS = (NotADirectoryError, IsADirectoryError, FileExistsError)
@@ -108,6 +112,21 @@ class FileStore(ABC):
         for key in keys:
             self.delete(key)
             cooperate()
+
+    def remove_unreferenced(self, keys: Iterable[str], referenced: ReferencedKeys) -> list[str]:
+        """Remove the files of `keys` that no document references; the keys removed. Here
+        every writer of a new key holds its lease, so asking the documents first is enough (a
+        backend whose writers create keys without one overrides it)."""
+        candidates = [key for key in keys if is_storable_key(key)]
+        used = referenced(candidates) if candidates else {}
+        unused = [key for key in candidates if key not in used]
+        self.delete_many(unused)
+        return unused
+
+    def same_file(self, staging: str, key: str) -> bool:
+        """Whether `key` is the staged file itself, linked there by `link_if_absent` (never,
+        on a backend without links)."""
+        return False
 
     @abstractmethod
     def iter_all_keys(self) -> Iterator[str]:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import hashlib
 import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
@@ -29,11 +30,16 @@ from images.runtime.offload import run_each_off_loop, run_off_loop, run_off_loop
 from images.store.files.base import (
     CHUNK_SIZE,
     FileStore,
+    ReferencedKeys,
     StoredFile,
     UnsafeKey,
     handle_chunks,
     is_storable_key,
+    new_staging_key,
 )
+
+# How many times a write makes its folders again when a deleter removed them meanwhile.
+FOLDER_ATTEMPTS = 5
 
 # Filesystems without hard links (FAT, some network mounts) answer these to os.link.
 NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
@@ -44,6 +50,8 @@ def _stored_file(info: os.stat_result) -> StoredFile:
     etag = f'"{info.st_size:x}-{info.st_mtime_ns:x}"'
     return StoredFile(size=info.st_size, modified=modified, etag=etag)
 
+
+T = TypeVar("T")
 
 _real_roots: dict[str, str] = {}
 
@@ -127,14 +135,26 @@ class LocalFileStore(FileStore):
                 continue
             sync_directory(created.parent)
 
+    def _in_folder(self, target: Path, act: Callable[[], T]) -> T:
+        """`act` on `target` once its folders exist. A deleter removes a folder it emptied, so
+        one may go between the two: it is made again, a few times."""
+        for _ in range(FOLDER_ATTEMPTS - 1):
+            self._make_parents(target)
+            try:
+                return act()
+            except FileNotFoundError:
+                if target.parent.exists():
+                    raise  # what is missing is the source
+        self._make_parents(target)
+        return act()
+
     def _write_atomically(self, key: str, write: Callable[[Path], object]) -> None:
         """`write` fills a temporary file beside the target, which is then renamed into place."""
         target = self.path(key)
-        self._make_parents(target)
         # Of fixed length: a name of up to NAME_MAX bytes must still leave room for it.
         temporary = target.parent / f".{uuid.uuid4().hex}.tmp"
         try:
-            write(temporary)
+            self._in_folder(temporary, lambda: write(temporary))
             os.replace(temporary, target)
         except BaseException:
             temporary.unlink(missing_ok=True)
@@ -160,10 +180,10 @@ class LocalFileStore(FileStore):
     def stage(self, source: IO[bytes], staging: str) -> None:
         """Written in place: a staging key is its writer's alone until a lease names it."""
         target = self.path(staging)
-        self._make_parents(target)
+        size = _remaining(source)
         try:
             # Up to MAX_UPLOAD_SIZE: a big one is copied off the loop.
-            run_off_loop_if_large(_remaining(source), _copy_into, source, target)
+            self._in_folder(target, lambda: run_off_loop_if_large(size, _copy_into, source, target))
         except BaseException:
             target.unlink(missing_ok=True)
             raise
@@ -177,9 +197,8 @@ class LocalFileStore(FileStore):
     def stage_path(self, source_path: str, staging: str) -> None:
         """Rename a temporary file in when it is on the same filesystem, else copy it."""
         target = self.path(staging)
-        self._make_parents(target)
         try:
-            os.replace(source_path, target)
+            self._in_folder(target, lambda: os.replace(source_path, target))
         except OSError:
             self.save_path(staging, source_path)
             return
@@ -191,9 +210,8 @@ class LocalFileStore(FileStore):
         conflict) is at the key."""
         source = self.path(staging)
         target = self.path(key)
-        self._make_parents(target)
         try:
-            os.link(source, target, follow_symlinks=False)
+            self._in_folder(target, lambda: os.link(source, target, follow_symlinks=False))
         except FileExistsError:
             if target.is_dir() and not target.is_symlink():
                 raise IsADirectoryError(key) from None
@@ -223,10 +241,81 @@ class LocalFileStore(FileStore):
     def promote(self, staging: str, key: str, size: int) -> None:
         source = self.path(staging)
         target = self.path(key)
-        self._make_parents(target)
         # Replacing a big file frees its blocks (100 MB: tens of milliseconds or more).
-        run_off_loop_if_large(max(size, _size_of(target) or 0), os.replace, source, target)
+        largest = max(size, _size_of(target) or 0)
+        self._in_folder(target, lambda: run_off_loop_if_large(largest, os.replace, source, target))
         sync_directory(target.parent)
+        # Staged bytes already linked at the key: the rename did nothing (POSIX), so the staging
+        # name is still there.
+        source.unlink(missing_ok=True)
+
+    @override
+    def same_file(self, staging: str, key: str) -> bool:
+        try:
+            staged = os.stat(self.path(staging), follow_symlinks=False)
+            stored = os.stat(self.path(key), follow_symlinks=False)
+        except (UnsafeKey, FileNotFoundError, NotADirectoryError):
+            return False
+        return (staged.st_dev, staged.st_ino) == (stored.st_dev, stored.st_ino)
+
+    @override
+    def remove_unreferenced(self, keys: Iterable[str], referenced: ReferencedKeys) -> list[str]:
+        """Here the writer of a new key takes no lease (`FileWriter.create`): it links its bytes
+        to the key the moment the key is free and inserts its document after. So each file is
+        first moved aside, and only then are the documents asked: a document inserted before
+        the question is seen, and the file put back; one inserted after it finds its file gone
+        when its writer checks, and that writer puts it back."""
+        moved = (self._move_aside(key) for key in keys if is_storable_key(key))
+        aside = dict(filter(None, moved))
+        used = referenced(list(aside)) if aside else {}
+        for key, tomb in aside.items():
+            if key in used:
+                self._put_back(tomb, key, used[key])
+            else:
+                self.delete(tomb)
+                self._remove_empty_parents(self.path(key).parent)
+        return [key for key in aside if key not in used]
+
+    def _move_aside(self, key: str) -> tuple[str, str] | None:
+        """Rename the file of `key` to a new staging key; None when there is no file."""
+        try:
+            target = self.path(key)
+            if not stat.S_ISREG(os.stat(target, follow_symlinks=False).st_mode):
+                return None
+        except (UnsafeKey, FileNotFoundError, NotADirectoryError):
+            return None
+        tomb = new_staging_key()
+        place = self.path(tomb)
+        try:
+            self._in_folder(place, lambda: os.rename(target, place))
+        except FileNotFoundError:
+            return None
+        return key, tomb
+
+    def _put_back(self, tomb: str, key: str, sha256: str | None) -> None:
+        """The file of a key a document references again: linked back, unless its writer put
+        its bytes there already. While the file was aside, another writer may also have linked
+        bytes whose document cannot be inserted (the key has one): those are replaced when the
+        moved file is the document's."""
+        target = self.path(key)
+        try:
+            self._in_folder(target, lambda: os.link(self.path(tomb), target, follow_symlinks=False))
+        except FileExistsError:
+            if sha256 is not None and self._sha256(tomb) == sha256 != self._sha256(key):
+                self.promote(tomb, key, _size_of(self.path(tomb)) or 0)
+                return
+        else:
+            sync_directory(target.parent)
+        self.delete(tomb)
+
+    def _sha256(self, key: str) -> str | None:
+        try:
+            with open(self.path(key), "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                digest = run_off_loop_if_large(size, hashlib.file_digest, handle, "sha256")
+        except (UnsafeKey, FileNotFoundError, NotADirectoryError):
+            return None
+        return digest.hexdigest()
 
     @override
     def stat(self, key: str) -> StoredFile | None:
@@ -299,6 +388,8 @@ class LocalFileStore(FileStore):
     def _remove_empty_parents(self, folder: Path) -> None:
         root = self.root.resolve()
         while folder.resolve() != root and root in folder.resolve().parents:
+            if _is_service_area(folder.resolve().relative_to(root)):
+                return  # staging and thumbnails: written all the time, kept
             try:
                 folder.rmdir()
             except OSError:
@@ -346,6 +437,11 @@ class LocalFileStore(FileStore):
         self.root.mkdir(parents=True, exist_ok=True)
         if not os.access(self.root, os.W_OK):
             raise PermissionError("uploads directory is not writable")
+
+
+def _is_service_area(folder: Path) -> bool:
+    """`.imagestore` itself or one of its areas (`staging`, `thumbnails`)."""
+    return folder.parts[:1] == (RESERVED_PREFIX,) and len(folder.parts) <= 2
 
 
 def _size_of(path: Path) -> int | None:
