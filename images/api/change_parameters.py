@@ -6,12 +6,12 @@ from __future__ import annotations
 from django.http import QueryDict
 from rest_framework import serializers
 
-from images.api.parameters import ParameterText, validated
+from images.api.parameters import Parameters, ParameterText, validated
 from images.changes.cursor import decode_cursor
 from images.changes.request import DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_SECONDS, FeedRequest
 
 
-class ChangeFeedParameters(serializers.Serializer):
+class ChangeFeedParameters(Parameters):
     since = ParameterText(
         help_text="A cursor (`next` of an earlier answer). Absent: only the current cursor."
     )

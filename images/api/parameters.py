@@ -4,14 +4,39 @@ sent, and one 400 line naming the first bad parameter (the error envelope stays 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
 from rest_framework.fields import empty
+from rest_framework.utils.serializer_helpers import BindingDict
 
 from images.core.errors import InvalidInput
 from images.limits.numbers import INT64_MAX
+
+
+class Parameters(serializers.Serializer):
+    """Request parameters, validated from their data alone (no context, no instance).
+
+    DRF deep-copies a serializer's declared fields for each instance (0.27 ms of a list's 0.35 ms
+    of parameter checks). A validation keeps no state on its fields, so each class builds and
+    binds them once.
+    """
+
+    @property
+    def fields(self) -> BindingDict:
+        return bound_fields(type(self))
+
+
+@functools.cache
+def bound_fields(parameters: type[Parameters]) -> BindingDict:
+    """The fields of `parameters`, bound to an instance without data (holding no request's)."""
+    prototype = parameters()
+    fields = BindingDict(prototype)
+    for name, field in prototype.get_fields().items():
+        fields[name] = field
+    return fields
 
 
 class ParameterText(serializers.CharField):
