@@ -32,7 +32,7 @@ class ChangeFeedParameters(Parameters):
 
 def feed_request(params: QueryDict) -> FeedRequest:
     """The feed request of a query string; 400 naming a bad parameter or cursor."""
-    options = validated(ChangeFeedParameters(data=params))
+    options = validated(ChangeFeedParameters, params)
     since = options.get("since") or None
     return FeedRequest(
         since=decode_cursor(since) if since is not None else None,

@@ -80,7 +80,7 @@ EXPORT_PARAMETERS: list[type[serializers.Serializer] | OpenApiParameter] = [
 
 def export_request(params: QueryDict) -> ExportRequest:
     """The format, its options and the query of an export; 400 naming a bad parameter."""
-    options = validated(ExportParameters(data=params))
+    options = validated(ExportParameters, params)
     export_format = FORMATS[options.get("format", DEFAULT_FORMAT)]
     by = options.get("by", DEFAULT_LABEL_FIELD)
     split = options.get("split")

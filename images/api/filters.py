@@ -148,7 +148,7 @@ class ImageQueryFilter:
         self.options = tuple(options)
 
     def query(self, params: QueryDict) -> ImageQuery:
-        named = validated(ImageQueryParameters(data=_with_bracketed_ids(params)))
+        named = validated(ImageQueryParameters, _with_bracketed_ids(params))
         named.setdefault("limit", self.default_limit)
         return image_query(data_filters(dict(params.lists()), ignored=self.options), **named)
 

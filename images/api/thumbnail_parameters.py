@@ -34,4 +34,4 @@ class ThumbnailParameters(Parameters):
 
 def thumbnail_size(params: QueryDict) -> int:
     """The requested size; 400 naming the parameter and the allowed sizes."""
-    return validated(ThumbnailParameters(data=params))["size"]
+    return validated(ThumbnailParameters, params)["size"]

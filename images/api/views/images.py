@@ -115,7 +115,7 @@ class ImageViewSet(viewsets.ViewSet):
             raise InvalidInput(
                 "File not provided: send multipart/form-data with the file in 'image'"
             )
-        parameters = validated(UploadParameters(data=request.query_params))
+        parameters = validated(UploadParameters, request.query_params)
         upload = single_file(request, "image")
         meta = parse_metadata(request.POST)
         meta.mode = parameters.get("metadata", MetadataMode.REPLACE)
