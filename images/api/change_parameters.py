@@ -6,12 +6,12 @@ from __future__ import annotations
 from django.http import QueryDict
 from rest_framework import serializers
 
-from images.api.parameters import ParameterText, validated
+from images.api.parameters import Parameters, ParameterText, validated
 from images.changes.cursor import decode_cursor
 from images.changes.request import DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_SECONDS, FeedRequest
 
 
-class ChangeFeedParameters(serializers.Serializer):
+class ChangeFeedParameters(Parameters):
     since = ParameterText(
         help_text="A cursor (`next` of an earlier answer). Absent: only the current cursor."
     )
@@ -32,7 +32,7 @@ class ChangeFeedParameters(serializers.Serializer):
 
 def feed_request(params: QueryDict) -> FeedRequest:
     """The feed request of a query string; 400 naming a bad parameter or cursor."""
-    options = validated(ChangeFeedParameters(data=params))
+    options = validated(ChangeFeedParameters, params)
     since = options.get("since") or None
     return FeedRequest(
         since=decode_cursor(since) if since is not None else None,

@@ -9,7 +9,7 @@ from typing import Any
 from bson import ObjectId
 from rest_framework import serializers
 
-from images.api.parameters import Count, EnumChoice, ParameterText
+from images.api.parameters import Count, EnumChoice, Parameters, ParameterText
 from images.duplicates import OnDuplicate
 from images.duplicates.groups import MAX_AFTER_LENGTH, MAX_LIMIT
 from images.duplicates.near_copies import MAX_LIMIT as NEAR_MAX_LIMIT
@@ -23,7 +23,7 @@ class OnDuplicateField(EnumChoice):
         super().__init__(OnDuplicate, **options)
 
 
-class OnDuplicateParameters(serializers.Serializer):
+class OnDuplicateParameters(Parameters):
     on_duplicate = OnDuplicateField(
         help_text="When the caller already stores the same bytes (sha256) at another path: "
         "`reject` answers 409 with that image's `_id` and `file`, `skip` answers 200 with its "
@@ -95,7 +95,7 @@ def page_limit(maximum: int, help_text: str) -> Count:
     )
 
 
-class DuplicatePageParameters(serializers.Serializer):
+class DuplicatePageParameters(Parameters):
     after = ParameterText(
         help_text="The `next` of the previous page: groups with a greater sha256."
     )
@@ -131,12 +131,12 @@ DISTANCE_HELP = (
 )
 
 
-class SimilarParameters(serializers.Serializer):
+class SimilarParameters(Parameters):
     distance = Distance(help_text=DISTANCE_HELP)
     limit = page_limit(NEAR_MAX_LIMIT, NEAR_LIMIT_HELP)
 
 
-class NearPageParameters(serializers.Serializer):
+class NearPageParameters(Parameters):
     distance = Distance(help_text=DISTANCE_HELP)
     after = ImageCursor(help_text="The `next` of the previous page.")
     limit = page_limit(NEAR_MAX_LIMIT, NEAR_LIMIT_HELP)

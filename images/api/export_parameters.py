@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from images.api.filters import ImageQueryFilter
-from images.api.parameters import ParameterText, validated
+from images.api.parameters import Parameters, ParameterText, validated
 from images.archives.folder_names import parse_label_field
 from images.archives.formats import (
     DEFAULT_FORMAT,
@@ -37,7 +37,7 @@ class FormatChoice(serializers.ChoiceField):
         return super().to_internal_value(str(data)[:40])
 
 
-class ExportParameters(serializers.Serializer):
+class ExportParameters(Parameters):
     format = FormatChoice(
         help_text="`zip` (default, the original's archive), `webdataset`, `imagefolder` or "
         "`jsonl`. Not a data filter here: filter on `data.format` with `filter`."
@@ -80,7 +80,7 @@ EXPORT_PARAMETERS: list[type[serializers.Serializer] | OpenApiParameter] = [
 
 def export_request(params: QueryDict) -> ExportRequest:
     """The format, its options and the query of an export; 400 naming a bad parameter."""
-    options = validated(ExportParameters(data=params))
+    options = validated(ExportParameters, params)
     export_format = FORMATS[options.get("format", DEFAULT_FORMAT)]
     by = options.get("by", DEFAULT_LABEL_FIELD)
     split = options.get("split")

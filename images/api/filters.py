@@ -16,7 +16,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 
-from images.api.parameters import Count, ParameterText, validated
+from images.api.parameters import Count, Parameters, ParameterText, validated
 from images.core.query import (
     DEFAULT_LIMIT,
     EVERY_IMAGE_PARAM,
@@ -60,7 +60,7 @@ class Order(serializers.ChoiceField):
         return ORDERS[super().to_internal_value(str(data).strip().lower())]
 
 
-class ImageQueryParameters(serializers.Serializer):
+class ImageQueryParameters(Parameters):
     filter = ParameterText(
         source="filter_text",
         help_text="MongoDB query document (JSON) using query operators only, ANDed.",
@@ -148,7 +148,7 @@ class ImageQueryFilter:
         self.options = tuple(options)
 
     def query(self, params: QueryDict) -> ImageQuery:
-        named = validated(ImageQueryParameters(data=_with_bracketed_ids(params)))
+        named = validated(ImageQueryParameters, _with_bracketed_ids(params))
         named.setdefault("limit", self.default_limit)
         return image_query(data_filters(dict(params.lists()), ignored=self.options), **named)
 

@@ -4,14 +4,40 @@ sent, and one 400 line naming the first bad parameter (the error envelope stays 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from typing import Any
 
+from django.http import QueryDict
 from rest_framework import serializers
 from rest_framework.fields import empty
+from rest_framework.utils.serializer_helpers import BindingDict
 
 from images.core.errors import InvalidInput
 from images.limits.numbers import INT64_MAX
+
+
+class Parameters(serializers.Serializer):
+    """Request parameters, validated from their data alone (no context, no instance).
+
+    DRF deep-copies a serializer's declared fields for each instance (0.27 ms of a list's 0.35 ms
+    of parameter checks). A validation keeps no state on its fields, so each class builds and
+    binds them once.
+    """
+
+    @property
+    def fields(self) -> BindingDict:
+        return bound_fields(type(self))
+
+
+@functools.cache
+def bound_fields(parameters: type[Parameters]) -> BindingDict:
+    """The fields of `parameters`, bound to an instance without data (holding no request's)."""
+    prototype = parameters()
+    fields = BindingDict(prototype)
+    for name, field in prototype.get_fields().items():
+        fields[name] = field
+    return fields
 
 
 class ParameterText(serializers.CharField):
@@ -55,11 +81,30 @@ class Count(serializers.IntegerField):
         return empty if isinstance(value, str) and not value.strip() else value
 
 
-def validated(serializer: serializers.Serializer) -> dict[str, Any]:
-    """The serializer's data; 400 with one line naming the first bad parameter."""
+def validated(parameters: type[Parameters], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of `parameters` in `data`; 400 with one line naming the first bad parameter."""
+    if data:
+        return checked(parameters(data=data))
+    # Nothing sent (most uploads and lists): the same outcome every time, worked out once.
+    values, error = outcome_without_data(parameters)
+    if error is not None:
+        raise InvalidInput(error)
+    return dict(values)
+
+
+def checked(serializer: serializers.Serializer) -> dict[str, Any]:
     if not serializer.is_valid():
         raise InvalidInput(first_error(serializer.errors))
     return serializer.validated_data
+
+
+@functools.cache
+def outcome_without_data(parameters: type[Parameters]) -> tuple[dict[str, Any], str | None]:
+    """The values of `parameters` when none is sent (defaults: numbers, text), or the error."""
+    try:
+        return checked(parameters(data=QueryDict())), None
+    except InvalidInput as error:
+        return {}, error.detail
 
 
 def first_error(errors: Mapping[str, Any]) -> str:

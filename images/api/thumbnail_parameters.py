@@ -8,7 +8,7 @@ from typing import Any
 from django.http import QueryDict
 from rest_framework import serializers
 
-from images.api.parameters import validated
+from images.api.parameters import Parameters, validated
 from images.thumbnails.keys import DEFAULT_SIZE, SIZES
 
 ALLOWED_SIZES = ", ".join(str(size) for size in SIZES)
@@ -28,10 +28,10 @@ class SizeChoice(serializers.ChoiceField):
         return int(super().to_internal_value(str(data)[:20]))
 
 
-class ThumbnailParameters(serializers.Serializer):
+class ThumbnailParameters(Parameters):
     size = SizeChoice(help_text=f"Longest edge in pixels: {ALLOWED_SIZES}")
 
 
 def thumbnail_size(params: QueryDict) -> int:
     """The requested size; 400 naming the parameter and the allowed sizes."""
-    return validated(ThumbnailParameters(data=params))["size"]
+    return validated(ThumbnailParameters, params)["size"]

@@ -133,7 +133,7 @@ def _copy_checks(request: Request) -> dict[str, Any]:
     """`on_duplicate` and `similar` of the form, else of the query string."""
     given = {name for name in (ON_DUPLICATE, SIMILAR) if name in request.POST}
     source = request.POST if given else request.query_params
-    return validated(CopyCheckParameters(data=source))
+    return validated(CopyCheckParameters, source)
 
 
 def _started(stream: Generator[bytes, None, None]) -> Iterator[bytes]:

@@ -62,12 +62,12 @@ class DuplicateListView(APIView):
     def get(self, request: Request) -> Response:
         if "distance" in request.query_params:
             return self._near(request)
-        page = validated(DuplicatePageParameters(data=request.query_params))
+        page = validated(DuplicatePageParameters, request.query_params)
         after, limit = page.get("after", ""), page.get("limit", DEFAULT_LIMIT)
         return Response(duplicate_groups(repository_for(request), after, limit).as_json())
 
     def _near(self, request: Request) -> Response:
-        page = validated(NearPageParameters(data=request.query_params))
+        page = validated(NearPageParameters, request.query_params)
         within = page.get("distance", DEFAULT_DISTANCE)
         found = near_groups(
             repository_for(request),
@@ -91,7 +91,7 @@ class SimilarImageListView(APIView):
         responses=SIMILAR_RESPONSES,
     )
     def get(self, request: Request, pk: str) -> HttpResponseBase:
-        parameters = validated(SimilarParameters(data=request.query_params))
+        parameters = validated(SimilarParameters, request.query_params)
         repository = repository_for(request)
         image = repository.get(parse_object_id(pk))
         if image is None:
@@ -146,7 +146,7 @@ class LeakListView(APIView):
         responses=LEAKS_RESPONSES,
     )
     def get(self, request: Request) -> Response:
-        page = validated(LeakParameters(data=request.query_params))
+        page = validated(LeakParameters, request.query_params)
         field, within = page["field"], page.get("distance", DEFAULT_DISTANCE)
         found = leaks(
             repository_for(request),
