@@ -520,15 +520,21 @@ def test_while_a_file_is_aside_the_documents_bytes_win(uploads, moved, linked_me
     assert staged_keys() == []
 
 
-def test_recovery_removes_a_linked_file_that_no_document_describes(api, uploads, collection):
-    """A writer that linked its bytes over a document whose file was lost, and stopped before
-    its document landed: the key goes back to missing, not to bytes of another picture."""
+def link_over_a_lost_file(api, uploads: Path, staging_key: str) -> None:
+    """`lost.jpg` stored with OLD, its file lost, then NEW staged at `staging_key` and linked
+    to it: what a writer that stopped before its document write leaves."""
     upload(api, "x.jpg", OLD, file="lost.jpg")
     (uploads / "lost.jpg").unlink()
-    staging = get_file_store().path(".imagestore/staging/interrupted")
+    staging = get_file_store().path(staging_key)
     staging.parent.mkdir(parents=True, exist_ok=True)
     staging.write_bytes(NEW)
     os.link(staging, uploads / "lost.jpg")
+
+
+def test_recovery_removes_a_linked_file_that_no_document_describes(api, uploads, collection):
+    """A writer that linked its bytes over a document whose file was lost, and stopped before
+    its document landed: the key goes back to missing, not to bytes of another picture."""
+    link_over_a_lost_file(api, uploads, ".imagestore/staging/interrupted")
     lease = {"staging": ".imagestore/staging/interrupted", "sha256": sha(NEW)}
     recover(get_file_store(), "lost.jpg", lease)
     assert not (uploads / "lost.jpg").exists() and staged_keys() == []
@@ -572,12 +578,7 @@ def test_check_integrity_takes_back_bytes_a_stopped_writer_linked_over_a_lost_fi
     """A writer linked its bytes to the key of a document whose file was lost, and stopped
     before it could replace the document (no lease names it): `--verify --fix` finds the key
     is its staged file, removes it and marks the document missing, not mismatched."""
-    upload(api, "x.jpg", OLD, file="lost.jpg")
-    (uploads / "lost.jpg").unlink()
-    staging = get_file_store().path(".imagestore/staging/stopped")
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    staging.write_bytes(NEW)
-    os.link(staging, uploads / "lost.jpg")
+    link_over_a_lost_file(api, uploads, ".imagestore/staging/stopped")
     report = integrity(fix=True)
     assert not (uploads / "lost.jpg").exists()
     document = collection.find_one({"file": "lost.jpg"})

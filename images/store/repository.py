@@ -102,6 +102,11 @@ def durability_defaults(uri: str) -> dict[str, Any]:
     return {name: value for name, value in DURABILITY.items() if name not in stated}
 
 
+def image_fields(data: dict[str, Any], time: dt.datetime, facts: dict[str, Any]) -> dict[str, Any]:
+    """What an upload writes into an image's document besides its path, owner and id."""
+    return {"data": data, "time": time, **facts}
+
+
 def close_client() -> None:
     """Close the process's client (before forking workers: a client must not cross a fork)."""
     global _client, _client_uri, _collection, _indexes_ready
@@ -562,7 +567,7 @@ class ImageRepository:
 
         Returns the document before the write (None when it is new) and after it.
         """
-        changes = {"data": data, "time": time, **facts}
+        changes = image_fields(data, time, facts)
         if expect_new:
             created = self._insert_new(file, changes, image_id)
             if created is not None:
@@ -592,16 +597,12 @@ class ImageRepository:
         return before, {**after, **changes}
 
     def insert_image(
-        self,
-        file: str,
-        data: dict[str, Any],
-        time: dt.datetime,
-        facts: dict[str, Any],
-        image_id: ObjectId | None = None,
+        self, file: str, fields: dict[str, Any], image_id: ObjectId | None = None
     ) -> dict[str, Any] | None:
-        """Insert the document of a new image at `(owner, file)`; None, writing nothing, when
-        a document has that path (or the id the client chose)."""
-        return self._insert_new(file, {"data": data, "time": time, **facts}, image_id)
+        """Insert the document of a new image at `(owner, file)` with these `fields` (see
+        `image_fields`); None, writing nothing, when a document has that path (or the id the
+        client chose)."""
+        return self._insert_new(file, fields, image_id)
 
     def _merge(
         self, file: str, changes: dict[str, Any], stale: list[str], image_id: ObjectId | None

@@ -30,7 +30,7 @@ from images.limits.disk import ensure_room
 from images.limits.documents import check_data
 from images.runtime.offload import cooperate, run_off_loop
 from images.store.files import PATH_CONFLICTS, FileStore, UnsafeKey
-from images.store.repository import ImageRepository
+from images.store.repository import ImageRepository, image_fields
 from images.thumbnails import delete_thumbnails
 from images.writes import FileWriter, StagedFile
 
@@ -272,7 +272,8 @@ class UploadStore:
             return [key]
 
         def insert_document() -> bool:
-            created = self.repository.insert_image(key, meta.data, when, facts, meta.image_id)
+            fields = image_fields(meta.data, when, facts)
+            created = self.repository.insert_image(key, fields, meta.image_id)
             outcome["before"], outcome["after"] = None, created
             return created is not None
 
