@@ -53,20 +53,13 @@ class Outcome(enum.Enum):
     TAKEN_BACK = "taken back"  # the key held a stopped writer's bytes: removed, marked missing
 
 
-def sha256_of(files: FileStore, key: str) -> str:
-    digest = hashlib.sha256()
-    for chunk in files.read_chunks(key):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 def examine(files: FileStore, document: dict[str, Any], hashed: bool) -> dict[str, str] | None:
     """What is wrong with the file of `document`, as its mark says it (None: nothing seen).
     Its bytes are hashed only when `hashed`."""
     file, sha256 = document.get("file"), document.get("sha256")
     if not is_storable_key(file) or files.stat(file) is None:
         return {"status": MISSING}
-    if hashed and sha256 and (found := sha256_of(files, file)) != sha256:
+    if hashed and sha256 and (found := files.sha256(file)) != sha256:
         return {"status": MISMATCHED, "foundSha256": found}
     return None
 
@@ -139,7 +132,7 @@ class StagedBytes:
 
     def _sha256(self, staging: str) -> str | None:
         try:
-            return sha256_of(self.files, staging)
+            return self.files.sha256(staging)
         except Exception:  # promoted or dropped by its writer meanwhile
             logger.info("Staged object %s could not be read", staging, exc_info=True)
             return None

@@ -12,6 +12,7 @@ another cannot is a method here whose default says what a backend without it ans
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -122,6 +123,13 @@ class FileStore(ABC):
         unused = [key for key in candidates if key not in used]
         self.delete_many(unused)
         return unused
+
+    def sha256(self, key: str) -> str:
+        """The sha256 of the bytes at `key`, read in chunks (FileNotFoundError when missing)."""
+        digest = hashlib.sha256()
+        for chunk in self.read_chunks(key):
+            digest.update(chunk)
+        return digest.hexdigest()
 
     def same_file(self, staging: str, key: str) -> bool:
         """Whether `key` is the staged file itself, linked there by `link_if_absent` (never,
